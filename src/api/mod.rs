@@ -1,0 +1,5 @@
+//! Wire types shared by the simulator, the endpoint picker and the benchmark.
+//!
+//! Only data and (de)serialisation live here: no I/O, no policy.
+
+pub mod openai;

@@ -1,0 +1,1 @@
+//! OpenAI-compatible request and response bodies, as vLLM accepts and emits them.

@@ -1,0 +1,15 @@
+//! igw: an inference gateway toolkit.
+//!
+//! # Layout
+//!
+//! - [`sim`]: a vLLM-compatible model-server simulator. A time-abstract continuous
+//!   batching engine ([`sim::engine`]) priced by a per-step latency model
+//!   ([`sim::profile`]), served over HTTP by [`sim::server`] and run in virtual time by
+//!   [`sim::calibrate`].
+//! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
+//!
+//! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
+//! these modules; see ARCHITECTURE.md for the whole map.
+
+pub mod api;
+pub mod sim;

@@ -1,0 +1,665 @@
+//! A time-abstract continuous-batching engine that follows vLLM's V1 scheduler.
+//!
+//! The engine never reads a clock and never blocks: its driver calls
+//! [`Engine::step`] with the current time, and the engine plans one forward pass,
+//! prices it with the [`LatencyProfile`], applies its effects and returns the tokens it
+//! produced, which become visible at `now + duration`. `igw sim serve` drives it with
+//! tokio's clock; `igw sim calibrate` and the benchmark's virtual mode drive it with a
+//! virtual one. Both see exactly the same behaviour.
+//!
+//! One step, as in vLLM V1 (`vllm/v1/core/sched/scheduler.py`, sim-facts §4.3):
+//! 1. Running requests first, in admission order: each gets the tokens it still needs
+//!    (one for a decode, the rest of its prompt for a chunked prefill) within the step's
+//!    token budget. If KV blocks run out, the most recently admitted request is
+//!    preempted (recompute): its blocks are freed, and it goes back to the front of the
+//!    waiting queue.
+//! 2. If nothing was preempted, waiting requests are admitted in order while the budget,
+//!    `max_num_seqs`, KV blocks and LoRA slots allow. Cached prefix blocks count as
+//!    computed and cost nothing.
+//! 3. Every request whose context is fully computed samples one token.
+
+mod kv;
+mod lora;
+mod sequence;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+pub use kv::{BlockId, BlockPool, block_hash, root_hash};
+use lora::LoraSlots;
+use sequence::Sequence;
+
+use super::metrics::{EngineGauges, EngineMetrics, FinishReason};
+use super::profile::{LatencyProfile, StepShape};
+
+/// A caller-chosen request id, unique among the engine's live requests.
+pub type RequestId = u64;
+
+/// How an engine is shaped and priced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Step pricing and the default shape (the fields below override its shape).
+    pub profile: LatencyProfile,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub max_model_len: usize,
+    pub enable_prefix_caching: bool,
+    pub enable_chunked_prefill: bool,
+    /// Adapters the running batch may use at once (vLLM `--max-loras`).
+    pub max_loras: usize,
+    /// Added to the step that first uses an adapter that is not resident.
+    pub lora_load_time: Duration,
+    /// Seeds the step-noise generator.
+    pub seed: u64,
+}
+
+impl EngineConfig {
+    /// An engine shaped as the profile says, prefix caching and chunked prefill on,
+    /// one LoRA slot loading in 10 ms (sim-facts §4.7: GPU-slot activation 1–20 ms).
+    pub fn from_profile(profile: LatencyProfile) -> EngineConfig {
+        EngineConfig {
+            max_num_seqs: profile.max_num_seqs,
+            max_num_batched_tokens: profile.max_num_batched_tokens,
+            num_blocks: profile.kv_blocks,
+            block_size: profile.block_size,
+            max_model_len: profile.max_model_len,
+            profile,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+            max_loras: 1,
+            lora_load_time: Duration::from_millis(10),
+            seed: 0,
+        }
+    }
+
+    /// Checks the shape; the message names the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, v) in [
+            ("--max-num-seqs", self.max_num_seqs),
+            ("--max-num-batched-tokens", self.max_num_batched_tokens),
+            ("--kv-blocks", self.num_blocks),
+            ("--block-size", self.block_size),
+            ("--max-model-len", self.max_model_len),
+        ] {
+            if v == 0 {
+                return Err(format!("{flag} must be greater than 0"));
+            }
+        }
+        if self.num_blocks > u32::MAX as usize - 1 {
+            return Err(format!("--kv-blocks {} is too large", self.num_blocks));
+        }
+        if !self.enable_chunked_prefill && self.max_num_batched_tokens < self.max_model_len {
+            // vLLM refuses this too: a long prompt could never be scheduled whole.
+            return Err(format!(
+                "--max-num-batched-tokens ({}) is smaller than --max-model-len ({}) with chunked \
+                 prefill disabled; raise it or enable chunked prefill",
+                self.max_num_batched_tokens, self.max_model_len
+            ));
+        }
+        self.profile.validate()
+    }
+}
+
+/// A request handed to the engine. The caller decides the output up front (its token
+/// ids and why it ends), so the engine's only job is timing.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub id: RequestId,
+    /// Prompt token ids; at least one.
+    pub prompt: Vec<u32>,
+    /// The token ids to generate, in order; at least one.
+    pub output: Vec<u32>,
+    /// Reported when the last output token is produced.
+    pub finish_reason: FinishReason,
+    /// The adapter serving the request, if any.
+    pub lora: Option<Arc<str>>,
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    #[error("request {0} is already in the engine")]
+    DuplicateId(RequestId),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the request asks for no output tokens")]
+    NoOutput,
+    #[error(
+        "this model's maximum context length is {max_model_len} tokens, but the request asks \
+         for {total} ({prompt} in the prompt, {output} to generate)"
+    )]
+    TooLong {
+        max_model_len: usize,
+        total: usize,
+        prompt: usize,
+        output: usize,
+    },
+    #[error("the request needs {needed} KV blocks but the cache holds only {capacity}")]
+    ExceedsKvCapacity { needed: usize, capacity: usize },
+}
+
+/// Something a step produced, visible at the step's end time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// The request's output token number `index` (0-based).
+    Token {
+        id: RequestId,
+        index: u32,
+        token: u32,
+    },
+    /// The request is done; its blocks are already free.
+    Finished {
+        id: RequestId,
+        reason: FinishReason,
+        usage: Usage,
+    },
+}
+
+/// Token accounting of a finished request, as OpenAI's `usage` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Prompt tokens served from the prefix cache when the request was first admitted
+    /// (block-granular, as vLLM's `prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: u32,
+}
+
+/// What one call to [`Engine::step`] did.
+#[derive(Debug)]
+pub enum StepResult {
+    /// A forward pass ran; its events happen at `end`.
+    Ran(StepOutput),
+    /// Nothing can run now. `wake_at` is when a request that has arrived becomes ready
+    /// (after the frontend overhead); `None` means the engine is empty.
+    Idle { wake_at: Option<Duration> },
+}
+
+/// One forward pass.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// When the step's events become visible: the call's `now` plus `duration`.
+    pub end: Duration,
+    /// Modelled duration, including noise and adapter loads.
+    pub duration: Duration,
+    /// The token mix that was priced.
+    pub shape: StepShape,
+    /// Tokens and completions, in running-queue order.
+    pub events: Vec<EngineEvent>,
+}
+
+/// The continuous-batching engine of one model-server replica.
+pub struct Engine {
+    config: EngineConfig,
+    blocks: BlockPool,
+    loras: LoraSlots,
+    rng: StdRng,
+    /// Live requests by slot; `index` maps ids to slots.
+    slots: Vec<Option<Sequence>>,
+    free_slots: Vec<usize>,
+    index: HashMap<RequestId, usize>,
+    /// Arrived but still in the frontend, in ready-time order.
+    arriving: VecDeque<usize>,
+    waiting: VecDeque<usize>,
+    /// In admission order; preemption takes from the back.
+    running: Vec<usize>,
+    steps: u64,
+    metrics: EngineMetrics,
+    // Scratch buffers reused across steps.
+    scheduled: Vec<(usize, usize)>,
+    hit_blocks: Vec<BlockId>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine, String> {
+        config.validate()?;
+        Ok(Engine {
+            blocks: BlockPool::new(config.num_blocks, config.enable_prefix_caching),
+            loras: LoraSlots::new(config.max_loras),
+            rng: StdRng::seed_from_u64(config.seed),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            index: HashMap::new(),
+            arriving: VecDeque::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            steps: 0,
+            metrics: EngineMetrics::new(config.max_model_len),
+            scheduled: Vec::new(),
+            hit_blocks: Vec::new(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Counters and histograms so far.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// Instantaneous state for the gauges.
+    pub fn gauges(&self) -> EngineGauges {
+        let mut waiting_loras: Vec<String> = self
+            .waiting
+            .iter()
+            .filter_map(|&s| self.seq(s).lora.as_deref().map(str::to_string))
+            .collect();
+        waiting_loras.sort();
+        waiting_loras.dedup();
+        EngineGauges {
+            num_requests_running: self.running.len(),
+            num_requests_waiting: self.waiting.len(),
+            kv_cache_usage_perc: self.blocks.usage(),
+            running_lora_adapters: self.loras.running_names(),
+            waiting_lora_adapters: waiting_loras,
+        }
+    }
+
+    /// Requests the engine holds (arriving, waiting or running).
+    pub fn num_requests(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Adapter loads performed so far.
+    pub fn lora_loads(&self) -> u64 {
+        self.loras.loads
+    }
+
+    /// Accepts a request that arrived at `now`. It becomes schedulable once the
+    /// profile's frontend overhead has passed.
+    pub fn add_request(&mut self, req: NewRequest, now: Duration) -> Result<(), AddError> {
+        if self.index.contains_key(&req.id) {
+            return Err(AddError::DuplicateId(req.id));
+        }
+        if req.prompt.is_empty() {
+            return Err(AddError::EmptyPrompt);
+        }
+        if req.output.is_empty() {
+            return Err(AddError::NoOutput);
+        }
+        let total = req.prompt.len() + req.output.len();
+        if total > self.config.max_model_len {
+            return Err(AddError::TooLong {
+                max_model_len: self.config.max_model_len,
+                total,
+                prompt: req.prompt.len(),
+                output: req.output.len(),
+            });
+        }
+        // The last output token is never fed back, so it needs no KV.
+        let needed = (total - 1).div_ceil(self.config.block_size);
+        if needed > self.config.num_blocks {
+            return Err(AddError::ExceedsKvCapacity {
+                needed,
+                capacity: self.config.num_blocks,
+            });
+        }
+        let ready_at = now + self.config.profile.frontend_overhead();
+        let seq = Sequence::new(req, now, ready_at);
+        let id = seq.id;
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s] = Some(seq);
+                s
+            }
+            None => {
+                self.slots.push(Some(seq));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(id, slot);
+        // Ready times only grow when drivers pass non-decreasing times; insert in
+        // order anyway so a late caller cannot jump the queue.
+        let pos = self
+            .arriving
+            .iter()
+            .rposition(|&s| self.seq(s).ready_at <= ready_at)
+            .map_or(0, |p| p + 1);
+        self.arriving.insert(pos, slot);
+        Ok(())
+    }
+
+    /// Cancels a request wherever it is; its blocks and adapter slot are released at
+    /// once. Returns false if the engine does not hold it (e.g. it already finished).
+    pub fn abort(&mut self, id: RequestId, now: Duration) -> bool {
+        let Some(&slot) = self.index.get(&id) else {
+            return false;
+        };
+        if let Some(p) = self.running.iter().position(|&s| s == slot) {
+            self.running.remove(p);
+            if let Some(l) = self.seq(slot).lora.clone() {
+                self.loras.stop_running(&l);
+            }
+        } else if let Some(p) = self.waiting.iter().position(|&s| s == slot) {
+            self.waiting.remove(p);
+        } else if let Some(p) = self.arriving.iter().position(|&s| s == slot) {
+            self.arriving.remove(p);
+        }
+        let seq = self.release(slot);
+        self.metrics.count_finished(FinishReason::Abort);
+        self.metrics
+            .e2e_request_latency_seconds
+            .observe(now.saturating_sub(seq.arrived).as_secs_f64());
+        true
+    }
+
+    /// Runs one forward pass at `now`, if there is anything to run.
+    pub fn step(&mut self, now: Duration) -> StepResult {
+        while let Some(&slot) = self.arriving.front() {
+            if self.seq(slot).ready_at > now {
+                break;
+            }
+            self.arriving.pop_front();
+            self.waiting.push_back(slot);
+        }
+        self.scheduled.clear();
+        let mut budget = self.config.max_num_batched_tokens;
+        let preempted = self.schedule_running(&mut budget);
+        if !preempted {
+            self.schedule_waiting(&mut budget, now);
+        }
+        if self.scheduled.is_empty() {
+            return StepResult::Idle {
+                wake_at: self.arriving.front().map(|&s| self.seq(s).ready_at),
+            };
+        }
+        self.steps += 1;
+        let (shape, lora_time) = self.price_batch();
+        let mut duration = self.config.profile.step_duration(shape);
+        let noise = self.config.profile.step_noise;
+        if noise > 0.0 {
+            let z: f64 = StandardNormal.sample(&mut self.rng);
+            duration = duration.mul_f64((1.0 + noise * z).clamp(0.5, 1.5));
+        }
+        duration += lora_time;
+        let end = now + duration;
+        let events = self.apply_batch(end);
+        self.metrics
+            .iteration_tokens_total
+            .observe((shape.prefill_tokens + shape.decode_seqs) as f64);
+        StepResult::Ran(StepOutput {
+            end,
+            duration,
+            shape,
+            events,
+        })
+    }
+
+    /// Phase 1: give running requests their tokens, preempting from the back when KV
+    /// runs out. Returns whether anything was preempted.
+    fn schedule_running(&mut self, budget: &mut usize) -> bool {
+        let mut preempted = false;
+        let mut i = 0;
+        while i < self.running.len() {
+            if *budget == 0 {
+                break;
+            }
+            let slot = self.running[i];
+            let num_new = {
+                let seq = self.seq(slot);
+                (seq.tokens.len() - seq.num_computed).min(*budget)
+            };
+            let need = self.blocks_needed(slot, num_new);
+            loop {
+                if need <= self.blocks.num_free() {
+                    let seq = self.slots[slot].as_mut().expect("running slot is live");
+                    let ok = self.blocks.allocate(need, &mut seq.blocks);
+                    debug_assert!(ok);
+                    self.scheduled.push((slot, num_new));
+                    *budget -= num_new;
+                    i += 1;
+                    break;
+                }
+                let victim = self.running.pop().expect("running is non-empty");
+                self.preempt(victim);
+                preempted = true;
+                if victim == slot {
+                    // The request could not make room even alone at the back.
+                    return true;
+                }
+            }
+        }
+        preempted
+    }
+
+    /// Phase 2: admit waiting requests in order.
+    fn schedule_waiting(&mut self, budget: &mut usize, now: Duration) {
+        let mut skipped: Vec<usize> = Vec::new();
+        while let Some(&slot) = self.waiting.front() {
+            if self.running.len() >= self.config.max_num_seqs || *budget == 0 {
+                break;
+            }
+            if let Some(l) = &self.seq(slot).lora {
+                if !self.loras.can_admit(l) {
+                    // Another adapter's request may still fit; keep this one's place.
+                    self.waiting.pop_front();
+                    skipped.push(slot);
+                    continue;
+                }
+            }
+            let bs = self.config.block_size;
+            let prefix_caching = self.config.enable_prefix_caching;
+            let seq = self.slots[slot].as_mut().expect("waiting slot is live");
+            seq.hash_full_blocks(bs);
+            self.hit_blocks.clear();
+            if prefix_caching {
+                // At least the last token is always computed, to produce logits.
+                let max_hit = (seq.tokens.len() - 1) / bs;
+                let hashes = &seq.block_hashes[..max_hit.min(seq.block_hashes.len())];
+                self.blocks.lookup(hashes, &mut self.hit_blocks);
+            }
+            let hit_tokens = self.hit_blocks.len() * bs;
+            let remaining = seq.tokens.len() - hit_tokens;
+            if !self.config.enable_chunked_prefill && remaining > *budget {
+                break;
+            }
+            let num_new = remaining.min(*budget);
+            let total_blocks = (hit_tokens + num_new).div_ceil(bs);
+            let fresh = total_blocks - self.hit_blocks.len();
+            let reused_free = self.blocks.count_free(&self.hit_blocks);
+            if fresh + reused_free > self.blocks.num_free() {
+                break;
+            }
+            for &b in &self.hit_blocks {
+                self.blocks.touch(b);
+            }
+            seq.blocks.extend_from_slice(&self.hit_blocks);
+            let ok = self.blocks.allocate(fresh, &mut seq.blocks);
+            debug_assert!(ok);
+            seq.num_computed = hit_tokens;
+            seq.registered_blocks = self.hit_blocks.len();
+            seq.scheduled_at = Some(now);
+            if seq.cached_tokens.is_none() {
+                seq.cached_tokens = Some(hit_tokens as u32);
+                self.metrics.prefix_cache_queries_total += seq.tokens.len() as u64;
+                self.metrics.prefix_cache_hits_total += hit_tokens as u64;
+                let queued = now.saturating_sub(seq.ready_at).as_secs_f64();
+                self.metrics.request_queue_time_seconds.observe(queued);
+                seq.first_scheduled_at = Some(now);
+            }
+            if let Some(l) = seq.lora.clone() {
+                self.loras.start_running(&l);
+            }
+            self.waiting.pop_front();
+            self.running.push(slot);
+            self.scheduled.push((slot, num_new));
+            *budget -= num_new;
+        }
+        for slot in skipped.into_iter().rev() {
+            self.waiting.push_front(slot);
+        }
+    }
+
+    /// The token mix of the scheduled batch, and the adapter-load time it pays.
+    fn price_batch(&mut self) -> (StepShape, Duration) {
+        let mut shape = StepShape::default();
+        let mut loads = 0u32;
+        for i in 0..self.scheduled.len() {
+            let (slot, num_new) = self.scheduled[i];
+            let seq = self.slots[slot].as_ref().expect("scheduled slot is live");
+            if seq.is_decoding() {
+                shape.decode_seqs += 1;
+                shape.decode_context_tokens += seq.num_computed as u64;
+            } else {
+                shape.prefill_tokens += num_new as u64;
+            }
+            if let Some(l) = seq.lora.clone() {
+                if self.loras.use_in_step(&l, self.steps) {
+                    loads += 1;
+                }
+            }
+        }
+        (shape, self.config.lora_load_time * loads)
+    }
+
+    /// Applies the scheduled batch: advance computed tokens, cache full blocks, sample
+    /// one token where the context is complete, finish requests.
+    fn apply_batch(&mut self, end: Duration) -> Vec<EngineEvent> {
+        let bs = self.config.block_size;
+        let mut events = Vec::with_capacity(self.scheduled.len() + 4);
+        let mut finished = false;
+        for i in 0..self.scheduled.len() {
+            let (slot, num_new) = self.scheduled[i];
+            let seq = self.slots[slot].as_mut().expect("scheduled slot is live");
+            seq.num_computed += num_new;
+            if self.config.enable_prefix_caching {
+                seq.hash_full_blocks(bs);
+                let full = (seq.num_computed / bs).min(seq.block_hashes.len());
+                for b in seq.registered_blocks..full {
+                    self.blocks.register(seq.blocks[b], seq.block_hashes[b]);
+                }
+                seq.registered_blocks = seq.registered_blocks.max(full);
+            }
+            if seq.num_computed < seq.tokens.len() {
+                continue; // a chunk of a longer prefill
+            }
+            let index = seq.generated();
+            let token = seq.output[index];
+            seq.tokens.push(token);
+            events.push(EngineEvent::Token {
+                id: seq.id,
+                index: index as u32,
+                token,
+            });
+            self.metrics.generation_tokens_total += 1;
+            match seq.last_token_at {
+                None => {
+                    let ttft = end.saturating_sub(seq.arrived).as_secs_f64();
+                    self.metrics.time_to_first_token_seconds.observe(ttft);
+                    self.metrics.prompt_tokens_total += seq.prompt_len as u64;
+                    seq.first_token_at = Some(end);
+                }
+                Some(prev) => {
+                    let itl = end.saturating_sub(prev).as_secs_f64();
+                    self.metrics.inter_token_latency_seconds.observe(itl);
+                }
+            }
+            seq.last_token_at = Some(end);
+            if seq.generated() == seq.output.len() {
+                finished = true;
+            }
+        }
+        if finished {
+            self.finish_done(end, &mut events);
+        }
+        events
+    }
+
+    /// Removes every running request that produced its last token.
+    fn finish_done(&mut self, end: Duration, events: &mut Vec<EngineEvent>) {
+        let mut keep = Vec::with_capacity(self.running.len());
+        let running = std::mem::take(&mut self.running);
+        for slot in running {
+            let seq = self.seq(slot);
+            if seq.generated() < seq.output.len() {
+                keep.push(slot);
+                continue;
+            }
+            if let Some(l) = seq.lora.clone() {
+                self.loras.stop_running(&l);
+            }
+            let seq = self.release(slot);
+            let m = &mut self.metrics;
+            let secs =
+                |from: Option<Duration>| end.saturating_sub(from.unwrap_or(end)).as_secs_f64();
+            m.e2e_request_latency_seconds
+                .observe(end.saturating_sub(seq.arrived).as_secs_f64());
+            m.request_inference_time_seconds
+                .observe(secs(seq.first_scheduled_at));
+            let prefill = seq
+                .first_token_at
+                .unwrap_or(end)
+                .saturating_sub(seq.first_scheduled_at.unwrap_or(end));
+            m.request_prefill_time_seconds
+                .observe(prefill.as_secs_f64());
+            let decode = secs(seq.first_token_at);
+            m.request_decode_time_seconds.observe(decode);
+            let n = seq.output.len();
+            if n > 1 {
+                m.request_time_per_output_token_seconds
+                    .observe(decode / (n - 1) as f64);
+            }
+            m.request_prompt_tokens.observe(seq.prompt_len as f64);
+            m.request_generation_tokens.observe(n as f64);
+            m.count_finished(seq.finish_reason);
+            events.push(EngineEvent::Finished {
+                id: seq.id,
+                reason: seq.finish_reason,
+                usage: Usage {
+                    prompt_tokens: seq.prompt_len as u32,
+                    completion_tokens: n as u32,
+                    cached_tokens: seq.cached_tokens.unwrap_or(0),
+                },
+            });
+        }
+        self.running = keep;
+    }
+
+    /// Frees a running request's blocks and puts it back at the front of the queue,
+    /// to recompute everything (prompt and output so far) when readmitted.
+    fn preempt(&mut self, slot: usize) {
+        let seq = self.slots[slot].as_mut().expect("preempted slot is live");
+        self.blocks.free(&seq.blocks);
+        seq.blocks.clear();
+        seq.num_computed = 0;
+        seq.registered_blocks = 0;
+        if let Some(l) = seq.lora.clone() {
+            self.loras.stop_running(&l);
+        }
+        self.waiting.push_front(slot);
+        self.metrics.num_preemptions_total += 1;
+    }
+
+    /// New blocks a request needs to hold `num_new` more computed tokens.
+    fn blocks_needed(&self, slot: usize, num_new: usize) -> usize {
+        let seq = self.seq(slot);
+        (seq.num_computed + num_new)
+            .div_ceil(self.config.block_size)
+            .saturating_sub(seq.blocks.len())
+    }
+
+    /// Takes a request out of the engine, returning its blocks to the pool.
+    fn release(&mut self, slot: usize) -> Sequence {
+        let seq = self.slots[slot].take().expect("released slot is live");
+        self.blocks.free(&seq.blocks);
+        self.index.remove(&seq.id);
+        self.free_slots.push(slot);
+        seq
+    }
+
+    fn seq(&self, slot: usize) -> &Sequence {
+        self.slots[slot].as_ref().expect("slot is live")
+    }
+}

@@ -1,0 +1,88 @@
+//! One request's state inside the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::kv::{BlockId, block_hash, root_hash};
+use super::{NewRequest, RequestId};
+use crate::sim::metrics::FinishReason;
+
+#[derive(Debug)]
+pub(super) struct Sequence {
+    pub id: RequestId,
+    /// The prompt, then every output token sampled so far.
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    /// The whole output the request will produce.
+    pub output: Vec<u32>,
+    pub finish_reason: FinishReason,
+    pub lora: Option<Arc<str>>,
+    /// Tokens whose KV is computed (and held in `blocks`).
+    pub num_computed: usize,
+    pub blocks: Vec<BlockId>,
+    /// Chained hashes of the full blocks of `tokens` computed so far.
+    pub block_hashes: Vec<u64>,
+    /// Leading blocks already registered in the prefix cache.
+    pub registered_blocks: usize,
+    pub arrived: Duration,
+    /// When the frontend overhead has passed and the scheduler may see it.
+    pub ready_at: Duration,
+    pub first_scheduled_at: Option<Duration>,
+    /// Most recent admission (re-set after a preemption).
+    pub scheduled_at: Option<Duration>,
+    pub first_token_at: Option<Duration>,
+    pub last_token_at: Option<Duration>,
+    /// Prefix-cache hit at first admission, tokens.
+    pub cached_tokens: Option<u32>,
+}
+
+impl Sequence {
+    pub fn new(req: NewRequest, arrived: Duration, ready_at: Duration) -> Sequence {
+        let prompt_len = req.prompt.len();
+        let mut tokens = req.prompt;
+        tokens.reserve(req.output.len());
+        Sequence {
+            id: req.id,
+            tokens,
+            prompt_len,
+            output: req.output,
+            finish_reason: req.finish_reason,
+            lora: req.lora,
+            num_computed: 0,
+            blocks: Vec::new(),
+            block_hashes: Vec::new(),
+            registered_blocks: 0,
+            arrived,
+            ready_at,
+            first_scheduled_at: None,
+            scheduled_at: None,
+            first_token_at: None,
+            last_token_at: None,
+            cached_tokens: None,
+        }
+    }
+
+    /// Output tokens sampled so far.
+    pub fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+
+    /// True when this step only feeds back the last sampled token.
+    pub fn is_decoding(&self) -> bool {
+        self.generated() > 0 && self.num_computed + 1 == self.tokens.len()
+    }
+
+    /// Extends `block_hashes` over every full block of `tokens`.
+    pub fn hash_full_blocks(&mut self, block_size: usize) {
+        let full = self.tokens.len() / block_size;
+        while self.block_hashes.len() < full {
+            let i = self.block_hashes.len();
+            let parent = match i {
+                0 => root_hash(self.lora.as_deref()),
+                _ => self.block_hashes[i - 1],
+            };
+            let h = block_hash(parent, &self.tokens[i * block_size..(i + 1) * block_size]);
+            self.block_hashes.push(h);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Command-line options that shape an engine, shared by `igw sim serve` and
+//! `igw sim calibrate` (and later by the benchmark's pool definitions).
+//!
+//! Flag names follow vLLM's where vLLM has the knob (`--max-num-seqs`,
+//! `--max-num-batched-tokens`, `--block-size`, `--max-model-len`, `--max-loras`,
+//! `--no-enable-prefix-caching` is spelled `--no-prefix-caching` here).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::engine::EngineConfig;
+use super::profile::{BUILTIN_PROFILES, DEFAULT_PROFILE, LatencyProfile};
+
+/// Engine shape and pricing. Every flag left out comes from the profile.
+#[derive(Args, Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Built-in latency profile: h100-llama3-8b (default), h100-llama2-7b, a100-llama3-8b.
+    #[arg(long, value_name = "NAME", conflicts_with = "profile_file")]
+    pub profile: Option<String>,
+    /// Latency profile from a YAML file (kebab-case fields, optional `base:`).
+    #[arg(long, value_name = "FILE")]
+    pub profile_file: Option<PathBuf>,
+    /// Most sequences in one batch.
+    #[arg(long, value_name = "N")]
+    pub max_num_seqs: Option<usize>,
+    /// Token budget of one engine step.
+    #[arg(long, value_name = "N")]
+    pub max_num_batched_tokens: Option<usize>,
+    /// KV-cache capacity in blocks.
+    #[arg(long, value_name = "N")]
+    pub kv_blocks: Option<usize>,
+    /// Tokens per KV block.
+    #[arg(long, value_name = "N")]
+    pub block_size: Option<usize>,
+    /// Longest prompt + output a request may ask for, tokens.
+    #[arg(long, value_name = "N")]
+    pub max_model_len: Option<usize>,
+    /// Turn off automatic prefix caching.
+    #[arg(long)]
+    pub no_prefix_caching: bool,
+    /// Turn off chunked prefill: a prompt is computed whole in one step.
+    #[arg(long)]
+    pub no_chunked_prefill: bool,
+    /// LoRA adapters the running batch may use at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_loras: usize,
+    /// Time to load an adapter that is not resident into a GPU slot, ms.
+    #[arg(long, value_name = "MS", default_value_t = 10.0)]
+    pub lora_load_ms: f64,
+    /// Relative std dev of per-step latency noise (0 = off); overrides the profile.
+    #[arg(long, value_name = "X")]
+    pub step_noise: Option<f64>,
+    /// Seed for every random choice (noise, generated text, failures).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl EngineOptions {
+    /// The profile named or loaded by these options, with `--step-noise` applied.
+    pub fn profile(&self) -> anyhow::Result<LatencyProfile> {
+        let mut profile = match (&self.profile, &self.profile_file) {
+            (_, Some(path)) => LatencyProfile::from_yaml_file(path)?,
+            (name, None) => {
+                let name = name.as_deref().unwrap_or(DEFAULT_PROFILE);
+                LatencyProfile::builtin(name).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--profile: unknown profile `{name}` (built-in: {})",
+                        BUILTIN_PROFILES.join(", ")
+                    )
+                })?
+            }
+        };
+        if let Some(noise) = self.step_noise {
+            profile.step_noise = noise;
+        }
+        Ok(profile)
+    }
+
+    /// The engine configuration these options describe, validated.
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let mut c = EngineConfig::from_profile(self.profile()?);
+        if let Some(v) = self.max_model_len {
+            c.max_model_len = v;
+        }
+        if let Some(v) = self.max_num_seqs {
+            c.max_num_seqs = v;
+        }
+        c.enable_prefix_caching = !self.no_prefix_caching;
+        c.enable_chunked_prefill = !self.no_chunked_prefill;
+        c.max_num_batched_tokens = match self.max_num_batched_tokens {
+            Some(v) => v,
+            // As vLLM does without chunked prefill: the budget must hold a whole prompt.
+            None if self.no_chunked_prefill => c.max_num_batched_tokens.max(c.max_model_len),
+            None => c.max_num_batched_tokens,
+        };
+        if let Some(v) = self.kv_blocks {
+            c.num_blocks = v;
+        }
+        if let Some(v) = self.block_size {
+            c.block_size = v;
+        }
+        if !self.lora_load_ms.is_finite() || self.lora_load_ms < 0.0 {
+            anyhow::bail!(
+                "--lora-load-ms must be a number >= 0, got {}",
+                self.lora_load_ms
+            );
+        }
+        c.max_loras = self.max_loras;
+        c.lora_load_time = Duration::from_secs_f64(self.lora_load_ms / 1000.0);
+        c.seed = self.seed;
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
