@@ -441,13 +441,13 @@ impl Engine {
             if self.running.len() >= self.config.max_num_seqs || *budget == 0 {
                 break;
             }
-            if let Some(l) = &self.seq(slot).lora {
-                if !self.loras.can_admit(l) {
-                    // Another adapter's request may still fit; keep this one's place.
-                    self.waiting.pop_front();
-                    skipped.push(slot);
-                    continue;
-                }
+            if let Some(l) = &self.seq(slot).lora
+                && !self.loras.can_admit(l)
+            {
+                // Another adapter's request may still fit; keep this one's place.
+                self.waiting.pop_front();
+                skipped.push(slot);
+                continue;
             }
             let bs = self.config.block_size;
             let prefix_caching = self.config.enable_prefix_caching;
@@ -515,10 +515,10 @@ impl Engine {
             } else {
                 shape.prefill_tokens += num_new as u64;
             }
-            if let Some(l) = seq.lora.clone() {
-                if self.loras.use_in_step(&l, self.steps) {
-                    loads += 1;
-                }
+            if let Some(l) = seq.lora.clone()
+                && self.loras.use_in_step(&l, self.steps)
+            {
+                loads += 1;
             }
         }
         (shape, self.config.lora_load_time * loads)
