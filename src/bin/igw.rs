@@ -17,7 +17,10 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum SimCommand {}
+enum SimCommand {
+    /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
+    Calibrate(igw::sim::calibrate::CalibrateOptions),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -29,6 +32,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(cmd) => match cmd {},
+        Command::Sim(cmd) => match cmd {
+            SimCommand::Calibrate(opts) => {
+                print!("{}", opts.run()?);
+                Ok(())
+            }
+        },
     }
 }
