@@ -11,3 +11,4 @@ pub mod engine;
 pub mod metrics;
 pub mod options;
 pub mod profile;
+pub mod tokens;
