@@ -8,4 +8,6 @@
 //! decision code.
 
 pub mod endpoint;
+pub mod error;
+pub mod parser;
 pub mod request;

@@ -1,0 +1,100 @@
+//! Request-path errors of the endpoint picker and the HTTP status each maps to.
+//!
+//! Codes and texts follow GIE's EPP (gie-facts §1.5): the response body is
+//! `inference error: <Code> - <message>`, so dashboards and clients that match on
+//! GIE's errors keep working. Each variant says whose fault it is and whether a retry
+//! may help.
+
+/// Why the picker could not route a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EppError {
+    /// The client's request is wrong (bad JSON, missing `model`, wrong shape). 400;
+    /// retrying the same request cannot help.
+    #[error("inference error: BadRequest - {0}")]
+    BadRequest(String),
+    /// The body is over the configured limit. 413; igw's own code (GIE has no limit).
+    #[error("inference error: PayloadTooLarge - {0}")]
+    PayloadTooLarge(String),
+    /// No endpoint can take the request now (all filtered out, or a sheddable
+    /// request while the pool is saturated). 429; a retry later may succeed.
+    #[error("inference error: ResourceExhausted - {0}")]
+    ResourceExhausted(String),
+    /// No candidate matched the request's subset, or every endpoint tried failed.
+    /// 503; a retry later may succeed.
+    #[error("inference error: ServiceUnavailable - {0}")]
+    ServiceUnavailable(String),
+    /// The pool has no endpoints, or the picker itself failed. 500.
+    #[error("inference error: Internal - {0}")]
+    Internal(String),
+}
+
+impl EppError {
+    /// The HTTP status GIE's EPP answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            EppError::BadRequest(_) => 400,
+            EppError::PayloadTooLarge(_) => 413,
+            EppError::ResourceExhausted(_) => 429,
+            EppError::ServiceUnavailable(_) => 503,
+            EppError::Internal(_) => 500,
+        }
+    }
+
+    /// GIE's code name, used as the `error_code` metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EppError::BadRequest(_) => "BadRequest",
+            EppError::PayloadTooLarge(_) => "PayloadTooLarge",
+            EppError::ResourceExhausted(_) => "ResourceExhausted",
+            EppError::ServiceUnavailable(_) => "ServiceUnavailable",
+            EppError::Internal(_) => "Internal",
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            EppError::ResourceExhausted(_) | EppError::ServiceUnavailable(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_and_codes_match_gie() {
+        let cases = [
+            (
+                EppError::BadRequest("model not found in request body".into()),
+                400,
+                "inference error: BadRequest - model not found in request body",
+            ),
+            (
+                EppError::ResourceExhausted("system saturated, sheddable request dropped".into()),
+                429,
+                "inference error: ResourceExhausted - system saturated, sheddable request dropped",
+            ),
+            (
+                EppError::ServiceUnavailable(
+                    "failed to find endpoint candidates for serving the request".into(),
+                ),
+                503,
+                "inference error: ServiceUnavailable - failed to find endpoint candidates for serving the request",
+            ),
+            (
+                EppError::Internal("no pods available in datastore".into()),
+                500,
+                "inference error: Internal - no pods available in datastore",
+            ),
+        ];
+        for (err, status, body) in cases {
+            assert_eq!(err.status(), status);
+            assert_eq!(err.to_string(), body);
+        }
+        assert!(!EppError::BadRequest(String::new()).retryable());
+        assert!(EppError::ResourceExhausted(String::new()).retryable());
+    }
+}

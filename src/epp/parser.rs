@@ -1,0 +1,275 @@
+//! GIE's `openai-parser`: turn a request path and body into an [`LlmRequest`]
+//! (gie-facts §1.5, §1.7, §4.2).
+//!
+//! The API is chosen by path suffix; the body must be a JSON object with a string
+//! `model`; the bytes that prefix affinity hashes are the completion prompt text or the
+//! JSON of the chat `messages` (keys sorted, as Go's `json.Marshal` of a map writes
+//! them). The parser reads; it never rewrites the body. Pure: no I/O.
+
+use serde_json::{Map, Value};
+
+use super::error::EppError;
+use super::request::{ApiKind, LlmRequest};
+
+/// Header that overrides the model the endpoint must serve (gie-facts §1.4).
+pub const MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
+/// Header naming the request's InferenceObjective (gie-facts §1.4).
+pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
+/// Request id header; generated when absent.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The API a path targets, matched by suffix as GIE does; unknown paths are treated
+/// as completions (GIE's default path is `/v1/completions`).
+pub fn api_from_path(path: &str) -> ApiKind {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if path.ends_with("/chat/completions") {
+        ApiKind::ChatCompletions
+    } else if path.ends_with("/completions") {
+        ApiKind::Completions
+    } else if path.ends_with("/embeddings") {
+        ApiKind::Embeddings
+    } else if path.ends_with("/responses") {
+        ApiKind::Responses
+    } else {
+        ApiKind::Completions
+    }
+}
+
+/// Inputs besides the body that shape the parsed request.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta<'a> {
+    pub path: &'a str,
+    pub request_id: String,
+    /// The `x-gateway-model-name-rewrite` header, if present.
+    pub model_rewrite: Option<&'a str>,
+}
+
+/// Parses an OpenAI-style body. Errors carry GIE's texts.
+pub fn parse_openai(meta: RequestMeta<'_>, body: &[u8]) -> Result<LlmRequest, EppError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| EppError::BadRequest(format!("error unmarshaling request bodyMap: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(EppError::BadRequest(
+            "error unmarshaling request bodyMap: the body is not a JSON object".into(),
+        ));
+    };
+    let incoming_model = match map.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        _ => {
+            return Err(EppError::BadRequest(
+                "model not found in request body".into(),
+            ));
+        }
+    };
+    let api = api_from_path(meta.path);
+    let prefix_bytes = prefix_bytes(api, &map)?;
+    let target_model = meta
+        .model_rewrite
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| incoming_model.clone());
+    Ok(LlmRequest {
+        request_id: meta.request_id,
+        incoming_model,
+        target_model,
+        api,
+        prefix_bytes,
+        cache_salt: map
+            .get("cache_salt")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        priority: 0,
+        stream: map.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        body_len: body.len(),
+    })
+}
+
+/// A passthrough request (GIE's `passthrough-parser`): nothing is interpreted, so no
+/// model is required and prefix affinity has nothing to hash.
+pub fn parse_passthrough(meta: RequestMeta<'_>, body: &[u8]) -> LlmRequest {
+    let model = meta.model_rewrite.unwrap_or_default().to_string();
+    LlmRequest {
+        request_id: meta.request_id,
+        incoming_model: model.clone(),
+        target_model: model,
+        api: ApiKind::Passthrough,
+        prefix_bytes: Vec::new(),
+        cache_salt: None,
+        priority: 0,
+        stream: false,
+        body_len: body.len(),
+    }
+}
+
+/// The bytes prefix affinity hashes, after checking the API's required field.
+fn prefix_bytes(api: ApiKind, body: &Map<String, Value>) -> Result<Vec<u8>, EppError> {
+    let required = |field: &str| {
+        body.get(field).ok_or_else(|| {
+            EppError::BadRequest(format!(
+                "invalid request body: missing required field `{field}`"
+            ))
+        })
+    };
+    let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+    Ok(match api {
+        ApiKind::Completions => match required("prompt")? {
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => json(other),
+        },
+        ApiKind::ChatCompletions => match required("messages")? {
+            Value::Array(a) if !a.is_empty() => json(&Value::Array(a.clone())),
+            _ => {
+                return Err(EppError::BadRequest(
+                    "invalid request body: `messages` must be a non-empty array".into(),
+                ));
+            }
+        },
+        ApiKind::Embeddings => json(required("input")?),
+        ApiKind::Responses => {
+            let mut parts = Vec::new();
+            for key in ["instructions", "tools"] {
+                if let Some(v) = body.get(key) {
+                    parts.push(Value::Object(Map::from_iter([(
+                        key.to_string(),
+                        v.clone(),
+                    )])));
+                }
+            }
+            let input = required("input")?.clone();
+            parts.push(Value::Object(Map::from_iter([(
+                "input".to_string(),
+                input,
+            )])));
+            json(&Value::Array(parts))
+        }
+        ApiKind::Passthrough => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &str, body: &str) -> Result<LlmRequest, EppError> {
+        parse_openai(
+            RequestMeta {
+                path,
+                request_id: "r1".into(),
+                model_rewrite: None,
+            },
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn paths_select_the_api_by_suffix() {
+        let cases = [
+            ("/v1/chat/completions", ApiKind::ChatCompletions),
+            ("/v1/completions", ApiKind::Completions),
+            ("/v1/completions?x=1", ApiKind::Completions),
+            ("/openai/v1/embeddings", ApiKind::Embeddings),
+            ("/v1/responses", ApiKind::Responses),
+            ("/anything", ApiKind::Completions),
+        ];
+        for (path, api) in cases {
+            assert_eq!(api_from_path(path), api, "{path}");
+        }
+    }
+
+    #[test]
+    fn completions_hash_the_prompt_text() {
+        let r = parse(
+            "/v1/completions",
+            r#"{"model":"m","prompt":"hello","stream":true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.prefix_bytes, b"hello");
+        assert_eq!(
+            (r.incoming_model.as_str(), r.target_model.as_str()),
+            ("m", "m")
+        );
+        assert!(r.stream);
+        assert_eq!(r.api, ApiKind::Completions);
+    }
+
+    #[test]
+    fn chat_hashes_messages_json_with_sorted_keys() {
+        let r = parse(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"cache_salt":"s"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.prefix_bytes, br#"[{"content":"hi","role":"user"}]"#);
+        assert_eq!(r.cache_salt.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn the_rewrite_header_sets_the_target_model() {
+        let r = parse_openai(
+            RequestMeta {
+                path: "/v1/completions",
+                request_id: String::new(),
+                model_rewrite: Some("sql-lora"),
+            },
+            br#"{"model":"base","prompt":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.incoming_model.as_str(), r.target_model.as_str()),
+            ("base", "sql-lora")
+        );
+    }
+
+    #[test]
+    fn bad_bodies_get_gies_errors() {
+        let cases = [
+            (
+                "/v1/completions",
+                "{not json",
+                "error unmarshaling request bodyMap",
+            ),
+            (
+                "/v1/completions",
+                "[1,2]",
+                "error unmarshaling request bodyMap",
+            ),
+            (
+                "/v1/completions",
+                r#"{"prompt":"x"}"#,
+                "model not found in request body",
+            ),
+            (
+                "/v1/completions",
+                r#"{"model":7,"prompt":"x"}"#,
+                "model not found in request body",
+            ),
+            ("/v1/completions", r#"{"model":"m"}"#, "`prompt`"),
+            (
+                "/v1/chat/completions",
+                r#"{"model":"m","messages":[]}"#,
+                "`messages`",
+            ),
+            ("/v1/embeddings", r#"{"model":"m"}"#, "`input`"),
+        ];
+        for (path, body, needle) in cases {
+            let err = parse(path, body).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert!(err.to_string().contains(needle), "{body}: {err}");
+        }
+        // Invalid UTF-8 inside a JSON string is a JSON error, not a panic.
+        let err = parse_openai(
+            RequestMeta::default(),
+            b"{\"model\":\"m\",\"prompt\":\"\xff\"}",
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn passthrough_needs_no_model() {
+        let r = parse_passthrough(RequestMeta::default(), b"\x00\x01 anything");
+        assert_eq!(r.api, ApiKind::Passthrough);
+        assert!(r.prefix_bytes.is_empty());
+    }
+}
