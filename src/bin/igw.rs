@@ -1,6 +1,8 @@
 //! The `igw` command line. Thin: it parses arguments and calls the library.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use igw::sim::server::{self, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "igw", version, about = "Inference gateway toolkit")]
@@ -17,7 +19,10 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum SimCommand {}
+enum SimCommand {
+    /// Serve vLLM's OpenAI-compatible API from simulated engines (no GPU needed).
+    Serve(Box<ServeOptions>),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -29,6 +34,31 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(cmd) => match cmd {},
+        Command::Sim(SimCommand::Serve(opts)) => sim_serve(*opts),
     }
+}
+
+fn sim_serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = opts.config()?;
+    let listen = opts.listen();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let sim = server::spawn(config.clone(), listen.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", listen.host, listen.port))?;
+        for (i, addr) in sim.addrs().iter().enumerate() {
+            tracing::info!(
+                replica = i,
+                %addr,
+                model = %config.model,
+                speedup = config.speedup,
+                "simulated vLLM server listening"
+            );
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        tracing::info!("shutting down; finishing requests in flight");
+        sim.shutdown().await.context("server error")
+    })
 }

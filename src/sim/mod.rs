@@ -10,3 +10,4 @@ pub mod engine;
 pub mod metrics;
 pub mod options;
 pub mod profile;
+pub mod server;
