@@ -83,6 +83,7 @@ pub mod metrics {
 
     use crate::sim::metrics::{EngineGauges, EngineMetrics, FinishReason};
 
+    #[allow(dead_code)]
     pub struct ReplicaInfo {
         pub model_name: String,
         pub engine: usize,
