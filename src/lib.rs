@@ -7,9 +7,11 @@
 //!   ([`sim::profile`]), served over HTTP by [`sim::server`] and run in virtual time by
 //!   [`sim::calibrate`].
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
+//! - [`epp`]: the endpoint picker: endpoint state, requests, scheduling.
 //!
 //! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
 //! these modules; see ARCHITECTURE.md for the whole map.
 
 pub mod api;
+pub mod epp;
 pub mod sim;

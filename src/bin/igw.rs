@@ -21,7 +21,9 @@ enum Command {
 #[derive(Subcommand)]
 enum SimCommand {
     /// Serve vLLM's OpenAI-compatible API from simulated engines (no GPU needed).
-    Serve(Box<ServeOptions>),
+    Serve(ServeOptions),
+    /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
+    Calibrate(igw::sim::calibrate::CalibrateOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,7 +36,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(SimCommand::Serve(opts)) => sim_serve(*opts),
+        Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
+        Command::Sim(SimCommand::Calibrate(opts)) => {
+            print!("{}", opts.run()?);
+            Ok(())
+        }
     }
 }
 

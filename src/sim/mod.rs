@@ -6,8 +6,10 @@
 //! virtual time. [`tokens`] turns text into token ids and back; [`metrics`] holds the
 //! engine's counters and histograms and renders them as vLLM's Prometheus text.
 
+pub mod calibrate;
 pub mod engine;
 pub mod metrics;
 pub mod options;
 pub mod profile;
 pub mod server;
+pub mod tokens;

@@ -73,11 +73,15 @@ impl LatencyProfile {
             // ≈421k tokens at gpu_memory_utilization 0.9 (§4.2) = 26,300 blocks of 16;
             // batch limits are vLLM's H100 API-server defaults (§4.3); Llama-3-8B context.
             // Frontend overhead: 31 ms measured TTFT at 1 req/s minus a 13 ms prefill
-            // step for a 204-token prompt (§4.4, §4.6).
+            // step for a 204-token prompt (§4.4, §4.6). The prefill cost is 0.028 ms
+            // rather than the fit's 0.030: the fit pooled three server variants, and
+            // 0.028 reproduces the published `vllm` variant best (`igw sim calibrate`:
+            // e2e within ±5% at every unsaturated rate, throughput at saturation
+            // within 1%; see README "Calibration").
             "h100-llama3-8b" => LatencyProfile {
                 name: name.into(),
                 step_fixed_ms: 6.9,
-                prefill_ms_per_token: 0.030,
+                prefill_ms_per_token: 0.028,
                 decode_ms_per_1k_context_tokens: 0.012,
                 frontend_overhead_ms: 18.0,
                 step_noise: 0.0,
@@ -95,7 +99,7 @@ impl LatencyProfile {
             "h100-llama2-7b" => LatencyProfile {
                 name: name.into(),
                 step_fixed_ms: 6.1,
-                prefill_ms_per_token: 0.025,
+                prefill_ms_per_token: 0.023,
                 decode_ms_per_1k_context_tokens: 0.048,
                 frontend_overhead_ms: 18.0,
                 step_noise: 0.0,
@@ -295,12 +299,12 @@ mod tests {
     #[test]
     fn step_time_follows_the_fit() {
         let p = LatencyProfile::builtin("h100-llama3-8b").unwrap();
-        // A 204-token prefill alone: 6.9 + 0.03 × 204 = 13.02 ms.
+        // A 204-token prefill alone: 6.9 + 0.028 × 204 = 12.612 ms.
         let d = p.step_duration(StepShape {
             prefill_tokens: 204,
             ..Default::default()
         });
-        assert!((d.as_secs_f64() * 1000.0 - 13.02).abs() < 1e-6, "{d:?}");
+        assert!((d.as_secs_f64() * 1000.0 - 12.612).abs() < 1e-6, "{d:?}");
         // 128 decoders × 236 tokens of context: 6.9 + 0.012 × 30.208 = 7.2625 ms.
         let d = p.step_duration(StepShape {
             prefill_tokens: 0,

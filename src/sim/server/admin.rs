@@ -14,9 +14,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ApiJson};
-use super::leaf::metrics::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
 use super::replica::Replica;
 use crate::api::openai::{LoadLoraAdapterRequest, ModelList, UnloadLoraAdapterRequest};
+use crate::sim::metrics::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
 
 /// `GET /v1/models`.
 pub async fn models(State(replica): State<Arc<Replica>>) -> Json<ModelList> {
@@ -67,35 +67,6 @@ pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, Ap
         .map_or(0.0, |d| d.as_secs_f64());
     let mut out = String::with_capacity(16 * 1024);
     render_prometheus(&mut out, &info, &snap.metrics, &snap.gauges, unix_time);
-    let labels = format!(
-        "model_name=\"{}\",engine=\"{}\"",
-        escape_label(&info.model_name),
-        info.engine
-    );
-    snap.lag.render(&mut out, &labels);
+    snap.lag.render(&mut out, &info);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], out).into_response())
-}
-
-/// Escapes a Prometheus label value (backslash, double quote, newline).
-fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_label;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 }

@@ -10,9 +10,9 @@ use std::str::FromStr;
 
 use clap::Args;
 
-use super::leaf::tokens::OutputMode;
 use crate::sim::engine::EngineConfig;
 use crate::sim::options::EngineOptions;
+use crate::sim::tokens::OutputMode;
 
 /// vLLM has no request-body limit; 16 MiB matches the gateway's default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::sim::engine::{AddError, Engine, EngineEvent, NewRequest, RequestId, StepResult};
-use crate::sim::metrics::{EngineGauges, EngineMetrics, Histogram};
+use crate::sim::metrics::{EngineGauges, EngineMetrics, Histogram, ReplicaInfo, write_float};
 
 /// Upper bounds of the lag histogram, wall seconds: from timer granularity (~1 ms)
 /// up to a driver that has fallen seconds behind.
@@ -47,36 +47,55 @@ impl LagStats {
         }
     }
 
-    /// Appends `igw_sim_step_lag_seconds` and `igw_sim_steps_total` in Prometheus text
-    /// format. `labels` is the rendered label list without braces.
-    pub fn render(&self, out: &mut String, labels: &str) {
+    /// Appends `igw_sim_step_lag_seconds` and `igw_sim_steps_total` in the same text
+    /// format as vLLM's families (labels sorted by name, Python float spelling), so they
+    /// can follow them on `/metrics`.
+    pub fn render(&self, out: &mut String, info: &ReplicaInfo) {
+        let model = escape_label(&info.model_name);
+        let engine = info.engine;
         let h = &self.step_lag_seconds;
         out.push_str(
             "# HELP igw_sim_step_lag_seconds Wall seconds between an engine step's modelled \
              end and the delivery of its tokens.\n# TYPE igw_sim_step_lag_seconds histogram\n",
         );
-        for (bound, count) in h.bounds().iter().zip(h.cumulative()) {
-            let _ = writeln!(
+        let bounds = h.bounds().iter().copied().chain([f64::INFINITY]);
+        for (bound, count) in bounds.zip(h.cumulative()) {
+            let _ = write!(
                 out,
-                "igw_sim_step_lag_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                "igw_sim_step_lag_seconds_bucket{{engine=\"{engine}\",le=\""
             );
+            write_float(out, bound);
+            let _ = write!(out, "\",model_name=\"{model}\"}} ");
+            write_float(out, count as f64);
+            out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "igw_sim_step_lag_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-            h.count()
-        );
-        let _ = writeln!(out, "igw_sim_step_lag_seconds_sum{{{labels}}} {}", h.sum());
-        let _ = writeln!(
-            out,
-            "igw_sim_step_lag_seconds_count{{{labels}}} {}",
-            h.count()
-        );
+        let labels = format!("{{engine=\"{engine}\",model_name=\"{model}\"}}");
+        let _ = write!(out, "igw_sim_step_lag_seconds_count{labels} ");
+        write_float(out, h.count() as f64);
+        let _ = write!(out, "\nigw_sim_step_lag_seconds_sum{labels} ");
+        write_float(out, h.sum());
         out.push_str(
-            "# HELP igw_sim_steps_total Engine steps run.\n# TYPE igw_sim_steps_total counter\n",
+            "\n# HELP igw_sim_steps_total Engine steps run.\n\
+             # TYPE igw_sim_steps_total counter\n",
         );
-        let _ = writeln!(out, "igw_sim_steps_total{{{labels}}} {}", self.steps_total);
+        let _ = write!(out, "igw_sim_steps_total{labels} ");
+        write_float(out, self.steps_total as f64);
+        out.push('\n');
     }
+}
+
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
 }
 
 /// A copy of the engine's state for `/metrics`.
@@ -412,17 +431,31 @@ mod tests {
     }
 
     #[test]
-    fn lag_renders_as_a_prometheus_histogram() {
+    fn lag_renders_like_the_vllm_families() {
         let mut lag = LagStats::new();
         lag.steps_total = 2;
-        lag.step_lag_seconds.observe(0.0003);
-        lag.step_lag_seconds.observe(0.003);
+        lag.step_lag_seconds.observe(0.00025);
+        lag.step_lag_seconds.observe(0.0025);
+        let info = ReplicaInfo {
+            model_name: "m\"1".into(),
+            engine: 3,
+            block_size: 16,
+            num_gpu_blocks: 100,
+            enable_prefix_caching: true,
+            max_loras: 1,
+        };
         let mut out = String::new();
-        lag.render(&mut out, "model_name=\"m\",engine=\"0\"");
-        assert!(out.contains(
-            "igw_sim_step_lag_seconds_bucket{model_name=\"m\",engine=\"0\",le=\"0.001\"} 1\n"
-        ));
-        assert!(out.contains("igw_sim_step_lag_seconds_count{model_name=\"m\",engine=\"0\"} 2\n"));
-        assert!(out.contains("igw_sim_steps_total{model_name=\"m\",engine=\"0\"} 2\n"));
+        lag.render(&mut out, &info);
+        let labels = r#"engine="3",model_name="m\"1""#;
+        for line in [
+            r#"igw_sim_step_lag_seconds_bucket{engine="3",le="0.0001",model_name="m\"1"} 0.0"#,
+            r#"igw_sim_step_lag_seconds_bucket{engine="3",le="0.0005",model_name="m\"1"} 1.0"#,
+            r#"igw_sim_step_lag_seconds_bucket{engine="3",le="+Inf",model_name="m\"1"} 2.0"#,
+            &format!("igw_sim_step_lag_seconds_count{{{labels}}} 2.0"),
+            &format!("igw_sim_step_lag_seconds_sum{{{labels}}} 0.00275"),
+            &format!("igw_sim_steps_total{{{labels}}} 2.0"),
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line}:\n{out}");
+        }
     }
 }

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ApiJson};
-use super::leaf::tokens::{self, ChatTurn};
 use super::replica::{Replica, Resolved, unix_secs};
 use super::stream::{self, Api, ResponseMeta};
 use crate::api::openai::{
@@ -21,6 +20,7 @@ use crate::api::openai::{
     CompletionResponse, MessageContent, Prompt, ResponseMessage, StreamOptions,
 };
 use crate::sim::engine::NewRequest;
+use crate::sim::tokens::{self, ChatTurn};
 
 /// `POST /v1/completions`.
 pub async fn completions(

@@ -20,13 +20,7 @@ mod driver;
 mod error;
 mod generate;
 mod replica;
-mod shim;
 mod stream;
-
-/// The tokenizer and Prometheus renderer this server builds on.
-mod leaf {
-    pub use super::shim::{metrics, tokens};
-}
 
 use std::future::Future;
 use std::io;

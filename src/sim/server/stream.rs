@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 
 use super::driver::{DriverHandle, SubmitError};
 use super::error::ApiError;
-use super::leaf::tokens;
 use crate::api::openai::{
     ChatChunkChoice, ChatCompletionChunk, CompletionChoice, CompletionChunk, Delta, Usage,
 };
 use crate::sim::engine::{AddError, EngineEvent, NewRequest, RequestId};
 use crate::sim::metrics::FinishReason;
+use crate::sim::tokens;
 
 /// Aborts its request on drop unless the request finished.
 #[derive(Debug)]

@@ -2,7 +2,14 @@
 //! vLLM's Prometheus text (metric names and labels of vLLM v0.26, sim-facts §2).
 //!
 //! Nothing here reads a clock or does I/O: the engine records values it computed from
-//! the times its driver gave it, and the HTTP server renders them on `GET /metrics`.
+//! the times its driver gave it, and the HTTP server renders them on `GET /metrics`
+//! with [`render_prometheus`] (in `render`).
+
+mod render;
+
+/// Python's float spelling, for families rendered next to vLLM's (the server's own).
+pub(crate) use render::write_float;
+pub use render::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
 
 /// vLLM's TTFT buckets, seconds (`vllm/v1/metrics/loggers.py`, sim-facts §2.3).
 pub const TTFT_BUCKETS: &[f64] = &[

@@ -1,0 +1,131 @@
+//! What the picker knows about one endpoint: who it is, what it last reported, and
+//! the load the picker itself has put on it since.
+//!
+//! Metrics arrive by scraping and are up to one scrape interval old; [`EndpointLoad`]
+//! counts what the picker has done in the meantime (requests in flight, requests sent
+//! since the last scrape), so load-aware scorers need not herd onto the endpoint that
+//! looked idlest at the last scrape. Times are [`Duration`]s since a driver-chosen
+//! epoch (process start when live, zero in virtual time), never wall-clock reads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The identity of one endpoint: one model-server rank on one address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// A stable name (GIE names data-parallel ranks `<pod>-rank-<idx>`).
+    pub name: String,
+    /// Where requests and scrapes go.
+    pub address: SocketAddr,
+}
+
+/// The model-server state the picker routes on, mapped from vLLM, SGLang or Triton
+/// metric names to one shape (GIE's model-server protocol, gie-facts §2.1).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointMetrics {
+    /// Requests queued on the server (`vllm:num_requests_waiting`).
+    pub waiting_queue_size: u64,
+    /// Requests in the running batch (`vllm:num_requests_running`).
+    pub running_requests: u64,
+    /// Fraction of KV cache in use, 0..=1 (`vllm:kv_cache_usage_perc`).
+    pub kv_cache_usage: f64,
+    /// LoRA adapters in the running batch (`running_lora_adapters`).
+    pub active_adapters: Vec<String>,
+    /// LoRA adapters of waiting requests (`waiting_lora_adapters`).
+    pub waiting_adapters: Vec<String>,
+    /// Adapters the server can run at once (`max_lora`); 0 when unknown.
+    pub max_active_adapters: u32,
+    /// KV block size in tokens (`vllm:cache_config_info{block_size}`), if reported.
+    pub cache_block_size: Option<u32>,
+    /// KV capacity in blocks (`vllm:cache_config_info{num_gpu_blocks}`), if reported.
+    pub cache_num_blocks: Option<u64>,
+    /// When these values were scraped.
+    pub updated_at: Duration,
+}
+
+/// The picker's own count of what it has sent to an endpoint. Shared between the
+/// request path (which updates it) and snapshots (which read it); lock-free.
+#[derive(Debug, Default)]
+pub struct EndpointLoad {
+    /// Requests forwarded whose response has not finished.
+    in_flight: AtomicU64,
+    /// Requests forwarded since the endpoint's metrics were last refreshed.
+    sent_since_scrape: AtomicU64,
+}
+
+impl EndpointLoad {
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn sent_since_scrape(&self) -> u64 {
+        self.sent_since_scrape.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request sent now; the guard un-counts it when dropped (response done,
+    /// client gone or error), so no path can leak load.
+    pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.sent_since_scrape.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard { load: self.clone() }
+    }
+
+    /// Fresh metrics arrived: what was sent before them is now in them.
+    pub fn metrics_refreshed(&self) {
+        self.sent_since_scrape.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Holds one unit of in-flight load on an endpoint until dropped.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    load: Arc<EndpointLoad>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One endpoint as the scheduler sees it for one decision: values copied out of the
+/// shared state, so the decision is a pure function of this table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub endpoint: Arc<Endpoint>,
+    /// Last scraped metrics; `None` if never scraped successfully.
+    pub metrics: Option<EndpointMetrics>,
+    /// Requests in flight from this picker.
+    pub in_flight: u64,
+    /// Requests sent since `metrics` were scraped.
+    pub sent_since_scrape: u64,
+}
+
+impl Candidate {
+    /// Age of the metrics at `now`; `None` if there are none.
+    pub fn metrics_age(&self, now: Duration) -> Option<Duration> {
+        self.metrics
+            .as_ref()
+            .map(|m| now.saturating_sub(m.updated_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_in_flight_until_dropped() {
+        let load = Arc::new(EndpointLoad::default());
+        let a = load.start_request();
+        let b = load.start_request();
+        assert_eq!((load.in_flight(), load.sent_since_scrape()), (2, 2));
+        drop(a);
+        load.metrics_refreshed();
+        assert_eq!((load.in_flight(), load.sent_since_scrape()), (1, 0));
+        drop(b);
+        assert_eq!(load.in_flight(), 0);
+    }
+}

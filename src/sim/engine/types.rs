@@ -1,0 +1,166 @@
+//! The engine's vocabulary: its configuration, the requests it accepts, and what a
+//! step reports back. Plain data with validation; no scheduling logic lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sim::metrics::FinishReason;
+
+/// A caller-chosen request id, unique among the engine's live requests.
+pub type RequestId = u64;
+use crate::sim::profile::{LatencyProfile, StepShape};
+
+/// How an engine is shaped and priced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Step pricing and the default shape (the fields below override its shape).
+    pub profile: LatencyProfile,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub max_model_len: usize,
+    pub enable_prefix_caching: bool,
+    pub enable_chunked_prefill: bool,
+    /// Adapters the running batch may use at once (vLLM `--max-loras`).
+    pub max_loras: usize,
+    /// Added to the step that first uses an adapter that is not resident.
+    pub lora_load_time: Duration,
+    /// Seeds the step-noise generator.
+    pub seed: u64,
+}
+
+impl EngineConfig {
+    /// An engine shaped as the profile says, prefix caching and chunked prefill on,
+    /// one LoRA slot loading in 10 ms (sim-facts §4.7: GPU-slot activation 1–20 ms).
+    pub fn from_profile(profile: LatencyProfile) -> EngineConfig {
+        EngineConfig {
+            max_num_seqs: profile.max_num_seqs,
+            max_num_batched_tokens: profile.max_num_batched_tokens,
+            num_blocks: profile.kv_blocks,
+            block_size: profile.block_size,
+            max_model_len: profile.max_model_len,
+            profile,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+            max_loras: 1,
+            lora_load_time: Duration::from_millis(10),
+            seed: 0,
+        }
+    }
+
+    /// Checks the shape; the message names the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, v) in [
+            ("--max-num-seqs", self.max_num_seqs),
+            ("--max-num-batched-tokens", self.max_num_batched_tokens),
+            ("--kv-blocks", self.num_blocks),
+            ("--block-size", self.block_size),
+            ("--max-model-len", self.max_model_len),
+        ] {
+            if v == 0 {
+                return Err(format!("{flag} must be greater than 0"));
+            }
+        }
+        if self.num_blocks > u32::MAX as usize - 1 {
+            return Err(format!("--kv-blocks {} is too large", self.num_blocks));
+        }
+        if !self.enable_chunked_prefill && self.max_num_batched_tokens < self.max_model_len {
+            // vLLM refuses this too: a long prompt could never be scheduled whole.
+            return Err(format!(
+                "--max-num-batched-tokens ({}) is smaller than --max-model-len ({}) with chunked \
+                 prefill disabled; raise it or enable chunked prefill",
+                self.max_num_batched_tokens, self.max_model_len
+            ));
+        }
+        self.profile.validate()
+    }
+}
+
+/// A request handed to the engine. The caller decides the output up front (its token
+/// ids and why it ends), so the engine's only job is timing.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub id: RequestId,
+    /// Prompt token ids; at least one.
+    pub prompt: Vec<u32>,
+    /// The token ids to generate, in order; at least one.
+    pub output: Vec<u32>,
+    /// Reported when the last output token is produced.
+    pub finish_reason: FinishReason,
+    /// The adapter serving the request, if any.
+    pub lora: Option<Arc<str>>,
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    #[error("request {0} is already in the engine")]
+    DuplicateId(RequestId),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the request asks for no output tokens")]
+    NoOutput,
+    #[error(
+        "this model's maximum context length is {max_model_len} tokens, but the request asks \
+         for {total} ({prompt} in the prompt, {output} to generate)"
+    )]
+    TooLong {
+        max_model_len: usize,
+        total: usize,
+        prompt: usize,
+        output: usize,
+    },
+    #[error("the request needs {needed} KV blocks but the cache holds only {capacity}")]
+    ExceedsKvCapacity { needed: usize, capacity: usize },
+}
+
+/// Something a step produced, visible at the step's end time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// The request's output token number `index` (0-based).
+    Token {
+        id: RequestId,
+        index: u32,
+        token: u32,
+    },
+    /// The request is done; its blocks are already free.
+    Finished {
+        id: RequestId,
+        reason: FinishReason,
+        usage: Usage,
+    },
+}
+
+/// Token accounting of a finished request, as OpenAI's `usage` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Prompt tokens served from the prefix cache when the request was first admitted
+    /// (block-granular, as vLLM's `prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: u32,
+}
+
+/// What one call to [`Engine::step`] did.
+#[derive(Debug)]
+pub enum StepResult {
+    /// A forward pass ran; its events happen at `end`.
+    Ran(StepOutput),
+    /// Nothing can run now. `wake_at` is when a request that has arrived becomes ready
+    /// (after the frontend overhead); `None` means the engine is empty.
+    Idle { wake_at: Option<Duration> },
+}
+
+/// One forward pass.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// When the step's events become visible: the call's `now` plus `duration`.
+    pub end: Duration,
+    /// Modelled duration, including noise and adapter loads.
+    pub duration: Duration,
+    /// The token mix that was priced.
+    pub shape: StepShape,
+    /// Tokens and completions, in running-queue order.
+    pub events: Vec<EngineEvent>,
+}
