@@ -420,7 +420,7 @@ async fn unknown_fields_are_ignored() {
         &format!("{url}/v1/chat/completions"),
         json!({"messages": [{"role": "user", "content": "x", "cache_control": {"a": 1}}],
                "max_tokens": 2, "temperature": 0.7, "top_p": 0.9, "n": 1, "stop": ["\n"],
-               "user": "u", "seed": 42, "x_gateway_objective": "critical",
+               "user": "u", "seed": 42, "x_gateway_objective": "critical", "stream_options": {},
                "kv_transfer_params": null}),
     )
     .await;

@@ -64,7 +64,13 @@ fn sim_serve(opts: ServeOptions) -> anyhow::Result<()> {
         tokio::signal::ctrl_c()
             .await
             .context("cannot listen for Ctrl-C")?;
-        tracing::info!("shutting down; finishing requests in flight");
-        sim.shutdown().await.context("server error")
+        tracing::info!("shutting down; finishing requests in flight (Ctrl-C again to quit now)");
+        tokio::select! {
+            result = sim.shutdown() => result.context("server error"),
+            _ = tokio::signal::ctrl_c() => {
+                tracing::warn!("quitting with requests still in flight");
+                Ok(())
+            }
+        }
     })
 }

@@ -186,9 +186,12 @@ fn stream_mode(
     options: Option<&StreamOptions>,
 ) -> Result<Option<bool>, ApiError> {
     let include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
+    // vLLM tests the options for truthiness: `{}` passes, any set field does not.
+    let any_set =
+        options.is_some_and(|o| o.include_usage.is_some() || o.continuous_usage_stats.is_some());
     match stream {
         Some(true) => Ok(Some(include_usage)),
-        _ if options.is_some() => Err(ApiError::bad_request(
+        _ if any_set => Err(ApiError::bad_request(
             "Stream options can only be defined when `stream=True`.",
         )
         .with_param("stream_options")),

@@ -104,6 +104,12 @@ pub async fn spawn(config: SimServerConfig, listen: Listen) -> io::Result<SimSer
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    if listen.replicas == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "at least one replica is needed",
+        ));
+    }
     let (shutdown, signal) = watch::channel(());
     let mut listeners = Vec::with_capacity(listen.replicas);
     for i in 0..listen.replicas {
