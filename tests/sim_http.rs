@@ -411,6 +411,14 @@ async fn bad_input_gets_vllm_errors() {
     let big = json!({"prompt": "x".repeat(8192)});
     let (status, body) = post(&cmpl, big).await;
     assert_error(status, &body, 413, "BadRequestError");
+
+    // Unknown routes and wrong methods answer in the same shape.
+    let (status, body) = post(&format!("{url}/v1/embeddings"), json!({})).await;
+    assert_error(status, &body, 404, "NotFoundError");
+    let resp = client.get(&cmpl).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_error(status, &body, 405, "APIError");
 }
 
 #[tokio::test]

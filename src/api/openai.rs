@@ -76,7 +76,10 @@ pub struct CompletionRequest {
 /// `prompt` of a completion request: text, token ids, or (rejected by the simulator)
 /// a batch of either.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "must be a string, an array of token ids, or an array of strings or token-id arrays"
+)]
 pub enum Prompt {
     Text(String),
     Tokens(Vec<u32>),
@@ -124,7 +127,7 @@ pub struct ChatMessage {
 
 /// A message's content: plain text or a list of typed parts.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "must be a string or an array of content parts")]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),

@@ -159,6 +159,7 @@ fn router(replica: Arc<Replica>) -> Router {
         .route("/health", get(admin::health))
         .route("/metrics", get(admin::metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response_with_state(
             identity,
@@ -169,6 +170,13 @@ fn router(replica: Arc<Replica>) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("Not Found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+    )
 }
 
 async fn add_identity_headers(
