@@ -1,8 +1,8 @@
-//! Shared helpers for the `igw sim serve` HTTP tests: a test server configuration, a
-//! tiny client, an SSE frame splitter and a Prometheus sample reader.
+//! What the `igw sim serve` HTTP tests share: a test server configuration, a small
+//! client, an SSE frame splitter and a Prometheus sample reader.
 //!
-//! Helpers never sleep and never assert on timing; they only send requests and parse
-//! what comes back.
+//! Nothing here sleeps or asserts on timing; it only sends requests and parses what
+//! comes back.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
