@@ -1,6 +1,8 @@
 //! The `igw` command line. Thin: it parses arguments and calls the library.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use igw::sim::server::{self, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "igw", version, about = "Inference gateway toolkit")]
@@ -18,6 +20,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SimCommand {
+    /// Serve vLLM's OpenAI-compatible API from simulated engines (no GPU needed).
+    Serve(ServeOptions),
     /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
     Calibrate(igw::sim::calibrate::CalibrateOptions),
 }
@@ -32,11 +36,41 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(cmd) => match cmd {
-            SimCommand::Calibrate(opts) => {
-                print!("{}", opts.run()?);
+        Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
+        Command::Sim(SimCommand::Calibrate(opts)) => {
+            print!("{}", opts.run()?);
+            Ok(())
+        }
+    }
+}
+
+fn sim_serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = opts.config()?;
+    let listen = opts.listen();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let sim = server::spawn(config.clone(), listen.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", listen.host, listen.port))?;
+        for (i, addr) in sim.addrs().iter().enumerate() {
+            tracing::info!(
+                replica = i,
+                %addr,
+                model = %config.model,
+                speedup = config.speedup,
+                "simulated vLLM server listening"
+            );
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        tracing::info!("shutting down; finishing requests in flight (Ctrl-C again to quit now)");
+        tokio::select! {
+            result = sim.shutdown() => result.context("server error"),
+            _ = tokio::signal::ctrl_c() => {
+                tracing::warn!("quitting with requests still in flight");
                 Ok(())
             }
-        },
-    }
+        }
+    })
 }

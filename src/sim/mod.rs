@@ -11,4 +11,5 @@ pub mod engine;
 pub mod metrics;
 pub mod options;
 pub mod profile;
+pub mod server;
 pub mod tokens;

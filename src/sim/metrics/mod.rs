@@ -7,6 +7,8 @@
 
 mod render;
 
+/// Python's float spelling, for families rendered next to vLLM's (the server's own).
+pub(crate) use render::write_float;
 pub use render::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
 
 /// vLLM's TTFT buckets, seconds (`vllm/v1/metrics/loggers.py`, sim-facts §2.3).

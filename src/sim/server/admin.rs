@@ -1,0 +1,72 @@
+//! The endpoints around generation: `GET /v1/models`, the runtime LoRA endpoints,
+//! `GET /health` and `GET /metrics`.
+//!
+//! `/metrics` renders vLLM's families first (through the shared renderer) and then
+//! igw's own driver-lag families, which vLLM does not have. Nothing here changes the
+//! engine: adapter loads only change which names resolve.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, ApiJson};
+use super::replica::Replica;
+use crate::api::openai::{LoadLoraAdapterRequest, ModelList, UnloadLoraAdapterRequest};
+use crate::sim::metrics::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
+
+/// `GET /v1/models`.
+pub async fn models(State(replica): State<Arc<Replica>>) -> Json<ModelList> {
+    Json(replica.model_list())
+}
+
+/// `POST /v1/load_lora_adapter`: 200 with vLLM's plain-text success message.
+pub async fn load_lora_adapter(
+    State(replica): State<Arc<Replica>>,
+    ApiJson(req): ApiJson<LoadLoraAdapterRequest>,
+) -> Result<String, ApiError> {
+    replica.load_adapter(&req.lora_name, &req.lora_path)
+}
+
+/// `POST /v1/unload_lora_adapter`.
+pub async fn unload_lora_adapter(
+    State(replica): State<Arc<Replica>>,
+    ApiJson(req): ApiJson<UnloadLoraAdapterRequest>,
+) -> Result<String, ApiError> {
+    replica.unload_adapter(&req.lora_name, req.lora_int_id.is_some())
+}
+
+/// `GET /health`: 200 with an empty body while the server runs.
+pub async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /metrics`: vLLM's families, then `igw_sim_step_lag_seconds` and
+/// `igw_sim_steps_total`.
+pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, ApiError> {
+    let Some(snap) = replica.driver.snapshot().await else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+        ));
+    };
+    let c = &replica.config;
+    let info = ReplicaInfo {
+        model_name: replica.display_name().to_string(),
+        engine: c.engine_index,
+        block_size: c.engine.block_size,
+        num_gpu_blocks: c.engine.num_blocks,
+        enable_prefix_caching: c.engine.enable_prefix_caching,
+        max_loras: c.engine.max_loras,
+    };
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut out = String::with_capacity(16 * 1024);
+    render_prometheus(&mut out, &info, &snap.metrics, &snap.gauges, unix_time);
+    snap.lag.render(&mut out, &info);
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], out).into_response())
+}

@@ -1,0 +1,300 @@
+//! What one simulated model server is: its names, adapters, engine, clock speed and
+//! failure rate ([`SimServerConfig`]), and the `igw sim serve` flags that build it
+//! ([`ServeOptions`]).
+//!
+//! Flag names follow vLLM's (`--model`, `--served-model-name`, `--lora-modules`) and
+//! llm-d-inference-sim's where vLLM has no equivalent (`--mode`, `--failure-rate`).
+//! Nothing here binds sockets or spawns tasks.
+
+use std::str::FromStr;
+
+use clap::Args;
+
+use crate::sim::engine::EngineConfig;
+use crate::sim::options::EngineOptions;
+use crate::sim::tokens::OutputMode;
+
+/// vLLM has no request-body limit; 16 MiB matches the gateway's default.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything one replica needs, independent of where it listens.
+#[derive(Clone, Debug)]
+pub struct SimServerConfig {
+    /// The base model (`root` of its model cards).
+    pub model: String,
+    /// Names requests may use for the base model; the first one labels metrics. Empty
+    /// means `[model]`.
+    pub served_model_names: Vec<String>,
+    /// Adapters loaded at start.
+    pub lora_modules: Vec<LoraModule>,
+    pub engine: EngineConfig,
+    /// Engine seconds per wall second: every modelled latency is divided by this.
+    pub speedup: f64,
+    /// How output tokens are chosen.
+    pub mode: OutputMode,
+    /// Share of generation requests answered with an injected error, percent (0–100).
+    pub failure_rate: f64,
+    /// Largest request body accepted, bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Sent back as `x-inference-pod` (and, with it, `x-inference-port`).
+    pub pod_name: Option<String>,
+    /// Sent back as `x-inference-namespace`.
+    pub pod_namespace: Option<String>,
+    /// The `engine` label of this replica's metrics.
+    pub engine_index: usize,
+}
+
+impl SimServerConfig {
+    /// A server for `model` with no adapters, real-time clock, random output, no
+    /// injected failures.
+    pub fn new(model: impl Into<String>, engine: EngineConfig) -> SimServerConfig {
+        SimServerConfig {
+            model: model.into(),
+            served_model_names: Vec::new(),
+            lora_modules: Vec::new(),
+            engine,
+            speedup: 1.0,
+            mode: OutputMode::default(),
+            failure_rate: 0.0,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            pod_name: None,
+            pod_namespace: None,
+            engine_index: 0,
+        }
+    }
+
+    /// The names requests may use for the base model, first one first.
+    pub fn served_names(&self) -> Vec<String> {
+        if self.served_model_names.is_empty() {
+            vec![self.model.clone()]
+        } else {
+            self.served_model_names.clone()
+        }
+    }
+
+    /// Checks every knob; the message names the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model.is_empty() {
+            return Err("--model must not be empty".into());
+        }
+        if self.served_model_names.iter().any(String::is_empty) {
+            return Err("--served-model-name must not be empty".into());
+        }
+        // A bound keeps engine-time arithmetic (wall time × speedup) far from overflow.
+        if !self.speedup.is_finite() || self.speedup <= 0.0 || self.speedup > 1e9 {
+            return Err(format!(
+                "--speedup must be a number > 0 and <= 1e9, got {}",
+                self.speedup
+            ));
+        }
+        if !self.failure_rate.is_finite() || !(0.0..=100.0).contains(&self.failure_rate) {
+            return Err(format!(
+                "--failure-rate must be a percentage between 0 and 100, got {}",
+                self.failure_rate
+            ));
+        }
+        if self.engine.max_loras == 0 {
+            // An adapter request could never be admitted and would wait forever.
+            return Err("--max-loras must be at least 1".into());
+        }
+        if self.max_body_bytes == 0 {
+            return Err("--max-body-bytes must be greater than 0".into());
+        }
+        let served = self.served_names();
+        for (i, m) in self.lora_modules.iter().enumerate() {
+            if served.contains(&m.name) {
+                return Err(format!(
+                    "--lora-modules: adapter `{}` has the name of a served model",
+                    m.name
+                ));
+            }
+            if self.lora_modules[..i].iter().any(|o| o.name == m.name) {
+                return Err(format!(
+                    "--lora-modules: adapter `{}` is given twice",
+                    m.name
+                ));
+            }
+        }
+        self.engine.validate()
+    }
+}
+
+/// A LoRA adapter: the name requests use and the path it was loaded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoraModule {
+    pub name: String,
+    pub path: String,
+}
+
+impl FromStr for LoraModule {
+    type Err = String;
+
+    /// Accepts vLLM's forms: `name=path`, a JSON object `{"name": …, "path": …}`, and a
+    /// bare `name` (its path is then the name, as the simulator loads nothing).
+    fn from_str(s: &str) -> Result<LoraModule, String> {
+        let s = s.trim();
+        if s.starts_with('{') {
+            #[derive(serde::Deserialize)]
+            struct Json {
+                name: String,
+                path: Option<String>,
+            }
+            let j: Json =
+                serde_json::from_str(s).map_err(|e| format!("invalid adapter JSON `{s}`: {e}"))?;
+            return LoraModule::checked(j.name.clone(), j.path.unwrap_or(j.name));
+        }
+        match s.split_once('=') {
+            Some((name, path)) => LoraModule::checked(name.to_string(), path.to_string()),
+            None => LoraModule::checked(s.to_string(), s.to_string()),
+        }
+    }
+}
+
+impl LoraModule {
+    fn checked(name: String, path: String) -> Result<LoraModule, String> {
+        if name.is_empty() || path.is_empty() {
+            return Err("an adapter needs a non-empty name and path (NAME=PATH)".into());
+        }
+        Ok(LoraModule { name, path })
+    }
+}
+
+/// `igw sim serve`: one or more vLLM-compatible model servers in this process.
+#[derive(Args, Clone, Debug)]
+pub struct ServeOptions {
+    /// The base model name (as vLLM's `--model`).
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+    /// Names requests may use for the model; the first labels metrics. Default: --model.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    pub served_model_name: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the first replica; replica i listens on port + i (0: any free port each).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Independent servers to run, each with its own engine.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: usize,
+    /// LoRA adapters loaded at start: NAME=PATH, NAME, or vLLM's JSON form.
+    #[arg(long, value_name = "NAME=PATH", num_args = 1..)]
+    pub lora_modules: Vec<LoraModule>,
+    /// Run the clock X times faster than real time (every latency divided by X).
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speedup: f64,
+    /// How output text is chosen.
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: OutputMode,
+    /// Percent of generation requests answered with an injected error (0–100).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Largest request body accepted, bytes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Pod name reported in `x-inference-pod` (set by Kubernetes' downward API).
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+    /// Pod namespace reported in `x-inference-namespace`.
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pub pod_namespace: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineOptions,
+}
+
+impl ServeOptions {
+    /// The configuration of the first replica, validated.
+    pub fn config(&self) -> anyhow::Result<SimServerConfig> {
+        if self.replicas == 0 {
+            anyhow::bail!("--replicas must be at least 1");
+        }
+        let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
+        c.served_model_names = self.served_model_name.clone();
+        c.lora_modules = self.lora_modules.clone();
+        c.speedup = self.speedup;
+        c.mode = self.mode;
+        c.failure_rate = self.failure_rate;
+        c.max_body_bytes = self.max_body_bytes;
+        c.pod_name = self.pod_name.clone().filter(|s| !s.is_empty());
+        c.pod_namespace = self.pod_namespace.clone().filter(|s| !s.is_empty());
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+
+    /// Where to listen.
+    pub fn listen(&self) -> Listen {
+        Listen {
+            host: self.host.clone(),
+            port: self.port,
+            replicas: self.replicas,
+        }
+    }
+}
+
+/// Where [`spawn`](super::spawn) binds: `replicas` servers on `host`, on consecutive
+/// ports from `port` (each on a free port of its own when `port` is 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub host: String,
+    pub port: u16,
+    pub replicas: usize,
+}
+
+impl Listen {
+    /// `replicas` servers on free loopback ports, as tests and benchmarks want.
+    pub fn local(replicas: usize) -> Listen {
+        Listen {
+            host: "127.0.0.1".into(),
+            port: 0,
+            replicas,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lora_modules_parse_every_vllm_form() {
+        let m = |s: &str| s.parse::<LoraModule>();
+        assert_eq!(
+            m("sql=/adapters/sql"),
+            Ok(LoraModule {
+                name: "sql".into(),
+                path: "/adapters/sql".into()
+            })
+        );
+        assert_eq!(
+            m("sql"),
+            Ok(LoraModule {
+                name: "sql".into(),
+                path: "sql".into()
+            })
+        );
+        assert_eq!(
+            m(r#"{"name":"sql","path":"/a","base_model_name":"m"}"#),
+            Ok(LoraModule {
+                name: "sql".into(),
+                path: "/a".into()
+            })
+        );
+        assert!(m("=x").is_err());
+        assert!(m("{not json").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_flag() {
+        let profile = crate::sim::profile::LatencyProfile::builtin("h100-llama3-8b").unwrap();
+        let mut c = SimServerConfig::new("m", EngineConfig::from_profile(profile));
+        assert_eq!(c.validate(), Ok(()));
+        c.speedup = 0.0;
+        assert!(c.validate().unwrap_err().contains("--speedup"));
+        c.speedup = 1.0;
+        c.failure_rate = 101.0;
+        assert!(c.validate().unwrap_err().contains("--failure-rate"));
+        c.failure_rate = 0.0;
+        c.lora_modules = vec!["m".parse().unwrap()];
+        assert!(c.validate().unwrap_err().contains("--lora-modules"));
+    }
+}
