@@ -24,6 +24,8 @@ enum SimCommand {
     Serve(ServeOptions),
     /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
     Calibrate(igw::sim::calibrate::CalibrateOptions),
+    /// Start a pool of replicas in-process, stream requests through it, print results.
+    Demo(igw::sim::demo::DemoOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +39,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
+        Command::Sim(SimCommand::Demo(opts)) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            print!("{}", runtime.block_on(opts.run())?);
+            Ok(())
+        }
         Command::Sim(SimCommand::Calibrate(opts)) => {
             print!("{}", opts.run()?);
             Ok(())
