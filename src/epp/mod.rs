@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod metrics;
 pub mod parser;
 pub mod proxy;
 pub mod request;
