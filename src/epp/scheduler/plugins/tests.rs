@@ -52,10 +52,13 @@ fn sent(mut c: Candidate, sent: u64, in_flight: u64) -> Candidate {
     c
 }
 
+/// A named scorer case: candidates and the scores they must get.
+type Case = (&'static str, Box<dyn Scorer>, Vec<Candidate>, Vec<f64>);
+
 #[test]
 fn metric_scorers_follow_gie_formulas() {
     let req = request("m", "");
-    let cases: Vec<(&str, Box<dyn Scorer>, Vec<Candidate>, Vec<f64>)> = vec![
+    let cases: Vec<Case> = vec![
         // (maxQ − q)/(maxQ − minQ) = (10−3)/10, 10/10, 0/10.
         (
             "queue",
