@@ -7,7 +7,7 @@
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
 //! decision code.
 
-// pub mod config;
+pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod parser;

@@ -23,7 +23,7 @@ pub mod prefix;
 mod profile;
 mod run;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
