@@ -7,9 +7,11 @@
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
 //! decision code.
 
+pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
 pub mod parser;
 pub mod proxy;
 pub mod request;
+pub mod scheduler;

@@ -1,0 +1,177 @@
+//! GIE's `EndpointPickerConfig` (gie-facts §3.1–§3.3): the YAML file that names the
+//! plugins and scheduling profiles, read strictly (an unknown field is an error),
+//! defaulted as GIE defaults it, validated, and turned into a ready [`Scheduler`] plus
+//! the typed settings the host needs (saturation detector, data layer, parser, flow
+//! control).
+//!
+//! Loading is the only place a configuration can fail, and every error names the file
+//! and, as applicable, the plugin (name and type), profile, section and field. Nothing
+//! here panics on any input. Apart from [`load`] reading the one file, no I/O.
+//!
+//! Also here: the two ready-made configurations ([`gie_default`], [`igw_default`]) and
+//! the small [`objectives`] file the CLI reads for request priorities.
+
+mod assemble;
+mod error;
+pub mod factory;
+pub mod host;
+pub mod objectives;
+mod presets;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use error::ConfigError;
+pub use host::{
+    CoreMetricsParams, DataSource, EngineMetricsConfig, FlowControlSpec, MetricsSourceParams,
+    ParserKind, PriorityBandSpec, Quantity,
+};
+pub use presets::{GIE_DEFAULT_YAML, IGW_DEFAULT_YAML, gie_default, igw_default};
+
+use crate::epp::scheduler::Scheduler;
+use crate::epp::scheduler::plugins::utilization::UtilizationParams;
+
+/// The only `apiVersion` GIE accepts (other spellings in its docs are doc errors).
+pub const API_VERSION: &str = "inference.networking.x-k8s.io/v1alpha1";
+pub const KIND: &str = "EndpointPickerConfig";
+/// The feature gates GIE v1.5 registers; any other is an error.
+pub const FEATURE_GATES: [&str; 3] = ["flowControl", "dataLayer", "enableLegacyMetrics"];
+
+/// The file as written; after [`load`], as defaulted (see [`LoadedConfig::spec`]).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointPickerConfig {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feature_gates: Vec<String>,
+    pub plugins: Vec<PluginSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduling_profiles: Vec<ProfileSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation_detector: Option<PluginRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_layer: Option<DataLayerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<PluginRef>,
+    /// Kept as written; see [`LoadedConfig::flow_control`] for the typed form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_control: Option<Value>,
+}
+
+/// `plugins[]`: one plugin instance.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Defaults to the type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+}
+
+impl PluginSpec {
+    /// The name, or the type when unnamed (GIE's rule).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.type_name)
+    }
+}
+
+/// `schedulingProfiles[]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    pub name: String,
+    #[serde(default)]
+    pub plugins: Vec<ProfilePluginSpec>,
+}
+
+/// `schedulingProfiles[].plugins[]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfilePluginSpec {
+    pub plugin_ref: String,
+    /// Scorers only; 1.0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+/// `{pluginRef}` sections: `saturationDetector`, `parser`, extractors.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PluginRef {
+    pub plugin_ref: String,
+}
+
+/// `dataLayer`: an explicit empty `sources` disables metrics collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataLayerSpec {
+    #[serde(default)]
+    pub sources: Vec<DataSourceSpec>,
+}
+
+/// `dataLayer.sources[]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DataSourceSpec {
+    pub plugin_ref: String,
+    #[serde(default)]
+    pub extractors: Vec<PluginRef>,
+}
+
+/// Which feature gates are on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeatureGates {
+    pub flow_control: bool,
+    pub data_layer: bool,
+    pub enable_legacy_metrics: bool,
+}
+
+/// A loaded, defaulted and validated configuration.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The file name (or the origin given to [`from_yaml_str`]), for messages.
+    pub origin: String,
+    /// The configuration after GIE's defaulting: every plugin named, the default
+    /// profile, handler, pickers, weights, parser and detector filled in.
+    pub spec: EndpointPickerConfig,
+    pub feature_gates: FeatureGates,
+    pub scheduler: Scheduler,
+    /// The saturation detector's parameters (`utilization-detector`, §5.1).
+    pub saturation: UtilizationParams,
+    /// Metrics sources and their extractors; empty when collection is disabled.
+    pub data_layer: Vec<DataSource>,
+    pub parser: ParserKind,
+    pub flow_control: Option<FlowControlSpec>,
+    /// What loading accepted but igw does not act on, and what defaulting added, one
+    /// sentence each, for the host to log.
+    pub notes: Vec<String>,
+}
+
+/// Reads and loads the file at `path`; messages name it.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    from_yaml_str(&text, &origin)
+}
+
+/// Loads a configuration from YAML text; `origin` names it in messages (a file name,
+/// `--config-text`, …).
+pub fn from_yaml_str(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
+    let spec: EndpointPickerConfig =
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+    assemble::assemble(spec, origin)
+}

@@ -1,0 +1,77 @@
+//! Ready-made configurations: GIE v1.5's default (what GIE runs with no config file,
+//! gie-facts §3.3) and igw's recommended profile. Both are plain YAML loaded through
+//! the same loader as any user file, so they are also examples.
+
+use super::{LoadedConfig, from_yaml_str};
+
+/// GIE v1.5's default: queue 2, KV 2, prefix 3; defaulting adds the single-profile
+/// handler, the max-score picker, the utilization detector and the OpenAI parser.
+pub const GIE_DEFAULT_YAML: &str = "\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: metrics-data-source
+- type: core-metrics-extractor
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+dataLayer:
+  sources:
+  - pluginRef: metrics-data-source
+    extractors:
+    - pluginRef: core-metrics-extractor
+";
+
+/// igw's recommended profile. The weights, by what each signal is worth:
+///
+/// - `load-aware-prefix-scorer` 3: a prefix hit skips prefill, the largest saving a
+///   router can make, so it carries GIE's prefix weight; unlike GIE's prefix scorer it
+///   lets go of an affine endpoint that is more than `loadSlack` requests busier than
+///   the least loaded, so the weight cannot pile a hot prefix onto one server.
+/// - `inflight-load-scorer` 2: GIE's queue weight, on a queue estimate that counts the
+///   requests sent since the last scrape, so bursts spread instead of herding.
+/// - `kv-cache-utilization-scorer` 1: KV use lags and mostly restates the queue;
+///   enough to steer away from servers close to preempting.
+/// - `lora-affinity-scorer` 1: breaks near-ties towards endpoints that already run
+///   (or have a free slot for) the adapter; an adapter load costs less than a queue.
+pub const IGW_DEFAULT_YAML: &str = "\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: load-aware-prefix-scorer
+- type: inflight-load-scorer
+- type: kv-cache-utilization-scorer
+- type: lora-affinity-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: load-aware-prefix-scorer
+    weight: 3
+  - pluginRef: inflight-load-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 1
+  - pluginRef: lora-affinity-scorer
+    weight: 1
+  - pluginRef: max-score-picker
+";
+
+/// Loads [`GIE_DEFAULT_YAML`].
+pub fn gie_default() -> LoadedConfig {
+    from_yaml_str(GIE_DEFAULT_YAML, "built-in gie-default").expect("the built-in config loads")
+}
+
+/// Loads [`IGW_DEFAULT_YAML`].
+pub fn igw_default() -> LoadedConfig {
+    from_yaml_str(IGW_DEFAULT_YAML, "built-in igw-default").expect("the built-in config loads")
+}

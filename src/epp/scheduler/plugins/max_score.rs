@@ -1,0 +1,44 @@
+//! GIE's `max-score-picker` (gie-facts §3.4): shuffle the candidates (random
+//! tie-break, with the decision's RNG), stable-sort by total score descending, and
+//! return the top `maxNumOfEndpoints` (default 1), best first. No state.
+
+use super::{PickerParams, shuffle};
+use crate::epp::endpoint::Candidate;
+use crate::epp::scheduler::{Picker, Plugin, SchedulingContext, Scored};
+
+pub const TYPE: &str = "max-score-picker";
+
+#[derive(Debug)]
+pub struct MaxScorePicker {
+    max: usize,
+}
+
+impl Default for MaxScorePicker {
+    fn default() -> Self {
+        MaxScorePicker::new(PickerParams::default())
+    }
+}
+
+impl MaxScorePicker {
+    pub fn new(params: PickerParams) -> MaxScorePicker {
+        MaxScorePicker {
+            max: params.max_num_of_endpoints.max(1),
+        }
+    }
+}
+
+impl Plugin for MaxScorePicker {}
+
+impl Picker for MaxScorePicker {
+    fn pick(
+        &self,
+        _candidates: &[Candidate],
+        scored: &mut [Scored],
+        ctx: &mut SchedulingContext<'_>,
+        picked: &mut Vec<usize>,
+    ) {
+        shuffle(scored, ctx.rng);
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        picked.extend(scored.iter().take(self.max).map(|s| s.index));
+    }
+}

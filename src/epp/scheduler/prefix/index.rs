@@ -1,0 +1,202 @@
+//! The index itself (gie-facts §4.4): which endpoints hold each block hash, and per
+//! endpoint an LRU of the hashes sent to it. When an LRU evicts a hash, the endpoint
+//! leaves that hash's holder list, and an empty list is dropped.
+//!
+//! Shared by every request: reads (matching) take a read lock, the update after each
+//! pick and endpoint removal take the write lock, each for plain computation only.
+//! Keys are xxh64 outputs and are used as their own map hash.
+
+use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use xxhash_rust::xxh64::Xxh64Builder;
+
+use super::lru::{IdentityBuild, Lru, Put};
+use crate::epp::endpoint::Candidate;
+
+#[derive(Debug)]
+struct Server {
+    name: String,
+    lru: Lru,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Hash → ids of the endpoints whose LRU holds it (usually one or two).
+    holders: HashMap<u64, Vec<u32>, IdentityBuild>,
+    ids: HashMap<String, u32, Xxh64Builder>,
+    /// By id; `None` for a removed endpoint whose id is free for reuse.
+    servers: Vec<Option<Server>>,
+    free: Vec<u32>,
+    entries: usize,
+}
+
+/// Which endpoint was recently sent which prompt blocks.
+#[derive(Debug)]
+pub struct PrefixIndex {
+    inner: RwLock<Inner>,
+}
+
+impl Default for PrefixIndex {
+    fn default() -> Self {
+        PrefixIndex::new()
+    }
+}
+
+impl PrefixIndex {
+    pub fn new() -> PrefixIndex {
+        PrefixIndex {
+            inner: RwLock::new(Inner {
+                holders: HashMap::default(),
+                ids: HashMap::with_hasher(Xxh64Builder::new(0)),
+                servers: Vec::new(),
+                free: Vec::new(),
+                entries: 0,
+            }),
+        }
+    }
+
+    // A panic while holding the lock leaves plain data that is still consistent
+    // enough to route on (at worst a stale entry), so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hashes held, summed over endpoints (GIE's `prefix_indexer_size`).
+    pub fn len(&self) -> usize {
+        self.read().entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Endpoints with an LRU.
+    pub fn num_endpoints(&self) -> usize {
+        self.read().ids.len()
+    }
+
+    /// Greedy longest-prefix match (gie-facts §4.5): walk `hashes` in order, credit one
+    /// block to every endpoint holding each, and stop at the first hash nobody holds.
+    /// Writes each subset candidate's matched block count into `matched`. `counts`
+    /// and `touched` are scratch; `counts` is left all zero.
+    pub fn match_blocks(
+        &self,
+        hashes: &[u64],
+        candidates: &[Candidate],
+        subset: &[usize],
+        counts: &mut Vec<u32>,
+        touched: &mut Vec<u32>,
+        matched: &mut [f64],
+    ) {
+        matched.fill(0.0);
+        let inner = self.read();
+        if counts.len() < inner.servers.len() {
+            counts.resize(inner.servers.len(), 0);
+        }
+        touched.clear();
+        for h in hashes {
+            let Some(ids) = inner.holders.get(h) else {
+                break;
+            };
+            for &id in ids {
+                let c = &mut counts[id as usize];
+                if *c == 0 {
+                    touched.push(id);
+                }
+                *c += 1;
+            }
+        }
+        if touched.is_empty() {
+            return;
+        }
+        for (m, &i) in matched.iter_mut().zip(subset) {
+            if let Some(&id) = inner.ids.get(candidates[i].endpoint.name.as_str()) {
+                *m = f64::from(counts[id as usize]);
+            }
+        }
+        for &id in touched.iter() {
+            counts[id as usize] = 0;
+        }
+    }
+
+    /// Records that `hashes` were sent to endpoint `name` (GIE's PreRequest update).
+    /// `capacity` sizes the endpoint's LRU if this is its first entry.
+    pub fn insert(&self, name: &str, capacity: usize, hashes: &[u64]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let id = match inner.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                let server = Server {
+                    name: name.to_string(),
+                    lru: Lru::new(capacity),
+                };
+                let id = match inner.free.pop() {
+                    Some(id) => {
+                        inner.servers[id as usize] = Some(server);
+                        id
+                    }
+                    None => {
+                        inner.servers.push(Some(server));
+                        (inner.servers.len() - 1) as u32
+                    }
+                };
+                inner.ids.insert(name.to_string(), id);
+                id
+            }
+        };
+        let Some(server) = inner.servers[id as usize].as_mut() else {
+            return;
+        };
+        for &h in hashes {
+            match server.lru.put(h) {
+                Put::Refreshed => {}
+                Put::Inserted { evicted } => {
+                    inner.entries += 1;
+                    let ids = inner.holders.entry(h).or_default();
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                    if let Some(old) = evicted {
+                        inner.entries -= 1;
+                        drop_holder(&mut inner.holders, old, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets endpoint `name` and every hash it held.
+    pub fn remove(&self, name: &str) {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(id) = inner.ids.remove(name) else {
+            return;
+        };
+        if let Some(server) = inner.servers[id as usize].take() {
+            debug_assert_eq!(server.name, name);
+            inner.entries -= server.lru.len();
+            for h in server.lru.keys() {
+                drop_holder(&mut inner.holders, h, id);
+            }
+        }
+        inner.free.push(id);
+    }
+}
+
+fn drop_holder(holders: &mut HashMap<u64, Vec<u32>, IdentityBuild>, hash: u64, id: u32) {
+    if let Some(ids) = holders.get_mut(&hash) {
+        ids.retain(|&x| x != id);
+        if ids.is_empty() {
+            holders.remove(&hash);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Prefix hashing (gie-facts §4.3), greedy matching (§4.5), LRU eviction and endpoint
+//! removal in the index, and the parameters that size blocks and LRUs (§4.1).
+
+use xxhash_rust::xxh64::Xxh64;
+
+use super::*;
+use crate::epp::scheduler::testing::{pod, request};
+
+fn hashes(req: &LlmRequest, block_bytes: usize, max_blocks: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    block_hashes(req, block_bytes, max_blocks, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The chain computed another way: streaming hashers instead of one-shot buffers.
+fn reference(model: &str, salt: &str, prompt: &[u8], block: usize) -> Vec<u64> {
+    let mut h = Xxh64::new(0);
+    h.update(model.as_bytes());
+    h.update(salt.as_bytes());
+    let mut prev = h.digest();
+    prompt
+        .chunks_exact(block)
+        .map(|b| {
+            let mut h = Xxh64::new(0);
+            h.update(b);
+            h.update(&prev.to_le_bytes());
+            prev = h.digest();
+            prev
+        })
+        .collect()
+}
+
+#[test]
+fn hashes_chain_blocks_seeded_by_model_and_salt() {
+    let prompt: String = (0..200)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut req = request("llama", &prompt);
+    // 200 bytes: three full 64-byte blocks; the 8-byte tail is dropped.
+    let plain = hashes(&req, 64, 256);
+    assert_eq!(plain, reference("llama", "", prompt.as_bytes(), 64));
+    assert_eq!(plain.len(), 3);
+    assert_eq!(hashes(&req, 64, 2), plain[..2]);
+    assert_eq!(hashes(&req, 32, 256).len(), 6);
+    req.cache_salt = Some("s1".into());
+    let salted = hashes(&req, 64, 256);
+    assert_eq!(salted, reference("llama", "s1", prompt.as_bytes(), 64));
+    assert_ne!(salted[0], plain[0]);
+    req.cache_salt = None;
+    req.target_model = "other".into();
+    assert_ne!(hashes(&req, 64, 256)[0], plain[0]);
+    assert!(hashes(&request("m", &"x".repeat(63)), 64, 256).is_empty());
+}
+
+/// Scores every candidate against `index` for `prompt` (64-byte blocks).
+fn check(index: &PrefixIndex, prompt: &str, cands: &[Candidate], want: &[f64]) {
+    let mut scratch = PrefixScratch::default();
+    scratch.hashes(&request("m", prompt), 64, 256);
+    let subset: Vec<usize> = (0..cands.len()).collect();
+    let mut got = vec![0.0; cands.len()];
+    scratch.match_ratios(index, cands, &subset, &mut got);
+    assert_eq!(got, want, "prompt of {} bytes", prompt.len());
+}
+
+fn insert(index: &PrefixIndex, name: &str, capacity: usize, prompt: &str) {
+    index.insert(name, capacity, &hashes(&request("m", prompt), 64, 256));
+}
+
+#[test]
+fn greedy_longest_prefix_match() {
+    let a: String = "abcd".repeat(64); // 256 bytes, 4 blocks
+    let index = PrefixIndex::new();
+    insert(&index, "pod-0", 100, &a);
+    insert(&index, "pod-1", 100, &a[..128]);
+    let cands = [pod(0, 0, 0.), pod(1, 0, 0.), pod(2, 0, 0.)];
+    check(&index, &a, &cands, &[1.0, 0.5, 0.0]);
+    // Extending the prompt keeps the matched blocks and adds unmatched ones.
+    check(&index, &format!("{a}{a}"), &cands, &[0.5, 0.25, 0.0]);
+    // A different first block matches nothing (the chain makes later blocks differ too).
+    check(&index, &format!("z{}", &a[1..]), &cands, &[0.0, 0.0, 0.0]);
+    assert_eq!(index.len(), 6);
+
+    index.remove("pod-0");
+    check(&index, &a, &cands, &[0.0, 0.5, 0.0]);
+    assert_eq!((index.len(), index.num_endpoints()), (2, 1));
+    // The freed id is reused cleanly.
+    insert(&index, "pod-2", 100, &a);
+    check(&index, &a, &cands, &[0.0, 0.5, 1.0]);
+}
+
+#[test]
+fn lru_eviction_drops_holders_and_stops_the_walk() {
+    let a: String = "wxyz".repeat(64);
+    let index = PrefixIndex::new();
+    // Capacity 2: blocks 1 and 2 are evicted by 3 and 4.
+    insert(&index, "pod-0", 2, &a);
+    assert_eq!(index.len(), 2);
+    // GIE's walk stops at the first hash nobody holds, so nothing matches.
+    check(&index, &a, &[pod(0, 0, 0.)], &[0.0]);
+    // Re-sending the prompt refreshes the head of the chain.
+    insert(&index, "pod-0", 2, &a[..128]);
+    check(&index, &a, &[pod(0, 0, 0.)], &[0.5]);
+}
+
+#[test]
+fn parameters_size_blocks_and_lrus() {
+    let p = PrefixParams::default();
+    let mut c = pod(0, 0, 0.);
+    assert_eq!(p.block_tokens(std::slice::from_ref(&c)), 16);
+    assert_eq!(p.lru_capacity(&c), 31_250);
+    let m = c.metrics.as_mut().unwrap();
+    m.cache_block_size = Some(8);
+    m.cache_num_blocks = Some(1000);
+    assert_eq!(p.block_tokens(std::slice::from_ref(&c)), 8);
+    assert_eq!(p.lru_capacity(&c), 1000);
+    let fixed = PrefixParams {
+        auto_tune: false,
+        ..PrefixParams::default()
+    };
+    assert_eq!(fixed.block_tokens(std::slice::from_ref(&c)), 16);
+    assert_eq!(fixed.lru_capacity(&c), 31_250);
+    let by_tokens = PrefixParams {
+        max_prefix_tokens_to_match: 40,
+        ..PrefixParams::default()
+    };
+    assert_eq!(by_tokens.max_blocks(16), 2);
+    assert_eq!(p.max_blocks(16), 256);
+}
+
+#[test]
+fn recorded_hashes_are_reused_or_recomputed_alike() {
+    let prompt = "q".repeat(300);
+    let req = request("m", &prompt);
+    let matcher = PrefixMatcher::new(PrefixParams::default());
+    let cands = [pod(0, 0, 0.), pod(1, 0, 0.)];
+    // Record with the decision's scratch on pod-0, with a fresh scratch on pod-1.
+    let mut scratch = PrefixScratch::default();
+    let mut ratios = [0.0; 2];
+    matcher.ratios(&req, &cands, &[0, 1], &mut scratch, &mut ratios);
+    assert_eq!(ratios, [0.0, 0.0]);
+    matcher.record(&req, &cands[0], &scratch);
+    matcher.record(&req, &cands[1], &PrefixScratch::default());
+    let mut fresh = PrefixScratch::default();
+    matcher.ratios(&req, &cands, &[0, 1], &mut fresh, &mut ratios);
+    assert_eq!(ratios, [1.0, 1.0]);
+}
