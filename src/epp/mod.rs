@@ -10,4 +10,5 @@
 pub mod endpoint;
 pub mod error;
 pub mod parser;
+pub mod prom_text;
 pub mod request;
