@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod metric_mapping;
 pub mod parser;
 pub mod prom_text;
 pub mod request;
