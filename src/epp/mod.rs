@@ -11,5 +11,6 @@ pub mod endpoint;
 pub mod error;
 pub mod metric_mapping;
 pub mod parser;
+pub mod pool;
 pub mod prom_text;
 pub mod request;
