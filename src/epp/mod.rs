@@ -7,6 +7,8 @@
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
 //! decision code.
 
+pub mod clock;
+pub mod datastore;
 pub mod endpoint;
 pub mod error;
 pub mod metric_mapping;
