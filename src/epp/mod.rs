@@ -16,3 +16,4 @@ pub mod parser;
 pub mod pool;
 pub mod prom_text;
 pub mod request;
+pub mod saturation;
