@@ -14,9 +14,11 @@
 //! locking. [`saturation`] judges from a snapshot's candidates whether the pool is
 //! full; [`clock`] is the time source the background tasks take.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod datastore;
+pub mod director;
 pub mod endpoint;
 pub mod error;
 pub mod metric_mapping;
@@ -26,6 +28,7 @@ pub mod pool;
 pub mod prom_text;
 pub mod proxy;
 pub mod request;
+pub mod run;
 pub mod saturation;
 pub mod scheduler;
 pub mod scrape;

@@ -34,6 +34,7 @@ use super::endpoint::{Endpoint, EndpointLoad};
 use super::error::EppError;
 use super::parser::{
     MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, REQUEST_ID_HEADER, RequestMeta, parse_openai,
+    parse_passthrough,
 };
 use super::request::LlmRequest;
 
@@ -67,6 +68,10 @@ pub trait RequestRouter: Send + Sync + 'static {
     /// A forward to `endpoint` failed before anything was sent (refused, unreachable).
     fn endpoint_failed(&self, endpoint: &Endpoint, error: &str);
 
+    /// `endpoint` answered with response headers; [`RequestRouter::completed`] follows
+    /// exactly once.
+    fn forwarded(&self, _request: &LlmRequest, _endpoint: &Endpoint) {}
+
     /// A response finished, failed or was abandoned.
     fn completed(&self, request: &LlmRequest, endpoint: &Endpoint, status: u16, done: &Completion);
 
@@ -81,6 +86,8 @@ pub trait RequestRouter: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub max_body_bytes: usize,
+    /// GIE's `passthrough-parser`: route without interpreting the body.
+    pub passthrough: bool,
     /// How long to wait for an endpoint to accept a connection before trying the next.
     pub connect_timeout: Duration,
     /// How long to wait for response headers (a non-streaming completion sends them
@@ -92,6 +99,7 @@ impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
         GatewayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            passthrough: false,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(600),
         }
@@ -176,7 +184,12 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         request_id: request_id.clone(),
         model_rewrite: header_str(MODEL_REWRITE_HEADER),
     };
-    let mut request = match parse_openai(meta, &body) {
+    let parsed = if gw.config.passthrough {
+        Ok(parse_passthrough(meta, &body))
+    } else {
+        parse_openai(meta, &body)
+    };
+    let mut request = match parsed {
         Ok(r) => r,
         Err(err) => {
             gw.router.rejected(None, &err);
@@ -253,6 +266,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"));
         let status = resp_parts.status.as_u16();
+        gw.router.forwarded(&request, &target.endpoint);
         let (router, req_for_done, endpoint) =
             (gw.router.clone(), request.clone(), target.endpoint.clone());
         let on_complete: OnComplete =
