@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::endpoint::EndpointMetrics;
-use super::prom_text::{Format, ParseError, Sample, parse_format};
+use super::prom_text::{Format, ParseError, Sample, parse_selected};
 
 mod selector;
 pub use selector::Selector;
@@ -206,6 +206,8 @@ pub struct MetricMapping {
     selectors: [Option<Selector>; SLOTS],
     block_size_label: String,
     num_blocks_label: String,
+    /// The selectors' metric names, deduplicated: the only lines a scrape parses.
+    names: Vec<String>,
 }
 
 impl MetricMapping {
@@ -230,18 +232,23 @@ impl MetricMapping {
         });
         let or_default =
             |label: &str, default: &str| if label.is_empty() { default } else { label }.to_string();
+        let selectors = [
+            compile(&spec.queued_requests_spec, Family::QueuedRequests)?,
+            compile(&spec.running_requests_spec, Family::RunningRequests)?,
+            kv,
+            kv_fallback,
+            compile(&spec.lora_spec, Family::Lora)?,
+            compile(&spec.cache_info_spec, Family::CacheInfo)?,
+            compile(&spec.cache_block_size_spec, Family::CacheBlockSize)?,
+            compile(&spec.cache_num_blocks_spec, Family::CacheNumBlocks)?,
+        ];
+        let mut names: Vec<String> = selectors.iter().flatten().map(|s| s.name.clone()).collect();
+        names.sort();
+        names.dedup();
         Ok(MetricMapping {
             engine: spec.name.clone(),
-            selectors: [
-                compile(&spec.queued_requests_spec, Family::QueuedRequests)?,
-                compile(&spec.running_requests_spec, Family::RunningRequests)?,
-                kv,
-                kv_fallback,
-                compile(&spec.lora_spec, Family::Lora)?,
-                compile(&spec.cache_info_spec, Family::CacheInfo)?,
-                compile(&spec.cache_block_size_spec, Family::CacheBlockSize)?,
-                compile(&spec.cache_num_blocks_spec, Family::CacheNumBlocks)?,
-            ],
+            selectors,
+            names,
             block_size_label: or_default(
                 &spec.cache_block_size_label_name,
                 DEFAULT_BLOCK_SIZE_LABEL,
@@ -389,7 +396,7 @@ pub fn extract_format(
     let mut best: [Option<Sample<'_>>; SLOTS] = [None; SLOTS];
     let mut name_seen = [false; SLOTS];
     let mut malformed = Malformed::default();
-    for item in parse_format(text, format) {
+    for item in parse_selected(text, format, &mapping.names) {
         let sample = match item {
             Ok(sample) => sample,
             Err(e) => {

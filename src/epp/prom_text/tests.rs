@@ -231,6 +231,24 @@ fn a_bad_line_is_reported_and_skipped() {
 }
 
 #[test]
+fn selected_parse_skips_other_names_unvalidated() {
+    let text = "a 1\nb{bad 2\nc{x=\"y\"} 3\n<html>\na{ 4\n";
+    let names = ["a".to_string(), "c".to_string()];
+    let got: Vec<_> = parse_selected(text, Format::Prometheus, &names)
+        .map(|r| r.map(|s| (s.name, s.value)).map_err(|e| (e.line, e.kind)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Ok(("a", 1.0)),
+            Ok(("c", 3.0)),
+            Err((4, ParseErrorKind::InvalidName)),
+            Err((5, ParseErrorKind::InvalidLabelName)),
+        ]
+    );
+}
+
+#[test]
 fn label_values_unescape_lazily() {
     let text = r#"a{plain="abc",esc="a\"b\\c\nd"} 1"#;
     let s = parse(text).next().unwrap().unwrap();
@@ -338,8 +356,10 @@ fn renderer_escapes_read_back_exactly() {
 /// Consumes every item; the assertion is that nothing panics.
 fn drain(text: &str) -> usize {
     let mut n = 0;
+    let names = ["a".to_string(), "vllm:num_requests_waiting".to_string()];
     for format in [Format::Prometheus, Format::OpenMetrics] {
-        for item in parse_format(text, format) {
+        let selected = parse_selected(text, format, &names);
+        for item in parse_format(text, format).chain(selected) {
             if let Ok(s) = item {
                 n += s.labels.iter().count();
                 for l in s.labels.iter() {
