@@ -146,6 +146,11 @@ pub struct ScrapeOutcome {
     pub endpoint: Arc<Endpoint>,
     /// The extracted metrics, or why there are none.
     pub result: Result<EndpointMetrics, String>,
+    /// The scrape ran out of time. A busy server answers its metrics late; it is not
+    /// a dead one, so a timeout alone does not take an endpoint out of rotation: it
+    /// stays routable on its last metrics until they are older than the staleness
+    /// threshold. Refusals, HTTP errors and garbage count at once.
+    pub timed_out: bool,
 }
 
 /// An endpoint whose health changed in a publish, for logging once per change.
@@ -212,10 +217,8 @@ impl Datastore {
     /// requests, only (briefly) old metrics with the count still in. Endpoints without
     /// an outcome are checked for staleness at `now`. Returns the health changes.
     pub fn publish(&self, outcomes: Vec<ScrapeOutcome>, now: Duration) -> Vec<Transition> {
-        let by_endpoint: HashMap<&Endpoint, &Result<EndpointMetrics, String>> = outcomes
-            .iter()
-            .map(|o| (o.endpoint.as_ref(), &o.result))
-            .collect();
+        let by_endpoint: HashMap<&Endpoint, &ScrapeOutcome> =
+            outcomes.iter().map(|o| (o.endpoint.as_ref(), o)).collect();
         let mut published = None;
         let previous = self.current.rcu(|cur| {
             let next = Arc::new(apply(cur, &by_endpoint, now));
@@ -226,7 +229,7 @@ impl Datastore {
             return Vec::new();
         };
         for state in &next.endpoints {
-            if matches!(by_endpoint.get(state.endpoint.as_ref()), Some(Ok(_))) {
+            if matches!(by_endpoint.get(state.endpoint.as_ref()), Some(o) if o.result.is_ok()) {
                 state.load.metrics_refreshed();
             }
         }
@@ -248,7 +251,7 @@ impl PoolSnapshot {
 
 fn apply(
     cur: &PoolSnapshot,
-    outcomes: &HashMap<&Endpoint, &Result<EndpointMetrics, String>>,
+    outcomes: &HashMap<&Endpoint, &ScrapeOutcome>,
     now: Duration,
 ) -> PoolSnapshot {
     let threshold = cur.staleness_threshold;
@@ -257,13 +260,18 @@ fn apply(
         .iter()
         .map(|state| {
             let mut next = state.clone();
-            match outcomes.get(state.endpoint.as_ref()) {
-                Some(Ok(metrics)) => {
+            let outcome = outcomes.get(state.endpoint.as_ref());
+            match outcome.map(|o| (&o.result, o.timed_out)) {
+                Some((Ok(metrics), _)) => {
                     next.metrics = Some(metrics.clone());
                     next.health = Health::Healthy;
                     next.last_error = None;
                 }
-                Some(Err(error)) => {
+                Some((Err(error), true)) if next.fresh_metrics(now, threshold).is_some() => {
+                    // Slow, not gone: keep routing on the last metrics for now.
+                    next.last_error = Some(error.clone());
+                }
+                Some((Err(error), _)) => {
                     next.health = Health::Unhealthy;
                     next.last_error = Some(error.clone());
                 }
@@ -279,7 +287,7 @@ fn apply(
                         "metrics are stale: last scraped {age:?} ago (threshold {threshold:?})"
                     ));
                 }
-                None => {}
+                _ => {}
             }
             next
         })

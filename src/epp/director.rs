@@ -202,6 +202,7 @@ impl RequestRouter for Director {
                 vec![ScrapeOutcome {
                     endpoint: state.endpoint.clone(),
                     result: Err(format!("request forwarding failed: {error}")),
+                    timed_out: false,
                 }],
                 self.clock.now(),
             );

@@ -3,10 +3,13 @@
 //!
 //! The API is chosen by path suffix; the body must be a JSON object with a string
 //! `model`; the bytes that prefix affinity hashes are the completion prompt text or the
-//! JSON of the chat `messages` (keys sorted, as Go's `json.Marshal` of a map writes
-//! them). The parser reads; it never rewrites the body. Pure: no I/O.
+//! JSON of the chat `messages` as the client sent it. Large fields are borrowed as
+//! raw JSON, never built into a tree. The parser reads; it never rewrites the body.
+//! Pure: no I/O.
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::EppError;
 use super::request::{ApiKind, LlmRequest};
@@ -44,17 +47,43 @@ pub struct RequestMeta<'a> {
     pub model_rewrite: Option<&'a str>,
 }
 
+/// The fields the picker reads, borrowed from the body: large fields (`prompt`,
+/// `messages`, `input`) stay raw JSON text, neither copied into a tree nor written out
+/// again, so a 200 KB prompt costs one validating scan.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<Value>,
+    #[serde(default)]
+    cache_salt: Option<Value>,
+}
+
 /// Parses an OpenAI-style body. Errors carry GIE's texts.
 pub fn parse_openai(meta: RequestMeta<'_>, body: &[u8]) -> Result<LlmRequest, EppError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| EppError::BadRequest(format!("error unmarshaling request bodyMap: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(EppError::BadRequest(
-            "error unmarshaling request bodyMap: the body is not a JSON object".into(),
-        ));
-    };
-    let incoming_model = match map.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+    let unmarshal =
+        |e: String| EppError::BadRequest(format!("error unmarshaling request bodyMap: {e}"));
+    let text = std::str::from_utf8(body).map_err(|e| unmarshal(e.to_string()))?;
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        // Validate first so garbage gets a JSON error, then name the shape.
+        serde_json::from_str::<&RawValue>(text).map_err(|e| unmarshal(e.to_string()))?;
+        return Err(unmarshal("the body is not a JSON object".into()));
+    }
+    let probe: Probe<'_> = serde_json::from_str(text).map_err(|e| unmarshal(e.to_string()))?;
+    let incoming_model = match probe.model.map(|m| serde_json::from_str::<Value>(m.get())) {
+        Some(Ok(Value::String(m))) if !m.is_empty() => m,
         _ => {
             return Err(EppError::BadRequest(
                 "model not found in request body".into(),
@@ -62,7 +91,7 @@ pub fn parse_openai(meta: RequestMeta<'_>, body: &[u8]) -> Result<LlmRequest, Ep
         }
     };
     let api = api_from_path(meta.path);
-    let prefix_bytes = prefix_bytes(api, &map)?;
+    let prefix_bytes = prefix_bytes(api, &probe)?;
     let target_model = meta
         .model_rewrite
         .filter(|m| !m.is_empty())
@@ -74,13 +103,12 @@ pub fn parse_openai(meta: RequestMeta<'_>, body: &[u8]) -> Result<LlmRequest, Ep
         target_model,
         api,
         prefix_bytes,
-        cache_salt: map
-            .get("cache_salt")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        cache_salt: match probe.cache_salt {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        },
         priority: 0,
-        stream: map.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        stream: matches!(probe.stream, Some(Value::Bool(true))),
         body_len: body.len(),
     })
 }
@@ -102,46 +130,55 @@ pub fn parse_passthrough(meta: RequestMeta<'_>, body: &[u8]) -> LlmRequest {
     }
 }
 
-/// The bytes prefix affinity hashes, after checking the API's required field.
-fn prefix_bytes(api: ApiKind, body: &Map<String, Value>) -> Result<Vec<u8>, EppError> {
-    let required = |field: &str| {
-        body.get(field).ok_or_else(|| {
-            EppError::BadRequest(format!(
-                "invalid request body: missing required field `{field}`"
-            ))
-        })
+/// The bytes prefix affinity hashes, after checking the API's required field: a
+/// completion prompt's text, otherwise the field's JSON as the client wrote it (the
+/// index lives in this process, so byte-compatibility with Go's re-serialisation is
+/// not needed; gie-facts §4.3).
+fn prefix_bytes(api: ApiKind, probe: &Probe<'_>) -> Result<Vec<u8>, EppError> {
+    let missing = |field: &str| {
+        EppError::BadRequest(format!(
+            "invalid request body: missing required field `{field}`"
+        ))
     };
-    let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+    let raw = |v: &RawValue| v.get().as_bytes().to_vec();
     Ok(match api {
-        ApiKind::Completions => match required("prompt")? {
-            Value::String(s) => s.as_bytes().to_vec(),
-            other => json(other),
-        },
-        ApiKind::ChatCompletions => match required("messages")? {
-            Value::Array(a) if !a.is_empty() => json(&Value::Array(a.clone())),
-            _ => {
+        ApiKind::Completions => {
+            let prompt = probe.prompt.ok_or_else(|| missing("prompt"))?;
+            match serde_json::from_str::<&str>(prompt.get()) {
+                // Borrowing fails on escapes; decode those the slow way.
+                Ok(text) => text.as_bytes().to_vec(),
+                Err(_) => match serde_json::from_str::<String>(prompt.get()) {
+                    Ok(text) => text.into_bytes(),
+                    Err(_) => raw(prompt),
+                },
+            }
+        }
+        ApiKind::ChatCompletions => {
+            let messages = probe.messages.ok_or_else(|| missing("messages"))?;
+            let text = messages.get().trim();
+            let empty = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+            if !text.starts_with('[') || empty.is_some_and(|inner| inner.trim().is_empty()) {
                 return Err(EppError::BadRequest(
                     "invalid request body: `messages` must be a non-empty array".into(),
                 ));
             }
-        },
-        ApiKind::Embeddings => json(required("input")?),
+            raw(messages)
+        }
+        ApiKind::Embeddings => raw(probe.input.ok_or_else(|| missing("input"))?),
         ApiKind::Responses => {
-            let mut parts = Vec::new();
-            for key in ["instructions", "tools"] {
-                if let Some(v) = body.get(key) {
-                    parts.push(Value::Object(Map::from_iter([(
-                        key.to_string(),
-                        v.clone(),
-                    )])));
+            let input = probe.input.ok_or_else(|| missing("input"))?;
+            let mut out = b"[".to_vec();
+            for (key, value) in [("instructions", probe.instructions), ("tools", probe.tools)] {
+                if let Some(v) = value {
+                    out.extend_from_slice(format!("{{\"{key}\":").as_bytes());
+                    out.extend_from_slice(v.get().as_bytes());
+                    out.extend_from_slice(b"},");
                 }
             }
-            let input = required("input")?.clone();
-            parts.push(Value::Object(Map::from_iter([(
-                "input".to_string(),
-                input,
-            )])));
-            json(&Value::Array(parts))
+            out.extend_from_slice(b"{\"input\":");
+            out.extend_from_slice(input.get().as_bytes());
+            out.extend_from_slice(b"}]");
+            out
         }
         ApiKind::Passthrough => Vec::new(),
     })
@@ -194,13 +231,13 @@ mod tests {
     }
 
     #[test]
-    fn chat_hashes_messages_json_with_sorted_keys() {
+    fn chat_hashes_the_messages_json_as_sent() {
         let r = parse(
             "/v1/chat/completions",
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"cache_salt":"s"}"#,
         )
         .unwrap();
-        assert_eq!(r.prefix_bytes, br#"[{"content":"hi","role":"user"}]"#);
+        assert_eq!(r.prefix_bytes, br#"[{"role":"user","content":"hi"}]"#);
         assert_eq!(r.cache_salt.as_deref(), Some("s"));
     }
 

@@ -177,8 +177,15 @@ pub async fn start(opts: &EppOptions) -> anyhow::Result<RunningEpp> {
         }
     };
     let proxy_listener = bind(opts.proxy_port).await?;
-    let metrics_listener = bind(opts.metrics_port).await?;
     let proxy_addr = proxy_listener.local_addr()?;
+    // Streamed tokens are small writes that must leave at once: without TCP_NODELAY,
+    // Nagle's algorithm and the client's delayed ACKs hold each one back ~40 ms.
+    let proxy_listener = axum::serve::ListenerExt::tap_io(proxy_listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let metrics_listener = bind(opts.metrics_port).await?;
     let metrics_addr = metrics_listener.local_addr()?;
 
     let (shutdown, signal) = watch::channel(false);

@@ -240,13 +240,17 @@ struct ScrapeJob {
 
 impl ScrapeJob {
     async fn run(self) -> ScrapeOutcome {
-        let result = match tokio::time::timeout(self.timeout, self.fetch()).await {
-            Err(_) => Err(format!("scrape timed out after {:?}", self.timeout)),
-            Ok(result) => result,
+        let (result, timed_out) = match tokio::time::timeout(self.timeout, self.fetch()).await {
+            Err(_) => (
+                Err(format!("scrape timed out after {:?}", self.timeout)),
+                true,
+            ),
+            Ok(result) => (result, false),
         };
         ScrapeOutcome {
             endpoint: self.endpoint,
             result,
+            timed_out,
         }
     }
 

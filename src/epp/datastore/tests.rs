@@ -34,6 +34,7 @@ fn ok(store: &Datastore, i: usize, m: EndpointMetrics) -> ScrapeOutcome {
     ScrapeOutcome {
         endpoint: store.snapshot().endpoints[i].endpoint.clone(),
         result: Ok(m),
+        timed_out: false,
     }
 }
 
@@ -41,6 +42,7 @@ fn failed(store: &Datastore, i: usize, error: &str) -> ScrapeOutcome {
     ScrapeOutcome {
         endpoint: store.snapshot().endpoints[i].endpoint.clone(),
         result: Err(error.to_string()),
+        timed_out: false,
     }
 }
 
@@ -252,6 +254,42 @@ fn endpoint_set_changes_keep_known_endpoints() {
     let gone = ScrapeOutcome {
         endpoint: Arc::new(endpoint(0)),
         result: Err("late".into()),
+        timed_out: false,
     };
     assert!(ds.publish(vec![gone], Duration::ZERO).is_empty());
+}
+
+#[test]
+fn a_timed_out_scrape_keeps_a_busy_endpoint_routable_until_its_metrics_go_stale() {
+    let s = store(1);
+    s.publish(
+        vec![ok(&s, 0, metrics(1, 0.1, Duration::ZERO))],
+        Duration::ZERO,
+    );
+    let slow = |s: &Datastore| ScrapeOutcome {
+        timed_out: true,
+        ..failed(s, 0, "scrape timed out after 1s")
+    };
+    // One second on, the scrape timed out: still routable on 1 s-old metrics.
+    let t = Duration::from_secs(1);
+    assert!(s.publish(vec![slow(&s)], t).is_empty(), "no health change");
+    let snap = s.snapshot();
+    assert_eq!(snap.candidates(t).len(), 1);
+    assert_eq!(
+        snap.endpoints[0].last_error.as_deref(),
+        Some("scrape timed out after 1s")
+    );
+    // Past the 2 s staleness threshold a timeout no longer counts as busy.
+    let t = Duration::from_millis(2_500);
+    s.publish(vec![slow(&s)], t);
+    assert_eq!(health(&s), vec![Health::Unhealthy]);
+    assert!(s.snapshot().candidates(t).is_empty());
+    // A refusal takes it out at once, however fresh its metrics.
+    let s = store(1);
+    s.publish(
+        vec![ok(&s, 0, metrics(1, 0.1, Duration::ZERO))],
+        Duration::ZERO,
+    );
+    s.publish(vec![failed(&s, 0, "connection refused")], 10 * MS);
+    assert_eq!(health(&s), vec![Health::Unhealthy]);
 }
