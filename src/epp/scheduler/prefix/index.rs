@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use xxhash_rust::xxh64::Xxh64Builder;
-
-use super::lru::{IdentityBuild, Lru, Put};
+use super::lru::{IdentityBuild, Lru, NameBuild, Put};
 use crate::epp::endpoint::Candidate;
 
 #[derive(Debug)]
@@ -24,7 +22,7 @@ struct Server {
 struct Inner {
     /// Hash → ids of the endpoints whose LRU holds it (usually one or two).
     holders: HashMap<u64, Vec<u32>, IdentityBuild>,
-    ids: HashMap<String, u32, Xxh64Builder>,
+    ids: HashMap<String, u32, NameBuild>,
     /// By id; `None` for a removed endpoint whose id is free for reuse.
     servers: Vec<Option<Server>>,
     free: Vec<u32>,
@@ -48,7 +46,7 @@ impl PrefixIndex {
         PrefixIndex {
             inner: RwLock::new(Inner {
                 holders: HashMap::default(),
-                ids: HashMap::with_hasher(Xxh64Builder::new(0)),
+                ids: HashMap::default(),
                 servers: Vec::new(),
                 free: Vec::new(),
                 entries: 0,

@@ -8,12 +8,13 @@
 //! never talks to a server. Hashing is once per request: the hashes live in the
 //! per-request [`PrefixScratch`] and are reused by the index update after the pick.
 
+mod hash;
 mod index;
 pub mod lru;
 
 use serde::Deserialize;
-use xxhash_rust::xxh64::{Xxh64, xxh64};
 
+pub use hash::block_hashes;
 pub use index::PrefixIndex;
 
 use super::plugins::{ParamError, Params};
@@ -114,39 +115,6 @@ impl PrefixParams {
             Some(n) if self.auto_tune && n > 0 => n.min(u32::MAX as u64 - 1) as usize,
             _ => self.lru_capacity_per_server,
         }
-    }
-}
-
-/// The chained block hashes of one request (gie-facts §4.3): `h0 = xxh64(model ‖
-/// salt)`, `h_i = xxh64(block_i ‖ le64(h_{i−1}))`, all with seed 0; `h0` is not
-/// emitted. Input past `max_blocks` blocks and any trailing partial block are dropped.
-/// `buf` is scratch.
-pub fn block_hashes(
-    request: &LlmRequest,
-    block_bytes: usize,
-    max_blocks: usize,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<u64>,
-) {
-    out.clear();
-    let bytes = &request.prefix_bytes;
-    let n = (bytes.len() / block_bytes.max(1)).min(max_blocks);
-    if n == 0 {
-        return;
-    }
-    let mut seed = Xxh64::new(0);
-    seed.update(request.target_model.as_bytes());
-    if let Some(salt) = request.cache_salt.as_deref() {
-        seed.update(salt.as_bytes());
-    }
-    let mut prev = seed.digest();
-    out.reserve(n);
-    for block in bytes.chunks_exact(block_bytes).take(n) {
-        buf.clear();
-        buf.extend_from_slice(block);
-        buf.extend_from_slice(&prev.to_le_bytes());
-        prev = xxh64(buf, 0);
-        out.push(prev);
     }
 }
 

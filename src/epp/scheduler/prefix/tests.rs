@@ -42,6 +42,12 @@ fn hashes_chain_blocks_seeded_by_model_and_salt() {
     assert_eq!(plain.len(), 3);
     assert_eq!(hashes(&req, 64, 2), plain[..2]);
     assert_eq!(hashes(&req, 32, 256).len(), 6);
+    // Whole-stripe sizes take the split path, others the crate's one-shot path; both
+    // must equal plain XXH64 of `block ‖ le64(prev)`.
+    for block in [32, 40, 64, 72, 128, 200] {
+        let want = reference("llama", "", prompt.as_bytes(), block);
+        assert_eq!(hashes(&req, block, 256), want, "block {block}");
+    }
     req.cache_salt = Some("s1".into());
     let salted = hashes(&req, 64, 256);
     assert_eq!(salted, reference("llama", "s1", prompt.as_bytes(), 64));
