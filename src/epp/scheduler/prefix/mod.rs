@@ -118,11 +118,19 @@ impl PrefixParams {
     }
 }
 
-/// Which hashing a cached hash list was made with.
+/// Which request and hashing a cached hash list was made from. The request is known
+/// by its prompt buffer's address and length: a cycle handed to the wrong request's
+/// `on_scheduled` then recomputes instead of recording someone else's blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct HashKey {
+    prompt: (usize, usize),
     block_bytes: usize,
     max_blocks: usize,
+}
+
+fn prompt_id(request: &LlmRequest) -> (usize, usize) {
+    let p = &request.prefix_bytes;
+    (p.as_ptr() as usize, p.len())
 }
 
 /// Per-request prefix data: the request's hashes (computed once) and counting scratch.
@@ -150,6 +158,7 @@ impl PrefixScratch {
         max_blocks: usize,
     ) -> &[u64] {
         let key = HashKey {
+            prompt: prompt_id(request),
             block_bytes,
             max_blocks,
         };
@@ -166,10 +175,10 @@ impl PrefixScratch {
         &self.hashes
     }
 
-    /// The hashes already computed, if `params` could have produced them (the block
-    /// size may have come from metrics when `autoTune` is on).
-    pub fn cached_for(&self, params: &PrefixParams) -> Option<&[u64]> {
-        let k = self.key?;
+    /// The hashes already computed for `request`, if `params` could have produced them
+    /// (the block size may have come from metrics when `autoTune` is on).
+    pub fn cached_for(&self, request: &LlmRequest, params: &PrefixParams) -> Option<&[u64]> {
+        let k = self.key.filter(|k| k.prompt == prompt_id(request))?;
         let block_tokens = k.block_bytes / CHARS_PER_TOKEN;
         let size_ok = params.auto_tune || block_tokens == params.block_size_tokens;
         (size_ok && params.max_blocks(block_tokens) == k.max_blocks).then_some(&self.hashes[..])
@@ -239,7 +248,7 @@ impl PrefixMatcher {
     pub fn record(&self, request: &LlmRequest, chosen: &Candidate, scratch: &PrefixScratch) {
         let capacity = self.params.lru_capacity(chosen);
         let name = chosen.endpoint.name.as_str();
-        if let Some(hashes) = scratch.cached_for(&self.params) {
+        if let Some(hashes) = scratch.cached_for(request, &self.params) {
             self.index.insert(name, capacity, hashes);
             return;
         }

@@ -149,4 +149,15 @@ fn recorded_hashes_are_reused_or_recomputed_alike() {
     let mut fresh = PrefixScratch::default();
     matcher.ratios(&req, &cands, &[0, 1], &mut fresh, &mut ratios);
     assert_eq!(ratios, [1.0, 1.0]);
+    // A scratch made for another request is not reused for this one.
+    let other = request("m", &"z".repeat(300));
+    matcher.record(&other, &cands[0], &scratch);
+    matcher.ratios(
+        &other,
+        &cands,
+        &[0, 1],
+        &mut PrefixScratch::default(),
+        &mut ratios,
+    );
+    assert_eq!(ratios, [1.0, 0.0]);
 }
