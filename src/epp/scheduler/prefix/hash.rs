@@ -5,8 +5,9 @@
 //! only on the block, and only the last 8 bytes (the previous hash) chain the blocks
 //! together. So the stripes of all blocks are hashed first, independently (the CPU
 //! overlaps them), and the short chained finish runs after: the same values as the
-//! `xxhash-rust` crate (tests check it), in about a third of the time. Other block
-//! sizes take the crate's one-shot path.
+//! `xxhash-rust` crate (tests check it), without a copy per block and without
+//! serialising the whole block's work on the chain. Other block sizes take the
+//! crate's one-shot path.
 
 use xxhash_rust::xxh64::{Xxh64, xxh64};
 
@@ -68,9 +69,49 @@ fn finish(mut h: u64, tail: u64) -> u64 {
     h ^ (h >> 32)
 }
 
-/// The chained block hashes of one request: `h0 = xxh64(model ‖ salt)`, `h_i =
-/// xxh64(block_i ‖ le64(h_{i−1}))`, all with seed 0; `h0` is not emitted. Input past
-/// `max_blocks` blocks and any trailing partial block are dropped. `buf` is scratch.
+/// `h0 = xxh64(target model ‖ cache_salt)`, the chain's seed (not emitted).
+pub fn seed_hash(request: &LlmRequest) -> u64 {
+    let mut seed = Xxh64::new(0);
+    seed.update(request.target_model.as_bytes());
+    if let Some(salt) = request.cache_salt.as_deref() {
+        seed.update(salt.as_bytes());
+    }
+    seed.digest()
+}
+
+/// Appends to `out` the chained hashes of the whole `block_bytes` blocks of `bytes`,
+/// continuing the chain from `prev`: `h_i = xxh64(block_i ‖ le64(h_{i−1}))`, seed 0.
+/// Returns the last hash (`prev` if there was no block). `buf` is scratch.
+pub fn extend_chain(
+    bytes: &[u8],
+    block_bytes: usize,
+    mut prev: u64,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u64>,
+) -> u64 {
+    let start = out.len();
+    let blocks = bytes.chunks_exact(block_bytes.max(1));
+    if block_bytes.is_multiple_of(STRIPE) {
+        out.extend(blocks.map(stripes));
+        for h in &mut out[start..] {
+            prev = finish(*h, prev);
+            *h = prev;
+        }
+        return prev;
+    }
+    out.reserve(blocks.len());
+    for block in blocks {
+        buf.clear();
+        buf.extend_from_slice(block);
+        buf.extend_from_slice(&prev.to_le_bytes());
+        prev = xxh64(buf, 0);
+        out.push(prev);
+    }
+    prev
+}
+
+/// The chained block hashes of one request (gie-facts §4.3): input past `max_blocks`
+/// blocks and any trailing partial block are dropped. `buf` is scratch.
 pub fn block_hashes(
     request: &LlmRequest,
     block_bytes: usize,
@@ -79,32 +120,14 @@ pub fn block_hashes(
     out: &mut Vec<u64>,
 ) {
     out.clear();
-    let bytes = &request.prefix_bytes;
-    let n = (bytes.len() / block_bytes.max(1)).min(max_blocks);
-    if n == 0 {
-        return;
+    let n = num_blocks(request, block_bytes, max_blocks);
+    if n > 0 {
+        let bytes = &request.prefix_bytes[..n * block_bytes];
+        extend_chain(bytes, block_bytes, seed_hash(request), buf, out);
     }
-    let mut seed = Xxh64::new(0);
-    seed.update(request.target_model.as_bytes());
-    if let Some(salt) = request.cache_salt.as_deref() {
-        seed.update(salt.as_bytes());
-    }
-    let mut prev = seed.digest();
-    let blocks = bytes.chunks_exact(block_bytes).take(n);
-    if block_bytes.is_multiple_of(STRIPE) {
-        out.extend(blocks.map(stripes));
-        for h in out.iter_mut() {
-            prev = finish(*h, prev);
-            *h = prev;
-        }
-        return;
-    }
-    out.reserve(n);
-    for block in blocks {
-        buf.clear();
-        buf.extend_from_slice(block);
-        buf.extend_from_slice(&prev.to_le_bytes());
-        prev = xxh64(buf, 0);
-        out.push(prev);
-    }
+}
+
+/// How many blocks of `request` are hashed.
+pub fn num_blocks(request: &LlmRequest, block_bytes: usize, max_blocks: usize) -> usize {
+    (request.prefix_bytes.len() / block_bytes.max(1)).min(max_blocks)
 }
