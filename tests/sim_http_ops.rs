@@ -103,6 +103,13 @@ async fn metrics_end_with_the_driver_lag_families() {
         metric(&text, "igw_sim_step_lag_seconds_count", &[]),
         metric(&text, "igw_sim_steps_total", &[])
     );
+    // Every step costs at least the profile's fixed 6.9 ms of engine time.
+    let steps = metric(&text, "igw_sim_steps_total", &[]);
+    let modelled = metric(&text, "igw_sim_step_modelled_seconds_total", &[]);
+    assert!(
+        modelled >= 0.0069 * steps,
+        "{modelled} s over {steps} steps"
+    );
 }
 
 #[tokio::test]

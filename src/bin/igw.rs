@@ -13,9 +13,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The endpoint picker.
+    #[command(subcommand)]
+    Epp(EppCommand),
     /// The vLLM-compatible model-server simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+}
+
+#[derive(Subcommand)]
+enum EppCommand {
+    /// Run the endpoint picker as a standalone HTTP gateway in front of a pool.
+    Run(igw::epp::run::EppOptions),
 }
 
 #[derive(Subcommand)]
@@ -24,6 +33,8 @@ enum SimCommand {
     Serve(ServeOptions),
     /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
     Calibrate(igw::sim::calibrate::CalibrateOptions),
+    /// Start a pool of replicas in-process, stream requests through it, print results.
+    Demo(igw::sim::demo::DemoOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +48,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
+        Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
+        Command::Sim(SimCommand::Demo(opts)) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            print!("{}", runtime.block_on(opts.run())?);
+            Ok(())
+        }
         Command::Sim(SimCommand::Calibrate(opts)) => {
             print!("{}", opts.run()?);
             Ok(())
@@ -72,5 +90,23 @@ fn sim_serve(opts: ServeOptions) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+    })
+}
+
+fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let epp = igw::epp::run::start(&opts).await?;
+        tracing::info!(
+            gateway = %epp.proxy_addr,
+            metrics = %epp.metrics_addr,
+            "endpoint picker serving"
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        tracing::info!("shutting down");
+        epp.shutdown().await;
+        Ok(())
     })
 }

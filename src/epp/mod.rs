@@ -6,10 +6,29 @@
 //! knows about a request. The [`scheduler`] works only on those values: it does no I/O
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
 //! decision code. [`config`] reads GIE's `EndpointPickerConfig` and builds it.
+//!
+//! The data layer feeds it. [`pool`] says which endpoints exist (a pool file or
+//! `--endpoints`); [`scrape`] polls each one's `/metrics` every 50 ms, reading the text
+//! with [`prom_text`] and mapping engine-specific names with [`metric_mapping`]; it
+//! publishes one [`datastore`] snapshot per round, which the request path reads without
+//! locking. [`saturation`] judges from a snapshot's candidates whether the pool is
+//! full; [`clock`] is the time source the background tasks take.
 
+pub mod admin;
+pub mod clock;
 pub mod config;
+pub mod datastore;
+pub mod director;
 pub mod endpoint;
 pub mod error;
+pub mod metric_mapping;
+pub mod metrics;
 pub mod parser;
+pub mod pool;
+pub mod prom_text;
+pub mod proxy;
 pub mod request;
+pub mod run;
+pub mod saturation;
 pub mod scheduler;
+pub mod scrape;

@@ -7,6 +7,7 @@
 //! engine's counters and histograms and renders them as vLLM's Prometheus text.
 
 pub mod calibrate;
+pub mod demo;
 pub mod engine;
 pub mod metrics;
 pub mod options;

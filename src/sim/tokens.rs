@@ -23,6 +23,12 @@ fn bpe() -> &'static CoreBPE {
     tiktoken_rs::cl100k_base_singleton()
 }
 
+/// Builds the shared vocabulary now (a few tens of ms in release builds), so the
+/// first request does not pay for it. Servers call this before they accept traffic.
+pub fn warm_up() {
+    let _ = bpe();
+}
+
 /// Ordinary encoding: special-token text such as `<|endoftext|>` is encoded as plain
 /// text, so a client cannot inject control tokens.
 pub fn encode(text: &str) -> Vec<u32> {

@@ -34,6 +34,11 @@ pub const LAG_BUCKETS: &[f64] = &[
 pub struct LagStats {
     /// Engine steps run.
     pub steps_total: u64,
+    /// Modelled duration of those steps, engine seconds. Over a busy window,
+    /// `Δ(this) / speedup / Δ(wall seconds)` is the driver's cadence: 1.0 means steps
+    /// follow each other exactly as the latency model says; below 1.0 the driver has
+    /// fallen behind the model.
+    pub step_modelled_seconds_total: f64,
     /// Per step: wall seconds between the step's modelled end (`end / speedup`) and
     /// the moment its tokens were handed to the requests.
     pub step_lag_seconds: Histogram,
@@ -43,6 +48,7 @@ impl LagStats {
     fn new() -> LagStats {
         LagStats {
             steps_total: 0,
+            step_modelled_seconds_total: 0.0,
             step_lag_seconds: Histogram::new(LAG_BUCKETS),
         }
     }
@@ -80,6 +86,12 @@ impl LagStats {
         );
         let _ = write!(out, "igw_sim_steps_total{labels} ");
         write_float(out, self.steps_total as f64);
+        out.push_str(
+            "\n# HELP igw_sim_step_modelled_seconds_total Modelled engine seconds of the steps \
+             run.\n# TYPE igw_sim_step_modelled_seconds_total counter\n",
+        );
+        let _ = write!(out, "igw_sim_step_modelled_seconds_total{labels} ");
+        write_float(out, self.step_modelled_seconds_total);
         out.push('\n');
     }
 }
@@ -241,6 +253,7 @@ impl Driver {
                     }
                     let late = Instant::now().saturating_duration_since(deadline);
                     self.lag.steps_total += 1;
+                    self.lag.step_modelled_seconds_total += out.duration.as_secs_f64();
                     self.lag.step_lag_seconds.observe(late.as_secs_f64());
                     self.deliver(out.events);
                 }

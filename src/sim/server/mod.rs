@@ -49,6 +49,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let port = listener.local_addr()?.port();
+    warm_up_tokenizer().await;
     let replica =
         Replica::start(config, port).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let app = router(Arc::new(replica));
@@ -97,6 +98,13 @@ impl SimServer {
     }
 }
 
+/// Builds the tokenizer's vocabulary off the async workers.
+async fn warm_up_tokenizer() {
+    if let Err(e) = tokio::task::spawn_blocking(crate::sim::tokens::warm_up).await {
+        tracing::warn!(error = %e, "tokenizer warm-up failed; the first request will build it");
+    }
+}
+
 /// Binds `listen.replicas` servers and starts them, each with its own engine. Replica
 /// `i` gets `engine_index = i` (its `engine` metric label) and an engine seed offset by
 /// `i`, so replicas are independent but reproducible.
@@ -110,6 +118,8 @@ pub async fn spawn(config: SimServerConfig, listen: Listen) -> io::Result<SimSer
             "at least one replica is needed",
         ));
     }
+    // Before binding, so no client can connect while the vocabulary is being built.
+    warm_up_tokenizer().await;
     let (shutdown, signal) = watch::channel(());
     let mut listeners = Vec::with_capacity(listen.replicas);
     for i in 0..listen.replicas {

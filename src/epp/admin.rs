@@ -1,0 +1,128 @@
+//! The picker's operator port (`--metrics-port`): Prometheus metrics, liveness,
+//! readiness, and a JSON view of every endpoint as the picker sees it (the kubectl
+//! plugin's `top` reads it).
+//!
+//! Read-only: every handler reads the current snapshot and the metric registry; none
+//! changes routing state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use super::datastore::Health;
+use super::director::Director;
+
+/// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`.
+pub fn app(director: Arc<Director>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/admin/endpoints", get(endpoints))
+        .with_state(director)
+}
+
+async fn metrics(State(d): State<Arc<Director>>) -> Response {
+    d.metrics().set_pool(&d.pool_stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        d.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Ready when at least one endpoint can take requests.
+async fn ready(State(d): State<Arc<Director>>) -> Response {
+    let ready = d.pool_stats().ready_endpoints;
+    if ready > 0 {
+        (
+            StatusCode::OK,
+            format!("ready: {ready} endpoints routable\n"),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no endpoint has fresh metrics yet\n",
+        )
+            .into_response()
+    }
+}
+
+/// One endpoint in `GET /admin/endpoints`.
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub name: String,
+    pub address: String,
+    /// `pending`, `healthy` or `unhealthy`.
+    pub health: &'static str,
+    pub last_error: Option<String>,
+    /// Age of the last good metrics, ms; absent when never scraped.
+    pub metrics_age_ms: Option<u64>,
+    pub waiting_queue_size: Option<u64>,
+    pub running_requests: Option<u64>,
+    pub kv_cache_usage: Option<f64>,
+    pub active_adapters: Vec<String>,
+    pub waiting_adapters: Vec<String>,
+    pub max_active_adapters: Option<u32>,
+    /// Requests this picker has in flight there.
+    pub in_flight: u64,
+    /// Requests sent since its last scrape.
+    pub sent_since_scrape: u64,
+}
+
+/// `GET /admin/endpoints`.
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub pool: String,
+    pub endpoints: Vec<EndpointView>,
+}
+
+async fn endpoints(State(d): State<Arc<Director>>) -> Json<PoolView> {
+    let snap = d.datastore().snapshot();
+    let now = d.now();
+    let endpoints = snap
+        .endpoints
+        .iter()
+        .map(|e| {
+            let m = e.metrics.as_ref();
+            EndpointView {
+                name: e.endpoint.name.clone(),
+                address: e.endpoint.address.to_string(),
+                health: match e.health {
+                    Health::Pending => "pending",
+                    Health::Healthy => "healthy",
+                    Health::Unhealthy => "unhealthy",
+                },
+                last_error: e.last_error.clone(),
+                metrics_age_ms: m.map(|m| {
+                    now.saturating_sub(m.updated_at)
+                        .min(Duration::from_secs(u64::MAX / 1000))
+                        .as_millis() as u64
+                }),
+                waiting_queue_size: m.map(|m| m.waiting_queue_size),
+                running_requests: m.map(|m| m.running_requests),
+                kv_cache_usage: m.map(|m| m.kv_cache_usage),
+                active_adapters: m.map(|m| m.active_adapters.clone()).unwrap_or_default(),
+                waiting_adapters: m.map(|m| m.waiting_adapters.clone()).unwrap_or_default(),
+                max_active_adapters: m.map(|m| m.max_active_adapters),
+                in_flight: e.load.in_flight(),
+                sent_since_scrape: e.load.sent_since_scrape(),
+            }
+        })
+        .collect();
+    Json(PoolView {
+        pool: snap.pool.clone(),
+        endpoints,
+    })
+}

@@ -1,0 +1,158 @@
+//! Reads token usage out of a model server's response as it streams past, without
+//! holding it back (gie-facts §1.8).
+//!
+//! SSE: complete `data:` frames that mention `"usage"` are parsed; the first usage
+//! object wins. JSON: the body is copied (up to a cap) and parsed at the end. Both
+//! spellings of the cached-token field are read: OpenAI's `prompt_tokens_details`
+//! and GIE's `prompt_token_details`. Never fails: unreadable bytes just mean no usage.
+
+use serde_json::Value;
+
+/// Largest non-streaming body copied for usage parsing, bytes; bigger ones are
+/// forwarded untouched and report no usage.
+const MAX_JSON_COPY: usize = 4 << 20;
+/// Largest partial SSE frame kept between chunks, bytes.
+const MAX_PARTIAL_FRAME: usize = 1 << 20;
+
+/// Token accounting of one response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// Watches response bytes for a `usage` object.
+#[derive(Debug)]
+pub struct UsageSniffer {
+    streaming: bool,
+    buf: Vec<u8>,
+    overflowed: bool,
+    found: Option<TokenUsage>,
+}
+
+impl UsageSniffer {
+    /// `streaming` when the response's content type is `text/event-stream`.
+    pub fn new(streaming: bool) -> UsageSniffer {
+        UsageSniffer {
+            streaming,
+            buf: Vec::new(),
+            overflowed: false,
+            found: None,
+        }
+    }
+
+    /// Looks at the next chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.found.is_some() || self.overflowed {
+            return;
+        }
+        if !self.streaming {
+            if self.buf.len() + chunk.len() > MAX_JSON_COPY {
+                self.overflowed = true;
+                self.buf = Vec::new();
+            } else {
+                self.buf.extend_from_slice(chunk);
+            }
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+        // Parse every complete frame; keep the tail.
+        let mut start = 0;
+        while let Some(end) = find(&self.buf[start..], b"\n\n") {
+            let frame = &self.buf[start..start + end];
+            if self.found.is_none() && find(frame, b"\"usage\"").is_some() {
+                self.found = frame
+                    .split(|&b| b == b'\n')
+                    .filter_map(|line| line.strip_prefix(b"data:"))
+                    .find_map(|data| parse_usage(data.trim_ascii()));
+            }
+            start += end + 2;
+        }
+        self.buf.drain(..start);
+        if self.buf.len() > MAX_PARTIAL_FRAME {
+            self.overflowed = true;
+            self.buf = Vec::new();
+        }
+    }
+
+    /// The usage found, once the body has ended.
+    pub fn finish(&mut self) -> Option<TokenUsage> {
+        if self.found.is_none() && !self.streaming && !self.overflowed {
+            self.found = parse_usage(&self.buf);
+        }
+        self.buf = Vec::new();
+        self.found
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_usage(json: &[u8]) -> Option<TokenUsage> {
+    let v: Value = serde_json::from_slice(json).ok()?;
+    let u = v.get("usage")?.as_object()?;
+    let num = |k: &str| u.get(k).and_then(Value::as_u64);
+    let cached = ["prompt_tokens_details", "prompt_token_details"]
+        .iter()
+        .find_map(|k| u.get(*k)?.get("cached_tokens")?.as_u64())
+        .unwrap_or(0);
+    Some(TokenUsage {
+        prompt_tokens: num("prompt_tokens").or(num("input_tokens"))?,
+        completion_tokens: num("completion_tokens")
+            .or(num("output_tokens"))
+            .unwrap_or(0),
+        cached_tokens: cached,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage_in_an_sse_frame_split_across_chunks() {
+        let stream = b"data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\ndata: [DONE]\n\n";
+        for split in [1, 17, 60, 100, stream.len() - 1] {
+            let mut s = UsageSniffer::new(true);
+            s.feed(&stream[..split]);
+            s.feed(&stream[split..]);
+            assert_eq!(
+                s.finish(),
+                Some(TokenUsage {
+                    prompt_tokens: 7,
+                    completion_tokens: 2,
+                    cached_tokens: 3
+                }),
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_json_bodies_and_gies_spelling() {
+        let body = br#"{"object":"text_completion","usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_token_details":{"cached_tokens":4}}}"#;
+        let mut s = UsageSniffer::new(false);
+        s.feed(&body[..10]);
+        s.feed(&body[10..]);
+        let u = s.finish().unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (5, 1, 4)
+        );
+    }
+
+    #[test]
+    fn garbage_means_no_usage() {
+        for (streaming, bytes) in [
+            (true, &b"data: {not json \"usage\"\n\n"[..]),
+            (false, &b"\xff\xfe"[..]),
+            (false, &b"{\"usage\":\"none\"}"[..]),
+        ] {
+            let mut s = UsageSniffer::new(streaming);
+            s.feed(bytes);
+            assert_eq!(s.finish(), None);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `igw epp run`: start the picker as a standalone HTTP gateway, with its scrape loop,
+//! Prometheus metrics and admin API.
+//!
+//! Wiring only: the pool comes from a pool file or `--endpoints`, the scheduler from
+//! an `EndpointPickerConfig` (GIE's default when none is given), and everything runs
+//! on the caller's tokio runtime until the shutdown future completes. Tests start it
+//! on port 0 through [`start`] exactly as the binary does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::admin;
+use super::clock::{Clock, TokioClock, parse_go_duration};
+use super::config::{self, LoadedConfig, objectives::Objectives};
+use super::datastore::{DEFAULT_STALENESS_THRESHOLD, Datastore};
+use super::director::Director;
+use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings, EngineMetricsSpec};
+use super::metrics::EppMetrics;
+use super::pool::StaticPool;
+use super::proxy::{self, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
+use super::scheduler::plugins::utilization::UtilizationDetector;
+use super::scrape::{ScrapeConfig, Scraper};
+
+/// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
+#[derive(clap::Args, Clone, Debug)]
+#[command(group(clap::ArgGroup::new("pool").required(true).args(["pool_file", "endpoints"])))]
+pub struct EppOptions {
+    /// The pool: an InferencePool v1 YAML with `spec.endpoints` listing addresses.
+    #[arg(long, value_name = "FILE")]
+    pub pool_file: Option<PathBuf>,
+    /// The pool, quick form: comma-separated `ip:port` model-server addresses.
+    #[arg(long, value_name = "LIST")]
+    pub endpoints: Option<String>,
+    /// Pool name for `--endpoints` (labels `inference_pool_*` metrics).
+    #[arg(long, default_value = "igw-pool")]
+    pub pool_name: String,
+    /// An EndpointPickerConfig YAML (GIE's format). Without it: GIE's default profile.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// A built-in configuration instead of `--config`: `gie-default` or `igw-default`.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Objectives (name → priority) for the `x-gateway-inference-objective` header.
+    #[arg(long, value_name = "FILE")]
+    pub objectives: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// The standalone gateway's port (OpenAI API in, forwarded to the picked endpoint).
+    #[arg(long, default_value_t = 8080)]
+    pub proxy_port: u16,
+    /// Prometheus metrics, health, readiness and the admin API.
+    #[arg(long, default_value_t = 9090)]
+    pub metrics_port: u16,
+    /// How often each endpoint's `/metrics` is scraped (Go duration).
+    #[arg(long, default_value = "50ms", value_parser = parse_go_duration)]
+    pub refresh_metrics_interval: Duration,
+    /// Metrics older than this make an endpoint unhealthy (Go duration).
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    pub metrics_staleness_threshold: Duration,
+    /// Largest request body accepted, bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Seed of the picker's random tie-breaks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl EppOptions {
+    /// Options for a pool of `endpoints` on free loopback ports, as tests want.
+    pub fn local(endpoints: &[SocketAddr]) -> EppOptions {
+        EppOptions {
+            pool_file: None,
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            pool_name: "igw-pool".into(),
+            config: None,
+            preset: None,
+            objectives: None,
+            host: "127.0.0.1".into(),
+            proxy_port: 0,
+            metrics_port: 0,
+            refresh_metrics_interval: Duration::from_millis(50),
+            metrics_staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            seed: 0,
+        }
+    }
+
+    fn pool(&self) -> anyhow::Result<StaticPool> {
+        Ok(match (&self.pool_file, &self.endpoints) {
+            (Some(path), _) => StaticPool::from_file(path)?,
+            (None, Some(list)) => StaticPool::from_endpoints_flag(&self.pool_name, list)?,
+            (None, None) => anyhow::bail!("give the pool with --pool-file or --endpoints"),
+        })
+    }
+
+    fn config(&self) -> anyhow::Result<LoadedConfig> {
+        Ok(match (&self.config, self.preset.as_deref()) {
+            (Some(path), _) => config::load(path)?,
+            (None, None | Some("gie-default")) => config::gie_default(),
+            (None, Some("igw-default")) => config::igw_default(),
+            (None, Some(other)) => {
+                anyhow::bail!("--preset: unknown preset `{other}` (gie-default, igw-default)")
+            }
+        })
+    }
+}
+
+/// A running picker.
+pub struct RunningEpp {
+    pub proxy_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub director: Arc<Director>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningEpp {
+    /// Stops serving and scraping, and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Loads everything the options name, binds both ports and starts serving. Every
+/// configuration error is returned before anything listens.
+pub async fn start(opts: &EppOptions) -> anyhow::Result<RunningEpp> {
+    let pool = opts.pool()?;
+    let config = opts.config()?;
+    for note in &config.notes {
+        tracing::info!(config = %config.origin, "{note}");
+    }
+    let objectives = match &opts.objectives {
+        Some(path) => Objectives::load(path)?,
+        None => Objectives::default(),
+    };
+    let (mapping, metrics_path) = metric_mapping(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let datastore = Arc::new(Datastore::new(
+        &pool.name,
+        pool.endpoints.clone(),
+        opts.metrics_staleness_threshold,
+    ));
+    let metrics = Arc::new(EppMetrics::new(&pool.name));
+    let passthrough = config.parser == config::host::ParserKind::Passthrough;
+    let director = Arc::new(Director::new(
+        datastore.clone(),
+        config.scheduler,
+        UtilizationDetector::new(config.saturation),
+        objectives,
+        metrics,
+        clock.clone(),
+        opts.seed,
+    ));
+
+    let bind = |port: u16| {
+        let host = opts.host.clone();
+        async move {
+            TcpListener::bind((host.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen on {host}:{port}"))
+        }
+    };
+    let proxy_listener = bind(opts.proxy_port).await?;
+    let metrics_listener = bind(opts.metrics_port).await?;
+    let proxy_addr = proxy_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (shutdown, signal) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let scraper = Scraper::new(
+        datastore,
+        mapping,
+        clock,
+        ScrapeConfig {
+            interval: opts.refresh_metrics_interval,
+            path: metrics_path,
+            ..ScrapeConfig::default()
+        },
+    );
+    let gateway = proxy::app(
+        director.clone(),
+        GatewayConfig {
+            max_body_bytes: opts.max_body_bytes,
+            passthrough,
+            ..GatewayConfig::default()
+        },
+    );
+    let admin = admin::app(director.clone());
+    let tasks = vec![
+        tokio::spawn(scraper.run(stopped(signal.clone()))),
+        tokio::spawn({
+            let stop = stopped(signal.clone());
+            async move {
+                if let Err(e) = axum::serve(proxy_listener, gateway)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "gateway server failed");
+                }
+            }
+        }),
+        tokio::spawn({
+            let stop = stopped(signal);
+            async move {
+                if let Err(e) = axum::serve(metrics_listener, admin)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            }
+        }),
+    ];
+    Ok(RunningEpp {
+        proxy_addr,
+        metrics_addr,
+        director,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The metric names to read and the path to scrape, from the config's data layer
+/// (GIE's defaults when it has none).
+fn metric_mapping(
+    config: &LoadedConfig,
+) -> anyhow::Result<(Arc<super::metric_mapping::MetricMapping>, String)> {
+    let source = config.data_layer.first();
+    let path = source
+        .map(|s| s.params.path.clone())
+        .unwrap_or_else(|| "/metrics".into());
+    let extractor = source.and_then(|s| s.extractors.first().map(|(_, p)| p.clone()));
+    let (entries, default_engine) = match &extractor {
+        Some(p) => (
+            p.engine_configs
+                .iter()
+                .map(|c| EngineMetricsSpec {
+                    name: c.name.clone(),
+                    queued_requests_spec: c.queued_requests_spec.clone().unwrap_or_default(),
+                    running_requests_spec: c.running_requests_spec.clone().unwrap_or_default(),
+                    kv_usage_spec: c.kv_usage_spec.clone().unwrap_or_default(),
+                    lora_spec: c.lora_spec.clone().unwrap_or_default(),
+                    cache_info_spec: c.cache_info_spec.clone().unwrap_or_default(),
+                    cache_block_size_label_name: c
+                        .cache_block_size_label_name
+                        .clone()
+                        .unwrap_or_default(),
+                    cache_num_blocks_label_name: c
+                        .cache_num_blocks_label_name
+                        .clone()
+                        .unwrap_or_default(),
+                    cache_block_size_spec: c.cache_block_size_spec.clone().unwrap_or_default(),
+                    cache_num_blocks_spec: c.cache_num_blocks_spec.clone().unwrap_or_default(),
+                })
+                .collect::<Vec<_>>(),
+            p.default_engine.clone(),
+        ),
+        None => (Vec::new(), DEFAULT_ENGINE.to_string()),
+    };
+    let mappings = EngineMappings::new(&entries, &default_engine)
+        .with_context(|| format!("{}: core-metrics-extractor engineConfigs", config.origin))?;
+    // A static pool carries no engine labels: every endpoint uses the default engine.
+    Ok((mappings.get(None).clone(), path))
+}

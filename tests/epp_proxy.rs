@@ -1,0 +1,349 @@
+//! The standalone gateway's data plane, with a fixed routing decision: forwarding,
+//! streaming pass-through, fallback on refused connections, usage and load
+//! accounting, and GIE's error codes. Real HTTP on 127.0.0.1:0 throughout.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use igw::epp::endpoint::{Endpoint, EndpointLoad};
+use igw::epp::error::EppError;
+use igw::epp::proxy::{Completion, GatewayConfig, RequestRouter, Target, app};
+use igw::epp::request::LlmRequest;
+use igw::sim::options::EngineOptions;
+use igw::sim::server::{Listen, SimServer, SimServerConfig, spawn};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const MODEL: &str = "test-model";
+
+/// Routes every request to the same ordered targets and records what happens.
+#[derive(Default)]
+struct FixedRouter {
+    targets: Vec<Target>,
+    failed: Mutex<Vec<String>>,
+    completed: Mutex<Vec<(String, u16, Completion)>>,
+    rejected: Mutex<Vec<u16>>,
+}
+
+impl RequestRouter for FixedRouter {
+    fn route(&self, _: &mut LlmRequest, _: Option<&str>) -> Result<Vec<Target>, EppError> {
+        Ok(self.targets.clone())
+    }
+    fn endpoint_failed(&self, endpoint: &Endpoint, _: &str) {
+        self.failed.lock().unwrap().push(endpoint.name.clone());
+    }
+    fn completed(&self, _: &LlmRequest, endpoint: &Endpoint, status: u16, done: &Completion) {
+        self.completed
+            .lock()
+            .unwrap()
+            .push((endpoint.name.clone(), status, done.clone()));
+    }
+    fn rejected(&self, _: Option<&LlmRequest>, error: &EppError) {
+        self.rejected.lock().unwrap().push(error.status());
+    }
+    fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.targets.iter().map(|t| t.endpoint.clone()).collect()
+    }
+}
+
+fn target(name: &str, address: SocketAddr) -> Target {
+    Target {
+        endpoint: Arc::new(Endpoint {
+            name: name.into(),
+            address,
+        }),
+        load: Arc::new(EndpointLoad::default()),
+    }
+}
+
+/// An address nothing listens on.
+async fn dead_address() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+async fn sims(n: usize) -> SimServer {
+    let engine = EngineOptions {
+        max_loras: 1,
+        ..Default::default()
+    }
+    .engine_config()
+    .unwrap();
+    let mut config = SimServerConfig::new(MODEL, engine);
+    config.speedup = 100.0;
+    spawn(config, Listen::local(n)).await.unwrap()
+}
+
+async fn gateway(router: Arc<FixedRouter>, config: GatewayConfig) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(router, config)).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn forwards_and_records_usage_and_releases_load() {
+    let sim = sims(1).await;
+    let router = Arc::new(FixedRouter {
+        targets: vec![target("a", sim.addrs()[0])],
+        ..Default::default()
+    });
+    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(
+            &json!({"model": MODEL, "prompt": "hello there", "max_tokens": 5, "ignore_eos": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let served = resp.headers()["x-gateway-destination-endpoint-served"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(served, sim.addrs()[0].to_string());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+    let completed = router.completed.lock().unwrap().clone();
+    assert_eq!(completed.len(), 1);
+    let (name, status, done) = &completed[0];
+    assert_eq!((name.as_str(), *status, done.complete), ("a", 200, true));
+    assert_eq!(done.usage.unwrap().completion_tokens, 5);
+    assert_eq!(
+        router.targets[0].load.in_flight(),
+        0,
+        "the guard was released"
+    );
+    assert_eq!(router.targets[0].load.sent_since_scrape(), 1);
+}
+
+#[tokio::test]
+async fn falls_back_when_the_first_endpoint_refuses() {
+    let sim = sims(1).await;
+    let router = Arc::new(FixedRouter {
+        targets: vec![
+            target("dead", dead_address().await),
+            target("live", sim.addrs()[0]),
+        ],
+        ..Default::default()
+    });
+    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(*router.failed.lock().unwrap(), vec!["dead".to_string()]);
+    assert_eq!(router.targets[0].load.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn every_endpoint_refusing_is_a_503() {
+    let router = Arc::new(FixedRouter {
+        targets: vec![target("dead", dead_address().await)],
+        ..Default::default()
+    });
+    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"model": MODEL, "prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("inference error: ServiceUnavailable - "),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_gies_codes() {
+    let router = Arc::new(FixedRouter::default());
+    let url = gateway(
+        router.clone(),
+        GatewayConfig {
+            max_body_bytes: 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let cases: [(&str, Vec<u8>, u16, &str); 4] = [
+        (
+            "/v1/completions",
+            b"{oops".to_vec(),
+            400,
+            "error unmarshaling request bodyMap",
+        ),
+        (
+            "/v1/completions",
+            br#"{"prompt":"x"}"#.to_vec(),
+            400,
+            "model not found in request body",
+        ),
+        ("/v1/completions", vec![b' '; 4096], 413, "PayloadTooLarge"),
+        (
+            "/v1/completions",
+            b"{\"model\":\"m\",\"prompt\":\"\xff\"}".to_vec(),
+            400,
+            "BadRequest",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let resp = client
+            .post(format!("{url}{path}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{needle}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{text}");
+    }
+    assert_eq!(*router.rejected.lock().unwrap(), vec![400, 400, 413, 400]);
+}
+
+/// An upstream that sends one SSE frame, then waits for the test before the rest: if
+/// the gateway buffered the stream, the first frame would never arrive on its own.
+#[tokio::test]
+async fn streams_pass_through_frame_by_frame() {
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+    let upstream = axum::Router::new().route(
+        "/v1/completions",
+        axum::routing::post(move || {
+            let release_rx = release_rx.clone();
+            async move {
+                let first = futures::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"data: {\"choices\":[{\"text\":\"a\"}]}\n\n"))
+                });
+                let rest = futures::stream::once(async move {
+                    if let Some(rx) = release_rx.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    Ok(bytes::Bytes::from_static(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n"))
+                });
+                axum::response::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(axum::body::Body::from_stream(first.chain(rest)))
+                    .unwrap()
+            }
+        }),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, upstream).await });
+    let router = Arc::new(FixedRouter {
+        targets: vec![target("up", up_addr)],
+        ..Default::default()
+    });
+    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"model": MODEL, "prompt": "x", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the first frame arrives before the upstream finishes")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b"data: {\"choices\":[{\"text\":\"a\"}]}"));
+    assert_eq!(
+        router.targets[0].load.in_flight(),
+        1,
+        "in flight while streaming"
+    );
+    release_tx.send(()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(rest.ends_with(b"data: [DONE]\n\n"));
+    let done = router.completed.lock().unwrap()[0].2.clone();
+    assert!(done.complete);
+    assert_eq!(done.usage.unwrap().prompt_tokens, 1);
+    assert_eq!(router.targets[0].load.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_releases_load_and_the_server_slot() {
+    let sim = sims(1).await;
+    let router = Arc::new(FixedRouter {
+        targets: vec![target("a", sim.addrs()[0])],
+        ..Default::default()
+    });
+    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"model": MODEL, "prompt": "tell me", "stream": true, "max_tokens": 2000, "ignore_eos": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    // The gateway notices the client is gone, drops the upstream body and the guard;
+    // the simulator then aborts the request. Wait for both by polling, not sleeping.
+    let metrics_url = format!("{}/metrics", sim.base_urls()[0]);
+    for _ in 0..2000 {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let running = text
+            .lines()
+            .find(|l| l.starts_with("vllm:num_requests_running{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap()
+            .to_string();
+        if router.targets[0].load.in_flight() == 0 && running == "0.0" {
+            let done = router.completed.lock().unwrap()[0].2.clone();
+            assert!(!done.complete, "reported as abandoned");
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("load was not released after the client left");
+}
+
+#[tokio::test]
+async fn models_lists_what_the_pool_serves() {
+    let sim = sims(2).await;
+    let router = Arc::new(FixedRouter {
+        targets: vec![
+            target("a", sim.addrs()[0]),
+            target("b", sim.addrs()[1]),
+            target("dead", dead_address().await),
+        ],
+        ..Default::default()
+    });
+    let url = gateway(router, GatewayConfig::default()).await;
+    let list: Value = reqwest::get(format!("{url}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![MODEL]);
+    assert_eq!(list["object"], "list");
+}
