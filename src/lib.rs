@@ -7,7 +7,8 @@
 //!   ([`sim::profile`]), served over HTTP by [`sim::server`] and run in virtual time by
 //!   [`sim::calibrate`].
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
-//! - [`epp`]: the endpoint picker: endpoint state, requests, scheduling.
+//! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
+//!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
 //!
 //! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
 //! these modules; see ARCHITECTURE.md for the whole map.

@@ -162,7 +162,7 @@ impl Director {
             }
         };
         self.scheduler
-            .on_scheduled(request, &candidates[result.target()], &cycle);
+            .on_scheduled(request, &candidates[result.target()], &mut cycle);
         self.return_scratch(cycle);
         self.metrics.scheduled(started.elapsed());
         Ok(result

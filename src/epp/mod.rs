@@ -3,9 +3,9 @@
 //!
 //! [`endpoint`] holds what the picker knows about each endpoint (identity, last
 //! scraped metrics, the load the picker itself has sent), and [`request`] what it
-//! knows about a request. The scheduler works only on those values: it does no I/O
+//! knows about a request. The [`scheduler`] works only on those values: it does no I/O
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
-//! decision code.
+//! decision code. [`config`] reads GIE's `EndpointPickerConfig` and builds it.
 //!
 //! The data layer feeds it. [`pool`] says which endpoints exist (a pool file or
 //! `--endpoints`); [`scrape`] polls each one's `/metrics` every 50 ms, reading the text

@@ -1,6 +1,7 @@
 //! Per-request scratch for one scheduling decision: reusable buffers (so a decision
-//! allocates little) and the prompt's prefix hashes (so the prompt is hashed once per
-//! request, for scoring and again for the index update after the pick).
+//! allocates little) and the prompt's prefix hashes, so each block is hashed once per
+//! request: as far as the prefix walk needs during the decision, the rest when the
+//! index records the request after the pick.
 //!
 //! It holds no endpoint state and nothing that outlives the request's meaning: the
 //! scheduler clears what matters at the start of every decision.

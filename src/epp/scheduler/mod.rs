@@ -70,7 +70,7 @@ pub struct Scored {
 pub trait Plugin: Send + Sync {
     /// The request was sent to `chosen` (the primary profile's first target). GIE's
     /// PreRequest: optimistic, it does not wait to learn which endpoint served it.
-    fn on_scheduled(&self, _request: &LlmRequest, _chosen: &Candidate, _cycle: &CycleState) {}
+    fn on_scheduled(&self, _request: &LlmRequest, _chosen: &Candidate, _cycle: &mut CycleState) {}
 
     /// The endpoint named `name` left the pool: forget what is kept about it.
     fn on_endpoint_removed(&self, _name: &str) {}

@@ -179,9 +179,10 @@ impl Scheduler {
         )))
     }
 
-    /// PreRequest: the request was sent to `chosen`. Pass the same `cycle` the
-    /// decision used so the prefix hashes are reused, not recomputed.
-    pub fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &CycleState) {
+    /// PreRequest: the request was sent to `chosen`. Pass the `cycle` the decision
+    /// used, before it serves another decision, so the prompt's hashes are reused;
+    /// any other cycle (even a fresh one) works too, at the cost of hashing again.
+    pub fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &mut CycleState) {
         for plugin in &self.hooks {
             plugin.on_scheduled(request, chosen, cycle);
         }

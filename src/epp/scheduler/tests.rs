@@ -236,7 +236,7 @@ impl ProfileHandler for RunAll {
 #[derive(Default)]
 struct Counting(AtomicUsize, AtomicUsize);
 impl Plugin for Counting {
-    fn on_scheduled(&self, _: &LlmRequest, _: &Candidate, _: &CycleState) {
+    fn on_scheduled(&self, _: &LlmRequest, _: &Candidate, _: &mut CycleState) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
     fn on_endpoint_removed(&self, _: &str) {

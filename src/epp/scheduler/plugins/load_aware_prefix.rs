@@ -111,8 +111,8 @@ impl LoadAwarePrefixScorer {
 }
 
 impl Plugin for LoadAwarePrefixScorer {
-    fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &CycleState) {
-        self.matcher.record(request, chosen, &cycle.prefix);
+    fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &mut CycleState) {
+        self.matcher.record(request, chosen, &mut cycle.prefix);
     }
 
     fn on_endpoint_removed(&self, name: &str) {

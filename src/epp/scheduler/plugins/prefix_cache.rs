@@ -34,8 +34,8 @@ impl PrefixCacheScorer {
 }
 
 impl Plugin for PrefixCacheScorer {
-    fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &CycleState) {
-        self.matcher.record(request, chosen, &cycle.prefix);
+    fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &mut CycleState) {
+        self.matcher.record(request, chosen, &mut cycle.prefix);
     }
 
     fn on_endpoint_removed(&self, name: &str) {

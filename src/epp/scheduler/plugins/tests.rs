@@ -144,7 +144,7 @@ fn load_aware_prefix_gives_way_to_load() {
     let prompt = "x".repeat(128);
     let req = request("m", &prompt);
     let scorer = LoadAwarePrefixScorer::new(LoadAwarePrefixParams::default());
-    scorer.on_scheduled(&req, &pod(0, 0, 0.), &CycleState::default());
+    scorer.on_scheduled(&req, &pod(0, 0, 0.), &mut CycleState::default());
     let cases = [
         // Within slack: a = (1, 0, 0), A = 1, so others get (1 − 1)·ℓ = 0.
         ([0, 0, 0], [1.0, 0.0, 0.0]),

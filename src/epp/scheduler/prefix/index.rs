@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use xxhash_rust::xxh64::Xxh64Builder;
-
-use super::lru::{IdentityBuild, Lru, Put};
+use super::lru::{IdentityBuild, Lru, NameBuild, Put};
 use crate::epp::endpoint::Candidate;
 
 #[derive(Debug)]
@@ -24,7 +22,7 @@ struct Server {
 struct Inner {
     /// Hash → ids of the endpoints whose LRU holds it (usually one or two).
     holders: HashMap<u64, Vec<u32>, IdentityBuild>,
-    ids: HashMap<String, u32, Xxh64Builder>,
+    ids: HashMap<String, u32, NameBuild>,
     /// By id; `None` for a removed endpoint whose id is free for reuse.
     servers: Vec<Option<Server>>,
     free: Vec<u32>,
@@ -48,7 +46,7 @@ impl PrefixIndex {
         PrefixIndex {
             inner: RwLock::new(Inner {
                 holders: HashMap::default(),
-                ids: HashMap::with_hasher(Xxh64Builder::new(0)),
+                ids: HashMap::default(),
                 servers: Vec::new(),
                 free: Vec::new(),
                 entries: 0,
@@ -80,48 +78,9 @@ impl PrefixIndex {
         self.read().ids.len()
     }
 
-    /// Greedy longest-prefix match (gie-facts §4.5): walk `hashes` in order, credit one
-    /// block to every endpoint holding each, and stop at the first hash nobody holds.
-    /// Writes each subset candidate's matched block count into `matched`. `counts`
-    /// and `touched` are scratch; `counts` is left all zero.
-    pub fn match_blocks(
-        &self,
-        hashes: &[u64],
-        candidates: &[Candidate],
-        subset: &[usize],
-        counts: &mut Vec<u32>,
-        touched: &mut Vec<u32>,
-        matched: &mut [f64],
-    ) {
-        matched.fill(0.0);
-        let inner = self.read();
-        if counts.len() < inner.servers.len() {
-            counts.resize(inner.servers.len(), 0);
-        }
-        touched.clear();
-        for h in hashes {
-            let Some(ids) = inner.holders.get(h) else {
-                break;
-            };
-            for &id in ids {
-                let c = &mut counts[id as usize];
-                if *c == 0 {
-                    touched.push(id);
-                }
-                *c += 1;
-            }
-        }
-        if touched.is_empty() {
-            return;
-        }
-        for (m, &i) in matched.iter_mut().zip(subset) {
-            if let Some(&id) = inner.ids.get(candidates[i].endpoint.name.as_str()) {
-                *m = f64::from(counts[id as usize]);
-            }
-        }
-        for &id in touched.iter() {
-            counts[id as usize] = 0;
-        }
+    /// A read view for matching; hold it only while walking one request's hashes.
+    pub fn reader(&self) -> IndexReader<'_> {
+        IndexReader { inner: self.read() }
     }
 
     /// Records that `hashes` were sent to endpoint `name` (GIE's PreRequest update).
@@ -189,6 +148,63 @@ impl PrefixIndex {
             }
         }
         inner.free.push(id);
+    }
+}
+
+/// The index under its read lock, for the greedy longest-prefix walk (gie-facts
+/// §4.5): [`IndexReader::credit`] the request's hashes in order, in as many pieces as
+/// convenient, until it reports the first hash nobody holds; then
+/// [`IndexReader::collect`] the per-candidate counts.
+pub struct IndexReader<'a> {
+    inner: RwLockReadGuard<'a, Inner>,
+}
+
+impl IndexReader<'_> {
+    /// Credits one block to every endpoint holding each hash, in order. Returns false
+    /// at the first hash nobody holds: the walk ends there. `counts` (by endpoint id)
+    /// and `touched` are scratch, zero and empty at the start of a walk.
+    pub fn credit(&self, hashes: &[u64], counts: &mut Vec<u32>, touched: &mut Vec<u32>) -> bool {
+        if counts.len() < self.inner.servers.len() {
+            counts.resize(self.inner.servers.len(), 0);
+        }
+        for h in hashes {
+            let Some(ids) = self.inner.holders.get(h) else {
+                return false;
+            };
+            for &id in ids {
+                let c = &mut counts[id as usize];
+                if *c == 0 {
+                    touched.push(id);
+                }
+                *c += 1;
+            }
+        }
+        true
+    }
+
+    /// Writes each subset candidate's credited block count into `matched` (0 for
+    /// endpoints the index does not know) and resets `counts` and `touched`.
+    pub fn collect(
+        &self,
+        candidates: &[Candidate],
+        subset: &[usize],
+        counts: &mut [u32],
+        touched: &mut Vec<u32>,
+        matched: &mut [f64],
+    ) {
+        matched.fill(0.0);
+        if touched.is_empty() {
+            return;
+        }
+        for (m, &i) in matched.iter_mut().zip(subset) {
+            if let Some(&id) = self.inner.ids.get(candidates[i].endpoint.name.as_str()) {
+                *m = f64::from(counts[id as usize]);
+            }
+        }
+        for &id in touched.iter() {
+            counts[id as usize] = 0;
+        }
+        touched.clear();
     }
 }
 

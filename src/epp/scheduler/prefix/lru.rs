@@ -35,6 +35,35 @@ impl Hasher for IdentityHasher {
 /// Builds [`IdentityHasher`]s.
 pub type IdentityBuild = BuildHasherDefault<IdentityHasher>;
 
+/// A fast hasher for short, trusted keys (endpoint names, which come from discovery,
+/// not from clients): one multiply per 8 bytes. The index looks up every candidate's
+/// name on every request, so SipHash's cost would show.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        // Spread the high bits down: hashbrown takes its bucket from the low bits.
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+}
+
+/// Builds [`NameHasher`]s.
+pub type NameBuild = BuildHasherDefault<NameHasher>;
+
 #[derive(Clone, Copy, Debug)]
 struct Node {
     key: u64,

@@ -8,17 +8,19 @@
 //! never talks to a server. Hashing is once per request: the hashes live in the
 //! per-request [`PrefixScratch`] and are reused by the index update after the pick.
 
+mod hash;
 mod index;
 pub mod lru;
+mod matcher;
 
 use serde::Deserialize;
-use xxhash_rust::xxh64::{Xxh64, xxh64};
 
-pub use index::PrefixIndex;
+pub use hash::block_hashes;
+pub use index::{IndexReader, PrefixIndex};
+pub use matcher::{PrefixMatcher, PrefixScratch};
 
 use super::plugins::{ParamError, Params};
 use crate::epp::endpoint::Candidate;
-use crate::epp::request::LlmRequest;
 
 /// GIE's `averageCharactersPerToken`: bytes per token when cutting blocks (§4.1).
 pub const CHARS_PER_TOKEN: usize = 4;
@@ -114,177 +116,6 @@ impl PrefixParams {
             Some(n) if self.auto_tune && n > 0 => n.min(u32::MAX as u64 - 1) as usize,
             _ => self.lru_capacity_per_server,
         }
-    }
-}
-
-/// The chained block hashes of one request (gie-facts §4.3): `h0 = xxh64(model ‖
-/// salt)`, `h_i = xxh64(block_i ‖ le64(h_{i−1}))`, all with seed 0; `h0` is not
-/// emitted. Input past `max_blocks` blocks and any trailing partial block are dropped.
-/// `buf` is scratch.
-pub fn block_hashes(
-    request: &LlmRequest,
-    block_bytes: usize,
-    max_blocks: usize,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<u64>,
-) {
-    out.clear();
-    let bytes = &request.prefix_bytes;
-    let n = (bytes.len() / block_bytes.max(1)).min(max_blocks);
-    if n == 0 {
-        return;
-    }
-    let mut seed = Xxh64::new(0);
-    seed.update(request.target_model.as_bytes());
-    if let Some(salt) = request.cache_salt.as_deref() {
-        seed.update(salt.as_bytes());
-    }
-    let mut prev = seed.digest();
-    out.reserve(n);
-    for block in bytes.chunks_exact(block_bytes).take(n) {
-        buf.clear();
-        buf.extend_from_slice(block);
-        buf.extend_from_slice(&prev.to_le_bytes());
-        prev = xxh64(buf, 0);
-        out.push(prev);
-    }
-}
-
-/// Which hashing a cached hash list was made with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct HashKey {
-    block_bytes: usize,
-    max_blocks: usize,
-}
-
-/// Per-request prefix data: the request's hashes (computed once) and counting scratch.
-#[derive(Debug, Default)]
-pub struct PrefixScratch {
-    key: Option<HashKey>,
-    hashes: Vec<u64>,
-    buf: Vec<u8>,
-    /// Matched blocks per index server id; all zero between uses.
-    counts: Vec<u32>,
-    touched: Vec<u32>,
-}
-
-impl PrefixScratch {
-    /// Drops the cached hashes (a new request begins).
-    pub fn invalidate(&mut self) {
-        self.key = None;
-    }
-
-    /// The request's hashes for this block size, computed on first use.
-    pub fn hashes(
-        &mut self,
-        request: &LlmRequest,
-        block_bytes: usize,
-        max_blocks: usize,
-    ) -> &[u64] {
-        let key = HashKey {
-            block_bytes,
-            max_blocks,
-        };
-        if self.key != Some(key) {
-            block_hashes(
-                request,
-                block_bytes,
-                max_blocks,
-                &mut self.buf,
-                &mut self.hashes,
-            );
-            self.key = Some(key);
-        }
-        &self.hashes
-    }
-
-    /// The hashes already computed, if `params` could have produced them (the block
-    /// size may have come from metrics when `autoTune` is on).
-    pub fn cached_for(&self, params: &PrefixParams) -> Option<&[u64]> {
-        let k = self.key?;
-        let block_tokens = k.block_bytes / CHARS_PER_TOKEN;
-        let size_ok = params.auto_tune || block_tokens == params.block_size_tokens;
-        (size_ok && params.max_blocks(block_tokens) == k.max_blocks).then_some(&self.hashes[..])
-    }
-
-    /// Writes `matched / total` blocks into `ratios` for each candidate in `subset`
-    /// (gie-facts §4.5); 0 everywhere when the prompt has no full block.
-    pub fn match_ratios(
-        &mut self,
-        index: &PrefixIndex,
-        candidates: &[Candidate],
-        subset: &[usize],
-        ratios: &mut [f64],
-    ) {
-        let total = self.hashes.len();
-        if total == 0 {
-            ratios.fill(0.0);
-            return;
-        }
-        index.match_blocks(
-            &self.hashes,
-            candidates,
-            subset,
-            &mut self.counts,
-            &mut self.touched,
-            ratios,
-        );
-        for r in ratios.iter_mut() {
-            *r /= total as f64;
-        }
-    }
-}
-
-/// An index with its parameters: what both prefix-aware scorers share.
-#[derive(Debug, Default)]
-pub struct PrefixMatcher {
-    pub params: PrefixParams,
-    pub index: PrefixIndex,
-}
-
-impl PrefixMatcher {
-    pub fn new(params: PrefixParams) -> PrefixMatcher {
-        PrefixMatcher {
-            params,
-            index: PrefixIndex::new(),
-        }
-    }
-
-    /// Writes each subset candidate's matched fraction of the request's blocks into
-    /// `ratios`, hashing the prompt into `scratch` if it is not hashed yet.
-    pub fn ratios(
-        &self,
-        request: &LlmRequest,
-        candidates: &[Candidate],
-        subset: &[usize],
-        scratch: &mut PrefixScratch,
-        ratios: &mut [f64],
-    ) {
-        let block_tokens = self.params.block_tokens(candidates);
-        let max_blocks = self.params.max_blocks(block_tokens);
-        scratch.hashes(request, block_tokens * CHARS_PER_TOKEN, max_blocks);
-        scratch.match_ratios(&self.index, candidates, subset, ratios);
-    }
-
-    /// Records that `request` went to `chosen`, reusing the decision's hashes when
-    /// `scratch` holds ones this matcher could have made.
-    pub fn record(&self, request: &LlmRequest, chosen: &Candidate, scratch: &PrefixScratch) {
-        let capacity = self.params.lru_capacity(chosen);
-        let name = chosen.endpoint.name.as_str();
-        if let Some(hashes) = scratch.cached_for(&self.params) {
-            self.index.insert(name, capacity, hashes);
-            return;
-        }
-        let block_tokens = self.params.block_tokens(std::slice::from_ref(chosen));
-        let mut hashes = Vec::new();
-        block_hashes(
-            request,
-            block_tokens * CHARS_PER_TOKEN,
-            self.params.max_blocks(block_tokens),
-            &mut Vec::new(),
-            &mut hashes,
-        );
-        self.index.insert(name, capacity, &hashes);
     }
 }
 

@@ -4,6 +4,7 @@
 use xxhash_rust::xxh64::Xxh64;
 
 use super::*;
+use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::testing::{pod, request};
 
 fn hashes(req: &LlmRequest, block_bytes: usize, max_blocks: usize) -> Vec<u64> {
@@ -42,6 +43,12 @@ fn hashes_chain_blocks_seeded_by_model_and_salt() {
     assert_eq!(plain.len(), 3);
     assert_eq!(hashes(&req, 64, 2), plain[..2]);
     assert_eq!(hashes(&req, 32, 256).len(), 6);
+    // Whole-stripe sizes take the split path, others the crate's one-shot path; both
+    // must equal plain XXH64 of `block ‖ le64(prev)`.
+    for block in [32, 40, 64, 72, 128, 200] {
+        let want = reference("llama", "", prompt.as_bytes(), block);
+        assert_eq!(hashes(&req, block, 256), want, "block {block}");
+    }
     req.cache_salt = Some("s1".into());
     let salted = hashes(&req, 64, 256);
     assert_eq!(salted, reference("llama", "s1", prompt.as_bytes(), 64));
@@ -52,14 +59,21 @@ fn hashes_chain_blocks_seeded_by_model_and_salt() {
     assert!(hashes(&request("m", &"x".repeat(63)), 64, 256).is_empty());
 }
 
-/// Scores every candidate against `index` for `prompt` (64-byte blocks).
+/// Scores every candidate against `index` for `prompt` (64-byte blocks), with a fresh
+/// scratch and with one that already hashed the whole prompt.
 fn check(index: &PrefixIndex, prompt: &str, cands: &[Candidate], want: &[f64]) {
-    let mut scratch = PrefixScratch::default();
-    scratch.hashes(&request("m", prompt), 64, 256);
+    let req = request("m", prompt);
     let subset: Vec<usize> = (0..cands.len()).collect();
-    let mut got = vec![0.0; cands.len()];
-    scratch.match_ratios(index, cands, &subset, &mut got);
-    assert_eq!(got, want, "prompt of {} bytes", prompt.len());
+    let mut warm = PrefixScratch::default();
+    warm.hashes(&req, 64, 256);
+    for mut scratch in [PrefixScratch::default(), warm] {
+        let mut got = vec![0.0; cands.len()];
+        scratch.match_ratios(&req, index, 64, 256, cands, &subset, &mut got);
+        assert_eq!(got, want, "prompt of {} bytes", prompt.len());
+        // The walk leaves its counters clean for the next request.
+        scratch.match_ratios(&req, index, 64, 256, cands, &subset, &mut got);
+        assert_eq!(got, want, "again, prompt of {} bytes", prompt.len());
+    }
 }
 
 fn insert(index: &PrefixIndex, name: &str, capacity: usize, prompt: &str) {
@@ -74,6 +88,21 @@ fn greedy_longest_prefix_match() {
     insert(&index, "pod-1", 100, &a[..128]);
     let cands = [pod(0, 0, 0.), pod(1, 0, 0.), pod(2, 0, 0.)];
     check(&index, &a, &cands, &[1.0, 0.5, 0.0]);
+    // Longer than one walk batch: 40 blocks, all on pod-2 (the walk resumes across
+    // batches and stops in the middle of one).
+    let long: String = "0123456789abcdef".repeat(160);
+    insert(&index, "pod-2", 100, &long);
+    check(&index, &long, &cands, &[0.0, 0.0, 1.0]);
+    check(
+        &index,
+        &format!("{}!", &long[..1000]),
+        &cands,
+        &[0.0, 0.0, 1.0],
+    );
+    let mut tail = long[..1800].to_string();
+    tail.push_str(&"?".repeat(760));
+    check(&index, &tail, &cands, &[0.0, 0.0, 28.0 / 40.0]);
+    index.remove("pod-2");
     // Extending the prompt keeps the matched blocks and adds unmatched ones.
     check(&index, &format!("{a}{a}"), &cands, &[0.5, 0.25, 0.0]);
     // A different first block matches nothing (the chain makes later blocks differ too).
@@ -129,18 +158,33 @@ fn parameters_size_blocks_and_lrus() {
 
 #[test]
 fn recorded_hashes_are_reused_or_recomputed_alike() {
-    let prompt = "q".repeat(300);
+    let prompt: String = (0..300)
+        .map(|i| char::from(b'a' + (i % 23) as u8))
+        .collect();
     let req = request("m", &prompt);
     let matcher = PrefixMatcher::new(PrefixParams::default());
     let cands = [pod(0, 0, 0.), pod(1, 0, 0.)];
-    // Record with the decision's scratch on pod-0, with a fresh scratch on pod-1.
+    // Record with the decision's scratch (which hashed only the first batch before
+    // the walk missed) on pod-0, and with a fresh scratch on pod-1.
     let mut scratch = PrefixScratch::default();
     let mut ratios = [0.0; 2];
     matcher.ratios(&req, &cands, &[0, 1], &mut scratch, &mut ratios);
     assert_eq!(ratios, [0.0, 0.0]);
-    matcher.record(&req, &cands[0], &scratch);
-    matcher.record(&req, &cands[1], &PrefixScratch::default());
+    matcher.record(&req, &cands[0], &mut scratch);
+    matcher.record(&req, &cands[1], &mut PrefixScratch::default());
+    assert_eq!(matcher.index.len(), 2 * 4);
     let mut fresh = PrefixScratch::default();
     matcher.ratios(&req, &cands, &[0, 1], &mut fresh, &mut ratios);
     assert_eq!(ratios, [1.0, 1.0]);
+    // A scratch made for another request is not reused for this one.
+    let other = request("m", &"z".repeat(300));
+    matcher.record(&other, &cands[0], &mut scratch);
+    matcher.ratios(
+        &other,
+        &cands,
+        &[0, 1],
+        &mut PrefixScratch::default(),
+        &mut ratios,
+    );
+    assert_eq!(ratios, [1.0, 0.0]);
 }
