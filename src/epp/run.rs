@@ -20,7 +20,7 @@ use super::clock::{Clock, TokioClock, parse_go_duration};
 use super::config::{self, LoadedConfig, objectives::Objectives};
 use super::datastore::{DEFAULT_STALENESS_THRESHOLD, Datastore};
 use super::director::Director;
-use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings, EngineMetricsSpec};
+use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings};
 use super::metrics::EppMetrics;
 use super::pool::StaticPool;
 use super::proxy::{self, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
@@ -256,30 +256,7 @@ fn metric_mapping(
         .unwrap_or_else(|| "/metrics".into());
     let extractor = source.and_then(|s| s.extractors.first().map(|(_, p)| p.clone()));
     let (entries, default_engine) = match &extractor {
-        Some(p) => (
-            p.engine_configs
-                .iter()
-                .map(|c| EngineMetricsSpec {
-                    name: c.name.clone(),
-                    queued_requests_spec: c.queued_requests_spec.clone().unwrap_or_default(),
-                    running_requests_spec: c.running_requests_spec.clone().unwrap_or_default(),
-                    kv_usage_spec: c.kv_usage_spec.clone().unwrap_or_default(),
-                    lora_spec: c.lora_spec.clone().unwrap_or_default(),
-                    cache_info_spec: c.cache_info_spec.clone().unwrap_or_default(),
-                    cache_block_size_label_name: c
-                        .cache_block_size_label_name
-                        .clone()
-                        .unwrap_or_default(),
-                    cache_num_blocks_label_name: c
-                        .cache_num_blocks_label_name
-                        .clone()
-                        .unwrap_or_default(),
-                    cache_block_size_spec: c.cache_block_size_spec.clone().unwrap_or_default(),
-                    cache_num_blocks_spec: c.cache_num_blocks_spec.clone().unwrap_or_default(),
-                })
-                .collect::<Vec<_>>(),
-            p.default_engine.clone(),
-        ),
+        Some(p) => (p.engine_configs.clone(), p.default_engine.clone()),
         None => (Vec::new(), DEFAULT_ENGINE.to_string()),
     };
     let mappings = EngineMappings::new(&entries, &default_engine)

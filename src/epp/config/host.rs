@@ -88,22 +88,9 @@ impl Params for CoreMetricsParams {
     }
 }
 
-/// One engine's metric selectors (PromQL instant-vector syntax, `name{label=value}`).
-/// An empty string disables that metric.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EngineMetricsConfig {
-    pub name: String,
-    pub queued_requests_spec: Option<String>,
-    pub running_requests_spec: Option<String>,
-    pub kv_usage_spec: Option<String>,
-    pub lora_spec: Option<String>,
-    pub cache_info_spec: Option<String>,
-    pub cache_block_size_label_name: Option<String>,
-    pub cache_num_blocks_label_name: Option<String>,
-    pub cache_block_size_spec: Option<String>,
-    pub cache_num_blocks_spec: Option<String>,
-}
+/// One engine's metric selectors (`engineConfigs[]`): the data layer's own type, so
+/// what the file says is what the scraper compiles.
+pub use crate::epp::metric_mapping::EngineMetricsSpec as EngineMetricsConfig;
 
 /// One metrics source and the extractors fed by it (`dataLayer.sources[]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -186,10 +186,7 @@ flowControl:
     let (name, ext) = &c.data_layer[0].extractors[0];
     assert_eq!(name, "ext");
     assert_eq!(ext.default_engine, "sglang");
-    assert_eq!(
-        ext.engine_configs[0].kv_usage_spec.as_deref(),
-        Some("my_kv{kind=\"gpu\"}")
-    );
+    assert_eq!(ext.engine_configs[0].kv_usage_spec, "my_kv{kind=\"gpu\"}");
     let fc = c.flow_control.as_ref().unwrap();
     assert_eq!(
         fc.max_bytes.as_ref().and_then(Quantity::value),

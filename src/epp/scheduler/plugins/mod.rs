@@ -108,45 +108,7 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
-/// Parses a non-negative Go duration string.
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration like `200ms`, `1.5s` or `1m30s`");
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return Err(bad());
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut nanos = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        nanos += value * scale;
-    }
-    // Go's limit is about 290 years; anything near it is a typo.
-    if !nanos.is_finite() || nanos > 1e18 {
-        return Err(bad());
-    }
-    Ok(Duration::from_nanos(nanos.round() as u64))
-}
+pub use crate::epp::clock::parse_go_duration;
 
 /// Turns per-candidate loads (written into `scores`, `None` = no metrics) into GIE's
 /// queue-scorer shape: `(max − load) / (max − min)` over the candidates that have a
