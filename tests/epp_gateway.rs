@@ -142,6 +142,23 @@ async fn no_pods_is_an_internal_error() {
     assert_eq!(resp.text().await.unwrap(), want);
 }
 
+/// GIE's "protocol: simple GET (header only)": a request without a body is routed,
+/// not rejected for having no JSON.
+#[tokio::test]
+async fn a_request_without_a_body_is_routed() {
+    let sims = replicas(1, sim_config(EngineOptions::default(), 1000.0)).await;
+    let p = picker(sims.addrs(), |_| {}).await;
+    p.wait_healthy(sims.addrs()).await;
+    let resp = p
+        .client
+        .get(format!("{}/health", p.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[SERVED], sims.addrs()[0].to_string().as_str());
+}
+
 /// GIE's "request missing model field" and "invalid json body", and igw's body cap,
 /// through the whole picker; each rejection is counted under its code.
 #[tokio::test]
