@@ -1,10 +1,14 @@
 //! What the `igw sim serve` HTTP tests share: a test server configuration, a small
-//! client, an SSE frame splitter and a Prometheus sample reader.
+//! client, an SSE frame splitter and a Prometheus sample reader; [`epp`] adds what
+//! the picker's end-to-end tests need on top.
 //!
-//! Nothing here sleeps or asserts on timing; it only sends requests and parses what
-//! comes back.
+//! Nothing here asserts on timing or sleeps in place of waiting for something: it
+//! sends requests and parses what comes back, and [`epp`] polls observable state
+//! under a deadline.
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod epp;
 
 use igw::sim::engine::EngineConfig;
 use igw::sim::profile::LatencyProfile;

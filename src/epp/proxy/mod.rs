@@ -4,7 +4,9 @@
 //! Per request: read the body once (up to the size cap), parse it with GIE's openai
 //! parser, ask the [`RequestRouter`] for an ordered list of endpoints, forward to the
 //! first, and on a connection failure (nothing sent yet, so retrying is safe) try the
-//! next. The response streams back untouched, chunk by chunk (no SSE buffering),
+//! next. A request without a body (a plain GET) has nothing to parse and is routed
+//! like a passthrough request, as GIE routes header-only requests rather than reject
+//! them. The response streams back untouched, chunk by chunk (no SSE buffering),
 //! inside a [`MeteredBody`] that holds the endpoint's in-flight guard and reads usage.
 //! Errors carry GIE's codes and texts. The handler never panics on client input and
 //! never holds a lock across an await.
@@ -184,7 +186,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         request_id: request_id.clone(),
         model_rewrite: header_str(MODEL_REWRITE_HEADER),
     };
-    let parsed = if gw.config.passthrough {
+    let parsed = if gw.config.passthrough || body.is_empty() {
         Ok(parse_passthrough(meta, &body))
     } else {
         parse_openai(meta, &body)
