@@ -47,12 +47,23 @@ pub struct EndpointMetrics {
 
 /// The picker's own count of what it has sent to an endpoint. Shared between the
 /// request path (which updates it) and snapshots (which read it); lock-free.
+///
+/// "Sent since scrape" must count exactly the requests the current metrics cannot
+/// reflect. A scrape that starts at count *n* sees at most the first *n* requests, so
+/// the scraper marks *n* when it starts ([`EndpointLoad::scrape_started`]) and the
+/// datastore makes that mark the baseline when the scrape's metrics are published
+/// ([`EndpointLoad::metrics_refreshed`]). Requests sent while the scrape was in flight
+/// stay counted.
 #[derive(Debug, Default)]
 pub struct EndpointLoad {
     /// Requests forwarded whose response has not finished.
     in_flight: AtomicU64,
-    /// Requests forwarded since the endpoint's metrics were last refreshed.
-    sent_since_scrape: AtomicU64,
+    /// Requests forwarded, ever.
+    sent_total: AtomicU64,
+    /// `sent_total` when the scrape now in flight started.
+    scrape_mark: AtomicU64,
+    /// `sent_total` when the scrape behind the current metrics started.
+    baseline: AtomicU64,
 }
 
 impl EndpointLoad {
@@ -60,21 +71,32 @@ impl EndpointLoad {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Requests sent that the current metrics cannot include yet.
     pub fn sent_since_scrape(&self) -> u64 {
-        self.sent_since_scrape.load(Ordering::Relaxed)
+        self.sent_total
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.baseline.load(Ordering::Relaxed))
     }
 
     /// Counts a request sent now; the guard un-counts it when dropped (response done,
     /// client gone or error), so no path can leak load.
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.sent_since_scrape.fetch_add(1, Ordering::Relaxed);
+        self.sent_total.fetch_add(1, Ordering::Relaxed);
         InFlightGuard { load: self.clone() }
     }
 
-    /// Fresh metrics arrived: what was sent before them is now in them.
+    /// A scrape of this endpoint starts now.
+    pub fn scrape_started(&self) {
+        let now = self.sent_total.load(Ordering::Relaxed);
+        self.scrape_mark.store(now, Ordering::Relaxed);
+    }
+
+    /// The metrics of the scrape last started were published: what was sent before it
+    /// started is in them. Never moves the baseline backwards.
     pub fn metrics_refreshed(&self) {
-        self.sent_since_scrape.store(0, Ordering::Relaxed);
+        let mark = self.scrape_mark.load(Ordering::Relaxed);
+        self.baseline.fetch_max(mark, Ordering::Relaxed);
     }
 }
 
@@ -123,9 +145,23 @@ mod tests {
         let b = load.start_request();
         assert_eq!((load.in_flight(), load.sent_since_scrape()), (2, 2));
         drop(a);
+        load.scrape_started();
         load.metrics_refreshed();
         assert_eq!((load.in_flight(), load.sent_since_scrape()), (1, 0));
         drop(b);
         assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn requests_sent_during_a_scrape_stay_counted() {
+        let load = Arc::new(EndpointLoad::default());
+        let _a = load.start_request();
+        load.scrape_started(); // the scrape can see request a
+        let _b = load.start_request(); // sent while the scrape is in flight
+        load.metrics_refreshed();
+        assert_eq!(load.sent_since_scrape(), 1, "b is not in the metrics yet");
+        // A publish without a new scrape never rewinds the baseline.
+        load.metrics_refreshed();
+        assert_eq!(load.sent_since_scrape(), 1);
     }
 }

@@ -163,6 +163,8 @@ impl Scraper {
             if self.busy.contains(&state.endpoint) {
                 continue;
             }
+            // What this scrape can reflect; the publish makes it the load baseline.
+            state.load.scrape_started();
             let job = ScrapeJob {
                 client: self.client.clone(),
                 endpoint: state.endpoint.clone(),

@@ -192,6 +192,8 @@ fn candidates_copy_load_and_fresh_metrics_reset_the_sent_count() {
     assert_eq!((c.in_flight, c.sent_since_scrape), (1, 2));
     assert_eq!(c.metrics.as_ref().unwrap().waiting_queue_size, 3);
 
+    // The next scrape starts after both requests, so its metrics cover them.
+    load.scrape_started();
     ds.publish(vec![ok(&ds, 0, metrics(5, 0.3, 50 * MS))], 50 * MS);
     let c = &ds.snapshot().candidates(50 * MS)[0];
     assert_eq!((c.in_flight, c.sent_since_scrape), (1, 0));
