@@ -149,6 +149,21 @@ pub fn run(config: &EngineConfig, plan: &CalibrationPlan) -> Result<Vec<StageRep
         .map(|_| random_tokens(plan.shared_prefix_tokens))
         .collect();
     let output: Vec<u32> = random_tokens(plan.output_tokens);
+    // Request number `n` of a stage: a shared system prompt, round-robin, plus a
+    // question of its own, arriving at `at`.
+    let mut send = |engine: &mut Engine,
+                    timing: &mut Timing,
+                    n: usize,
+                    id: u64,
+                    at: Duration|
+     -> Result<(), String> {
+        let mut prompt = prefixes[n % plan.num_prefixes].clone();
+        prompt.extend(random_tokens(
+            plan.prompt_tokens - plan.shared_prefix_tokens,
+        ));
+        timing.sent = at;
+        add(engine, id, prompt, &output, at)
+    };
 
     let mut reports = Vec::new();
     let mut now = Duration::ZERO;
@@ -169,12 +184,7 @@ pub fn run(config: &EngineConfig, plan: &CalibrationPlan) -> Result<Vec<StageRep
                 // A step is running: arrivals before its end join the queue; then its
                 // events land.
                 if let Some(t) = next_arrival.filter(|t| *t <= end) {
-                    let mut prompt = prefixes[sent % plan.num_prefixes].clone();
-                    prompt.extend(random_tokens(
-                        plan.prompt_tokens - plan.shared_prefix_tokens,
-                    ));
-                    add(&mut engine, next_id, prompt, &output, t)?;
-                    timings[sent].sent = t;
+                    send(&mut engine, &mut timings[sent], sent, next_id, t)?;
                     next_id += 1;
                     sent += 1;
                     continue;
@@ -200,12 +210,7 @@ pub fn run(config: &EngineConfig, plan: &CalibrationPlan) -> Result<Vec<StageRep
                         },
                     };
                     if next_arrival == Some(next) {
-                        let mut prompt = prefixes[sent % plan.num_prefixes].clone();
-                        prompt.extend(random_tokens(
-                            plan.prompt_tokens - plan.shared_prefix_tokens,
-                        ));
-                        add(&mut engine, next_id, prompt, &output, next)?;
-                        timings[sent].sent = next;
+                        send(&mut engine, &mut timings[sent], sent, next_id, next)?;
                         next_id += 1;
                         sent += 1;
                     }
