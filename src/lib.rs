@@ -7,12 +7,14 @@
 //!   ([`sim::profile`]), served over HTTP by [`sim::server`] and run in virtual time by
 //!   [`sim::calibrate`].
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
+//! - [`bench`]: the benchmark's pieces: per-stage measurement ([`bench::recorder`]).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
 //!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
 //!
-//! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
-//! these modules; see ARCHITECTURE.md for the whole map.
+//! The kubectl plugin will build on these modules; see ARCHITECTURE.md for the whole
+//! map.
 
 pub mod api;
+pub mod bench;
 pub mod epp;
 pub mod sim;

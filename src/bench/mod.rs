@@ -1,0 +1,4 @@
+//! The benchmark: workloads, arrivals, the virtual-time pool simulation, measurement
+//! and reports.
+
+pub mod recorder;
