@@ -64,6 +64,10 @@ pub struct EppOptions {
     /// Metrics older than this make an endpoint unhealthy (Go duration).
     #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
     pub metrics_staleness_threshold: Duration,
+    /// How long an endpoint may take to start answering (a non-streaming completion
+    /// answers only when done), Go duration; then the client gets 503.
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration)]
+    pub response_timeout: Duration,
     /// Largest request body accepted, bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -94,6 +98,7 @@ impl EppOptions {
             refresh_metrics_interval: Duration::from_millis(50),
             metrics_staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            response_timeout: Duration::from_secs(600),
             seed: 0,
         }
     }
@@ -207,6 +212,7 @@ pub async fn start(opts: &EppOptions) -> anyhow::Result<RunningEpp> {
         GatewayConfig {
             max_body_bytes: opts.max_body_bytes,
             passthrough,
+            response_timeout: opts.response_timeout,
             ..GatewayConfig::default()
         },
     );
