@@ -5,7 +5,8 @@
 //! a few figures of the run, so a speed-up that changed the results would show.
 //!
 //! A benchmark, not a test: it asserts nothing. Run with `cargo bench --bench des`;
-//! `IGW_DES_RATE` (req/s) and `IGW_DES_REQUESTS` override the load.
+//! `IGW_DES_RATE` (req/s) and `IGW_DES_REQUESTS` override the load, and
+//! `IGW_DES_ROUTER` runs only the routers whose name contains it.
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +93,8 @@ fn main() {
     ];
     // Warm the tokenizer so its one-time build is not timed.
     igw::sim::tokens::warm_up();
-    for (name, router) in routers {
+    let only: String = env_or("IGW_DES_ROUTER", String::new());
+    for (name, router) in routers.into_iter().filter(|(n, _)| n.contains(&only)) {
         let reqs = workload(requests, rate, 1);
         let started = Instant::now();
         let report = simulate(&pool, router(), reqs).expect("simulates");

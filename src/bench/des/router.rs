@@ -178,6 +178,8 @@ const MAX_CACHED_ID: u32 = 1 << 20;
 impl TokenText {
     fn prompt_bytes(&mut self, ids: &[u32], out: &mut Vec<u8>) {
         out.clear();
+        // BPE averages about 4 bytes per token; one reservation covers most prompts.
+        out.reserve(ids.len() * 5);
         for &t in ids {
             if t >= MAX_CACHED_ID {
                 if let Some(b) = crate::sim::tokens::token_bytes(t) {
