@@ -7,9 +7,11 @@
 //!   ([`sim::profile`]), served over HTTP by [`sim::server`] and run in virtual time by
 //!   [`sim::calibrate`].
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
-//! - [`bench`]: the benchmark's pieces: per-stage measurement ([`bench::recorder`]).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
 //!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
+//! - [`bench`]: the benchmark's pieces; [`bench::des`] runs a pool of engines behind a
+//!   router (the real EPP scheduler or a baseline) in virtual time, scrape lag included;
+//!   [`bench::recorder`] measures a stage.
 //!
 //! The kubectl plugin will build on these modules; see ARCHITECTURE.md for the whole
 //! map.

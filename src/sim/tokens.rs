@@ -49,6 +49,13 @@ pub fn decode(tokens: &[u32]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The raw bytes of one token (possibly part of a multi-byte character); `None` for
+/// an id the vocabulary does not know. Concatenating these for a sequence and replacing
+/// invalid UTF-8 gives exactly [`decode`]'s text.
+pub fn token_bytes(token: u32) -> Option<Vec<u8>> {
+    bpe().decode_bytes(&[token]).ok()
+}
+
 /// Text of one token, for streaming one token per SSE chunk. An unknown id gives `""`;
 /// a token that holds part of a multi-byte character gives U+FFFD.
 pub fn token_text(token: u32) -> String {

@@ -1,0 +1,511 @@
+//! The virtual-time pool simulation behind `igw bench --virtual`: N simulator engines
+//! behind one router, driven by a discrete-event loop over a virtual clock, so a day of
+//! traffic runs in seconds and reproduces exactly for a given seed.
+//!
+//! Events, in time order (ties in the order they were scheduled, by a sequence
+//! number): a request arrives and is routed and added to its engine; an engine's step
+//! ends and its tokens become visible; an idle engine wakes when a request leaves the
+//! frontend; the scraper ticks. Each engine runs one step at a time, back to back while
+//! it has work, exactly as `igw sim serve`'s driver runs it (DESIGN invariant 2).
+//!
+//! Lag is modelled (DESIGN invariant 6). Every scrape interval (50 ms by default, the
+//! first at time 0) each endpoint's [`EndpointMetrics`] are rebuilt from its engine's
+//! gauges, stamped with the tick's time, and published as the live scraper and
+//! datastore do: `scrape_started` then `metrics_refreshed` on the endpoint's
+//! [`EndpointLoad`], so "sent since scrape" restarts there. A scrape is taken as
+//! instantaneous. Between ticks the EPP sees only those numbers plus its own load
+//! counters, which count a request from its routing until its last token is delivered
+//! (the live gateway's in-flight guard). The baselines ignore metrics.
+//!
+//! What the EPP is given per request is what the live parser would produce for a
+//! completions request whose prompt is the text of its token ids
+//! ([`crate::sim::tokens::decode`]): that text's bytes are what prefix affinity hashes.
+//! The request's model is the LoRA adapter when it has one, else the pool's model.
+//! Priorities are all 0, so nothing is shed.
+//!
+//! No I/O, no tokio, no clock reads: times are [`Duration`]s since the run's start.
+
+mod router;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use router::Router;
+use router::Routing;
+
+use crate::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, EndpointState, Health};
+use crate::epp::endpoint::{Endpoint, EndpointLoad, EndpointMetrics, InFlightGuard};
+use crate::epp::scrape::DEFAULT_REFRESH_INTERVAL;
+use crate::sim::engine::{Engine, EngineConfig, EngineEvent, NewRequest, StepResult};
+use crate::sim::metrics::FinishReason;
+
+/// One request of the workload. Its id in the results is its index in the input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesRequest {
+    /// When the client sends it, since the run's start.
+    pub arrival: Duration,
+    /// Prompt token ids; at least one.
+    pub prompt: Vec<u32>,
+    /// The token ids the engine will generate; at least one.
+    pub output: Vec<u32>,
+    /// The LoRA adapter that serves it, if any (also the model the EPP routes on).
+    pub lora: Option<Arc<str>>,
+    /// Reported when the last output token is produced.
+    pub finish_reason: FinishReason,
+}
+
+/// The pool and how it is observed.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// One engine per endpoint, in endpoint order.
+    pub engines: Vec<EngineConfig>,
+    /// Time between scrapes (`--refresh-metrics-interval`).
+    pub scrape_interval: Duration,
+    /// Metrics older than this take an endpoint out of the EPP's candidates.
+    pub staleness_threshold: Duration,
+    /// The base model requests without an adapter ask for.
+    pub model: String,
+    /// Seeds the router's RNG (tie-breaks, random picks).
+    pub seed: u64,
+}
+
+impl PoolConfig {
+    /// `n` copies of `engine`, engine `i` seeded `engine.seed + i` so their step noise
+    /// differs; GIE's scrape interval and staleness threshold.
+    pub fn replicas(engine: &EngineConfig, n: usize, model: &str, seed: u64) -> PoolConfig {
+        PoolConfig {
+            engines: (0..n)
+                .map(|i| EngineConfig {
+                    seed: engine.seed.wrapping_add(i as u64),
+                    ..engine.clone()
+                })
+                .collect(),
+            scrape_interval: DEFAULT_REFRESH_INTERVAL,
+            staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
+            model: model.to_string(),
+            seed,
+        }
+    }
+}
+
+/// What happened to one request, in virtual time since the run's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    /// The request's index in the input.
+    pub id: u64,
+    /// The endpoint it was sent to; `None` when the router found none.
+    pub endpoint: Option<usize>,
+    pub arrival: Duration,
+    /// When its first token was visible; `None` if it failed.
+    pub first_token: Option<Duration>,
+    /// When it finished or failed; `None` only if the run ended without it (a bug).
+    pub done: Option<Duration>,
+    pub prompt_tokens: u32,
+    pub output_tokens: u32,
+    /// Prompt tokens served from the engine's prefix cache.
+    pub cached_tokens: u32,
+    /// `None` if it failed.
+    pub finish_reason: Option<FinishReason>,
+    /// Why it failed: the router's or the engine's message (an HTTP error, live).
+    pub error: Option<String>,
+}
+
+/// One engine's totals over the run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineTotals {
+    /// Requests it finished.
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub steps: u64,
+    /// Sum of its step durations.
+    pub busy: Duration,
+    pub preemptions: u64,
+    pub lora_loads: u64,
+    /// Requests still inside it when the run ended; 0 unless something is wrong.
+    pub left_over: usize,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesReport {
+    /// One per input request, in input order.
+    pub records: Vec<RequestRecord>,
+    /// One per engine, in endpoint order.
+    pub engines: Vec<EngineTotals>,
+    /// The time of the last event.
+    pub end: Duration,
+    /// Scrape ticks run.
+    pub scrapes: u64,
+    /// `Finished` events seen (one per request the engines accepted).
+    pub finished: usize,
+}
+
+/// Why a run could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DesError {
+    #[error("the pool has no engines")]
+    NoEngines,
+    #[error("the scrape interval must be greater than 0")]
+    ZeroScrapeInterval,
+    #[error("engine {index}: {message}")]
+    Engine { index: usize, message: String },
+}
+
+/// Runs `requests` through a pool shaped by `pool` behind `router` until every request
+/// has finished or failed.
+pub fn simulate(
+    pool: &PoolConfig,
+    router: Router,
+    requests: Vec<DesRequest>,
+) -> Result<DesReport, DesError> {
+    if pool.engines.is_empty() {
+        return Err(DesError::NoEngines);
+    }
+    if pool.scrape_interval.is_zero() {
+        return Err(DesError::ZeroScrapeInterval);
+    }
+    let replicas = pool
+        .engines
+        .iter()
+        .enumerate()
+        .map(|(index, config)| {
+            Engine::new(config.clone())
+                .map(Replica::new)
+                .map_err(|message| DesError::Engine { index, message })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let states = (0..replicas.len()).map(endpoint_state).collect();
+    let mut order: Vec<u32> = (0..requests.len() as u32).collect();
+    order.sort_by_key(|&i| (requests[i as usize].arrival, i));
+    let records = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RequestRecord {
+            id: i as u64,
+            endpoint: None,
+            arrival: r.arrival,
+            first_token: None,
+            done: None,
+            prompt_tokens: r.prompt.len() as u32,
+            output_tokens: 0,
+            cached_tokens: 0,
+            finish_reason: None,
+            error: None,
+        })
+        .collect();
+    let sim = Sim {
+        now: Duration::ZERO,
+        queue: EventQueue::default(),
+        replicas,
+        states,
+        routing: Routing::new(router, pool.seed),
+        guards: (0..requests.len()).map(|_| None).collect(),
+        requests,
+        order,
+        next_arrival: 0,
+        records,
+        unfinished: 0,
+        scrapes: 0,
+        finished: 0,
+        pool,
+    };
+    Ok(sim.run())
+}
+
+/// The endpoint that stands for engine `i`: named like a pod, on a made-up address
+/// (nothing connects to it), never scraped yet.
+fn endpoint_state(i: usize) -> EndpointState {
+    let port = 8000 + (i % 50_000) as u16;
+    EndpointState {
+        endpoint: Arc::new(Endpoint {
+            name: format!("des-{i}"),
+            address: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), port)),
+        }),
+        load: Arc::new(EndpointLoad::default()),
+        metrics: None,
+        health: Health::Pending,
+        last_error: None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The next request in arrival order arrives.
+    Arrival,
+    /// Engine `i`'s step in flight ends.
+    StepEnd(u32),
+    /// Engine `i` may have a request out of the frontend.
+    Wake(u32),
+    Scrape,
+}
+
+/// Earliest first; equal times in scheduling order.
+#[derive(Default)]
+struct EventQueue {
+    heap: BinaryHeap<Reverse<(Duration, u64, Event)>>,
+    seq: u64,
+}
+
+impl EventQueue {
+    fn push(&mut self, at: Duration, event: Event) {
+        self.heap.push(Reverse((at, self.seq, event)));
+        self.seq += 1;
+    }
+
+    fn pop(&mut self) -> Option<(Duration, Event)> {
+        self.heap.pop().map(|Reverse((at, _, e))| (at, e))
+    }
+}
+
+/// One engine and its driver's state.
+struct Replica {
+    engine: Engine,
+    /// A step is in flight (its end is queued).
+    busy: bool,
+    /// The wake-up queued for this idle engine, if any.
+    wake: Option<Duration>,
+    /// The step in flight's events, delivered at its end.
+    events: Vec<EngineEvent>,
+    totals: EngineTotals,
+}
+
+impl Replica {
+    fn new(engine: Engine) -> Replica {
+        Replica {
+            engine,
+            busy: false,
+            wake: None,
+            events: Vec::new(),
+            totals: EngineTotals::default(),
+        }
+    }
+}
+
+struct Sim<'a> {
+    now: Duration,
+    queue: EventQueue,
+    replicas: Vec<Replica>,
+    /// What the picker knows of each endpoint (the live datastore's view).
+    states: Vec<EndpointState>,
+    routing: Routing,
+    requests: Vec<DesRequest>,
+    /// Request indices in arrival order.
+    order: Vec<u32>,
+    next_arrival: usize,
+    records: Vec<RequestRecord>,
+    /// Per request: its unit of in-flight load, held until its last token.
+    guards: Vec<Option<InFlightGuard>>,
+    /// Requests inside engines.
+    unfinished: usize,
+    scrapes: u64,
+    finished: usize,
+    pool: &'a PoolConfig,
+}
+
+impl Sim<'_> {
+    fn run(mut self) -> DesReport {
+        // Scraped before anything arrives, as a live picker is ready only after its
+        // first round.
+        self.queue.push(Duration::ZERO, Event::Scrape);
+        self.queue_next_arrival();
+        while let Some((at, event)) = self.queue.pop() {
+            debug_assert!(at >= self.now, "time never runs backwards");
+            self.now = at;
+            match event {
+                Event::Arrival => self.arrive(),
+                Event::StepEnd(e) => self.step_end(e as usize),
+                Event::Wake(e) => {
+                    let r = &mut self.replicas[e as usize];
+                    if r.wake == Some(at) {
+                        r.wake = None;
+                        if !r.busy {
+                            self.kick(e as usize);
+                        }
+                    }
+                }
+                Event::Scrape => {
+                    self.scrape();
+                    if self.next_arrival < self.order.len() || self.unfinished > 0 {
+                        self.queue
+                            .push(at + self.pool.scrape_interval, Event::Scrape);
+                    }
+                }
+            }
+        }
+        let engines = self
+            .replicas
+            .iter_mut()
+            .map(|r| {
+                let mut t = std::mem::take(&mut r.totals);
+                t.preemptions = r.engine.metrics().num_preemptions_total;
+                t.lora_loads = r.engine.lora_loads();
+                t.left_over = r.engine.num_requests();
+                t
+            })
+            .collect();
+        DesReport {
+            records: self.records,
+            engines,
+            end: self.now,
+            scrapes: self.scrapes,
+            finished: self.finished,
+        }
+    }
+
+    fn queue_next_arrival(&mut self) {
+        if let Some(&i) = self.order.get(self.next_arrival) {
+            let at = self.requests[i as usize].arrival.max(self.now);
+            self.queue.push(at, Event::Arrival);
+        }
+    }
+
+    /// Routes the next request and hands it to its engine.
+    fn arrive(&mut self) {
+        let id = self.order[self.next_arrival] as usize;
+        self.next_arrival += 1;
+        self.queue_next_arrival();
+        let now = self.now;
+        let picked = self.routing.pick(
+            id as u64,
+            &self.requests[id],
+            &self.pool.model,
+            &self.states,
+            now,
+            self.pool.staleness_threshold,
+        );
+        let e = match picked {
+            Ok(e) => e,
+            Err(error) => return self.fail(id, error),
+        };
+        self.records[id].endpoint = Some(e);
+        // The gateway counts the request as it forwards it.
+        self.guards[id] = Some(self.states[e].load.start_request());
+        // The tokens move into the engine; the workload is not needed again.
+        let req = &mut self.requests[id];
+        let new = NewRequest {
+            id: id as u64,
+            prompt: std::mem::take(&mut req.prompt),
+            output: std::mem::take(&mut req.output),
+            finish_reason: req.finish_reason,
+            lora: req.lora.clone(),
+        };
+        let replica = &mut self.replicas[e];
+        if let Err(error) = replica.engine.add_request(new, now) {
+            self.guards[id] = None;
+            return self.fail(id, error.to_string());
+        }
+        self.unfinished += 1;
+        if !replica.busy {
+            self.kick(e);
+        }
+    }
+
+    fn fail(&mut self, id: usize, error: String) {
+        let r = &mut self.records[id];
+        r.done = Some(self.now);
+        r.error = Some(error);
+    }
+
+    /// Starts engine `e`'s next step now, or queues its wake-up if it has nothing
+    /// ready. The engine must be idle.
+    fn kick(&mut self, e: usize) {
+        let r = &mut self.replicas[e];
+        debug_assert!(!r.busy);
+        match r.engine.step(self.now) {
+            StepResult::Ran(out) => {
+                r.busy = true;
+                r.events = out.events;
+                r.totals.steps += 1;
+                r.totals.busy += out.duration;
+                self.queue.push(out.end, Event::StepEnd(e as u32));
+            }
+            StepResult::Idle { wake_at: Some(at) } => {
+                // An earlier wake-up already queued will re-check; a later one is
+                // superseded (it is ignored when it fires).
+                if r.wake.is_none_or(|w| at < w) {
+                    r.wake = Some(at);
+                    self.queue.push(at, Event::Wake(e as u32));
+                }
+            }
+            StepResult::Idle { wake_at: None } => {}
+        }
+    }
+
+    /// Delivers the step's tokens and starts the next one.
+    fn step_end(&mut self, e: usize) {
+        let now = self.now;
+        let r = &mut self.replicas[e];
+        r.busy = false;
+        for event in &r.events {
+            match *event {
+                EngineEvent::Token { id, index, .. } => {
+                    let rec = &mut self.records[id as usize];
+                    if index == 0 && rec.first_token.is_none() {
+                        rec.first_token = Some(now);
+                    }
+                }
+                EngineEvent::Finished { id, reason, usage } => {
+                    let rec = &mut self.records[id as usize];
+                    debug_assert!(rec.done.is_none(), "request {id} finished twice");
+                    rec.done = Some(now);
+                    rec.finish_reason = Some(reason);
+                    rec.prompt_tokens = usage.prompt_tokens;
+                    rec.output_tokens = usage.completion_tokens;
+                    rec.cached_tokens = usage.cached_tokens;
+                    let t = &mut r.totals;
+                    t.requests += 1;
+                    t.prompt_tokens += u64::from(usage.prompt_tokens);
+                    t.output_tokens += u64::from(usage.completion_tokens);
+                    t.cached_tokens += u64::from(usage.cached_tokens);
+                    // The response ends with its last token: the load guard goes.
+                    self.guards[id as usize] = None;
+                    self.unfinished -= 1;
+                    self.finished += 1;
+                }
+            }
+        }
+        self.kick(e);
+    }
+
+    /// One scrape round: every endpoint's metrics from its engine's gauges now,
+    /// published at once, with the load baselines moved as the live datastore does.
+    fn scrape(&mut self) {
+        self.scrapes += 1;
+        let now = self.now;
+        for (state, replica) in self.states.iter_mut().zip(&self.replicas) {
+            state.load.scrape_started();
+            state.metrics = Some(metrics_of(&replica.engine, now));
+            state.health = Health::Healthy;
+            state.last_error = None;
+        }
+        for state in &self.states {
+            state.load.metrics_refreshed();
+        }
+    }
+}
+
+/// What the scraper would extract from the engine's `/metrics` at `now`: vLLM's
+/// gauges, `lora_requests_info` and `cache_config_info`, mapped as the vLLM engine spec
+/// maps them.
+fn metrics_of(engine: &Engine, now: Duration) -> EndpointMetrics {
+    let g = engine.gauges();
+    let c = engine.config();
+    EndpointMetrics {
+        waiting_queue_size: g.num_requests_waiting as u64,
+        running_requests: g.num_requests_running as u64,
+        kv_cache_usage: g.kv_cache_usage_perc.min(1.0),
+        active_adapters: g.running_lora_adapters,
+        waiting_adapters: g.waiting_lora_adapters,
+        max_active_adapters: c.max_loras as u32,
+        cache_block_size: Some(c.block_size as u32),
+        cache_num_blocks: Some(c.num_blocks as u64),
+        updated_at: now,
+    }
+}

@@ -1,0 +1,322 @@
+//! The pool simulation's tests: an idle replica's TTFT, round-robin's spread, prefix
+//! affinity under GIE's default profile, herding under scrape lag (and igw's profile
+//! avoiding it), determinism, and that every request ends exactly once. Seeded RNGs
+//! only; nothing here reads a clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::epp::config::{from_yaml_str, gie_default, igw_default};
+use crate::sim::options::EngineOptions;
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn engine() -> EngineConfig {
+    EngineOptions::default().engine_config().unwrap()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Ordinary-vocabulary token ids; the exact values only matter for prefix hashing.
+fn tokens(rng: &mut StdRng, n: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.random_range(1_000..100_000)).collect()
+}
+
+fn request(arrival: Duration, prompt: Vec<u32>, output: usize) -> DesRequest {
+    DesRequest {
+        arrival,
+        prompt,
+        output: vec![11; output],
+        lora: None,
+        finish_reason: FinishReason::Length,
+    }
+}
+
+/// `n` unrelated requests, one every `gap`.
+fn workload(seed: u64, n: usize, gap: Duration, prompt: usize, output: usize) -> Vec<DesRequest> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| request(gap * i as u32, tokens(&mut rng, prompt), output))
+        .collect()
+}
+
+fn pool(n: usize) -> PoolConfig {
+    PoolConfig::replicas(&engine(), n, MODEL, 7)
+}
+
+fn queue_only() -> Router {
+    let yaml = "\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+";
+    Router::Epp(from_yaml_str(yaml, "queue-only").unwrap().scheduler)
+}
+
+fn per_endpoint(records: &[RequestRecord]) -> BTreeMap<usize, usize> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        *out.entry(r.endpoint.expect("routed")).or_default() += 1;
+    }
+    out
+}
+
+/// Every request finished exactly once, with the tokens it asked for, and the engines
+/// are empty.
+fn check_complete(report: &DesReport, outputs: &[usize]) {
+    assert_eq!(report.finished, report.records.len());
+    for (r, &want) in report.records.iter().zip(outputs) {
+        assert_eq!(r.error, None, "request {}", r.id);
+        let (first, done) = (r.first_token.unwrap(), r.done.unwrap());
+        assert!(r.arrival <= first && first <= done, "{r:?}");
+        assert_eq!(r.output_tokens as usize, want, "{r:?}");
+        assert_eq!(r.finish_reason, Some(FinishReason::Length));
+    }
+    let served: u64 = report.engines.iter().map(|e| e.requests).sum();
+    assert_eq!(served as usize, report.records.len());
+    assert!(report.engines.iter().all(|e| e.left_over == 0));
+}
+
+#[test]
+fn an_idle_replica_answers_in_overhead_plus_one_prefill_step() {
+    // calibrate's published setup: 18 ms frontend + 6.9 + 0.028 × 204 ms = 30.612 ms.
+    let config = EngineOptions {
+        max_num_seqs: Some(128),
+        no_prefix_caching: true,
+        no_chunked_prefill: true,
+        max_model_len: Some(512),
+        ..Default::default()
+    }
+    .engine_config()
+    .unwrap();
+    let pool = PoolConfig::replicas(&config, 1, MODEL, 0);
+    for router in [Router::RoundRobin, Router::Epp(gie_default().scheduler)] {
+        let reqs = workload(1, 1, ms(0), 204, 64);
+        let report = simulate(&pool, router, reqs).unwrap();
+        let r = &report.records[0];
+        let ttft = r.first_token.unwrap() - r.arrival;
+        assert!(
+            (ttft.as_secs_f64() * 1000.0 - 30.612).abs() < 0.001,
+            "{ttft:?}"
+        );
+        check_complete(&report, &[64]);
+    }
+}
+
+#[test]
+fn round_robin_spreads_evenly() {
+    let reqs = workload(2, 100, ms(3), 100, 20);
+    let report = simulate(&pool(4), Router::RoundRobin, reqs).unwrap();
+    let counts = per_endpoint(&report.records);
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [25; 4]);
+    for (i, r) in report.records.iter().enumerate() {
+        assert_eq!(r.endpoint, Some(i % 4));
+    }
+}
+
+/// 5 system prompts of 512 tokens, each request a prompt plus a 32-token question, the
+/// groups interleaved one request every 40 ms.
+fn shared_prefix_workload() -> (Vec<DesRequest>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(3);
+    let prefixes: Vec<Vec<u32>> = (0..5).map(|_| tokens(&mut rng, 512)).collect();
+    let mut reqs = Vec::new();
+    let mut groups = Vec::new();
+    for i in 0..60 {
+        let g = i % 5;
+        let mut prompt = prefixes[g].clone();
+        prompt.extend(tokens(&mut rng, 32));
+        reqs.push(request(ms(40) * i as u32, prompt, 30));
+        groups.push(g);
+    }
+    (reqs, groups)
+}
+
+#[test]
+fn gie_default_keeps_a_prefix_on_one_endpoint() {
+    let (reqs, groups) = shared_prefix_workload();
+    let report = simulate(&pool(4), Router::Epp(gie_default().scheduler), reqs).unwrap();
+    check_complete(&report, &[30; 60]);
+    let mut homes: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    for (r, g) in report.records.iter().zip(&groups) {
+        homes.entry(*g).or_default().insert(r.endpoint.unwrap());
+    }
+    for (g, endpoints) in &homes {
+        assert_eq!(endpoints.len(), 1, "prefix {g} went to {endpoints:?}");
+    }
+    // After each prefix's first request, the 512 shared tokens (32 blocks) are cached.
+    for r in report.records.iter().skip(5) {
+        assert_eq!(r.cached_tokens, 512, "{r:?}");
+    }
+    let cached: u64 = report.engines.iter().map(|e| e.cached_tokens).sum();
+    assert_eq!(cached, 55 * 512);
+
+    // Round-robin scatters the prefixes and caches less.
+    let (reqs, _) = shared_prefix_workload();
+    let rr = simulate(&pool(4), Router::RoundRobin, reqs).unwrap();
+    let rr_cached: u64 = rr.engines.iter().map(|e| e.cached_tokens).sum();
+    assert!(rr_cached < cached, "{rr_cached} vs {cached}");
+}
+
+/// Engine 0 has room for everything; engines 1–3 run one request at a time, so the
+/// warm-up leaves them with queues. A burst then arrives 10 ms after a scrape.
+fn herd(router: Router) -> BTreeMap<usize, usize> {
+    let mut narrow = engine();
+    narrow.max_num_seqs = 1;
+    let mut pool = pool(4);
+    for e in &mut pool.engines[1..] {
+        e.max_num_seqs = narrow.max_num_seqs;
+    }
+    // Warm-up: 40 long requests over the first 40 ms, all routed on the time-0 scrape.
+    let mut reqs = workload(4, 40, ms(1), 64, 2_000);
+    // The burst: 20 requests at one instant, 10 ms after the 50 ms scrape.
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..20 {
+        reqs.push(request(ms(60), tokens(&mut rng, 64), 10));
+    }
+    let report = simulate(&pool, router, reqs).unwrap();
+    check_complete(&report, &[vec![2_000; 40], vec![10; 20]].concat());
+    per_endpoint(&report.records[40..])
+}
+
+#[test]
+fn stale_metrics_herd_a_queue_scorer_but_not_igw_default() {
+    let herded = herd(queue_only());
+    assert_eq!(
+        herded.len(),
+        1,
+        "the whole burst on one endpoint: {herded:?}"
+    );
+    let spread = herd(Router::Epp(igw_default().scheduler));
+    assert!(
+        spread.len() >= 3,
+        "igw-default spreads the burst: {spread:?}"
+    );
+    assert!(spread.values().all(|&n| n < 20), "{spread:?}");
+}
+
+#[test]
+fn same_inputs_same_records() {
+    let run = |router: Router| {
+        let mut reqs = workload(6, 400, ms(2), 200, 150);
+        let (prefixed, _) = shared_prefix_workload();
+        reqs.extend(prefixed);
+        let mut pool = pool(4);
+        for e in &mut pool.engines {
+            e.profile.step_noise = 0.1;
+        }
+        simulate(&pool, router, reqs).unwrap()
+    };
+    let routers: [fn() -> Router; 4] = [
+        || Router::Epp(gie_default().scheduler),
+        || Router::Epp(igw_default().scheduler),
+        || Router::Random,
+        || Router::LeastRequest,
+    ];
+    for make in routers {
+        let (a, b) = (run(make()), run(make()));
+        assert_eq!(a.records.len(), b.records.len());
+        for (x, y) in a.records.iter().zip(&b.records) {
+            assert_eq!(x, y);
+        }
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn every_request_finishes_once_under_every_router() {
+    let outputs: Vec<usize> = (0..300).map(|i| 1 + (i * 37) % 300).collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    let make = |rng: &mut StdRng| -> Vec<DesRequest> {
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| request(ms(i as u64 % 97), tokens(rng, 1 + (i * 53) % 900), n))
+            .collect()
+    };
+    // A small KV cache forces preemptions, so recomputed requests are covered too.
+    let mut pool = pool(3);
+    for e in &mut pool.engines {
+        e.num_blocks = 400;
+    }
+    let routers: [fn() -> Router; 5] = [
+        || Router::Epp(gie_default().scheduler),
+        || Router::Epp(igw_default().scheduler),
+        || Router::RoundRobin,
+        || Router::Random,
+        || Router::LeastRequest,
+    ];
+    let mut preempted = 0;
+    for make_router in routers {
+        let report = simulate(&pool, make_router(), make(&mut rng)).unwrap();
+        check_complete(&report, &outputs);
+        preempted += report.engines.iter().map(|e| e.preemptions).sum::<u64>();
+        assert!(report.scrapes >= report.end.as_millis() as u64 / 50);
+    }
+    assert!(preempted > 0, "the small cache preempts");
+}
+
+#[test]
+fn refusals_and_missing_candidates_are_recorded_not_lost() {
+    let mut reqs = workload(9, 3, ms(1), 10, 5);
+    reqs[1].prompt = vec![42; 9_000]; // longer than max_model_len
+    let report = simulate(&pool(2), Router::RoundRobin, reqs).unwrap();
+    let r = &report.records[1];
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("maximum context length")
+    );
+    assert_eq!(r.done, Some(r.arrival));
+    assert_eq!(report.finished, 2);
+
+    // Metrics older than the staleness threshold leave the EPP no candidate.
+    let mut stale = pool(2);
+    stale.scrape_interval = Duration::from_secs(5);
+    let reqs = workload(9, 2, Duration::from_secs(3), 10, 5);
+    let report = simulate(&stale, Router::Epp(gie_default().scheduler), reqs).unwrap();
+    assert!(report.records[0].error.is_none());
+    assert!(
+        report.records[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("fresh metrics")
+    );
+}
+
+#[test]
+fn prompt_bytes_are_the_decoded_text() {
+    let mut rng = StdRng::seed_from_u64(10);
+    let mut ids = tokens(&mut rng, 300);
+    ids.push(u32::MAX); // unknown ids decode to nothing
+    assert_eq!(
+        router::prompt_bytes(&ids),
+        crate::sim::tokens::decode(&ids).into_bytes()
+    );
+    // A token holding half of a multi-byte character: U+FFFD, as decode gives.
+    let e_acute = crate::sim::tokens::encode("é");
+    let partial: Vec<u32> = (0..100_000u32)
+        .filter(|&t| {
+            crate::sim::tokens::token_bytes(t).is_some_and(|b| b.len() == 1 && b[0] >= 0x80)
+        })
+        .take(1)
+        .collect();
+    assert_eq!(
+        router::prompt_bytes(&partial),
+        crate::sim::tokens::decode(&partial).into_bytes()
+    );
+    assert_eq!(router::prompt_bytes(&e_acute), "é".as_bytes());
+}
