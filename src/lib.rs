@@ -9,10 +9,13 @@
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
 //!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
+//! - [`bench`]: the benchmark; [`bench::workload`] decides what requests it sends
+//!   (ShareGPT, synthetic, shared-prefix, multi-turn sessions, LoRA traffic split).
 //!
 //! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
 //! these modules; see ARCHITECTURE.md for the whole map.
 
 pub mod api;
+pub mod bench;
 pub mod epp;
 pub mod sim;
