@@ -198,6 +198,8 @@ mod tests {
             r#"{"type":"sharegpt","path":"testdata/sharegpt/sample.json","num_requests":50}"#,
             r#"{"type":"synthetic","input":{"log_normal":{"mean":200,"std_dev":150,"min":4,"max":1024}},"output":{"fixed":{"value":64}}}"#,
             r#"{"type":"shared_prefix","num_groups":3,"num_prompts_per_group":4,"system_prompt_len":50,"question_len":10,"output_len":20}"#,
+            r#"{"type":"sharegpt","path":"testdata/sharegpt/sample.json","num_requests":30,"output_len":16,"chat":true}"#,
+            r#"{"type":"synthetic","input":{"uniform":{"min":4,"max":64}},"output":{"normal":{"mean":50,"std_dev":10,"min":1,"max":100}},"num_requests":40,"chat":true}"#,
             r#"{"type":"sessions","num_sessions":5}"#,
             r#"{"type":"sessions","num_sessions":5,"source":{"sharegpt":{"path":"testdata/sharegpt/sample.json"}}}"#,
         ];
@@ -248,5 +250,58 @@ mod tests {
                 .collect();
             assert_eq!(with, without);
         }
+    }
+
+    #[test]
+    fn bad_workloads_are_errors_that_say_why() {
+        let dir = std::env::temp_dir().join(format!("igw-workload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short.json");
+        std::fs::write(
+            &short,
+            r#"[{"id":"a","conversations":[{"from":"human","value":"hi"},{"from":"gpt","value":"yo"}]}]"#,
+        )
+        .unwrap();
+        let one = [LoraWeight {
+            name: "a".into(),
+            split: 1.0,
+        }];
+        for (json, lora, want) in [
+            (
+                format!(r#"{{"type":"sharegpt","path":"{}"}}"#, short.display()),
+                &[][..],
+                "short.json: no conversation survives",
+            ),
+            (
+                r#"{"type":"sharegpt","path":"no/such.json"}"#.to_string(),
+                &[][..],
+                "cannot read no/such.json",
+            ),
+            (
+                r#"{"type":"shared_prefix","num_groups":0,"num_prompts_per_group":1,"system_prompt_len":1,"question_len":1,"output_len":1}"#.to_string(),
+                &[][..],
+                "num_groups",
+            ),
+            (
+                r#"{"type":"synthetic","input":{"uniform":{"min":9,"max":1}},"output":{"fixed":{"value":1}}}"#.to_string(),
+                &[][..],
+                "synthetic input: min is above max",
+            ),
+            (
+                r#"{"type":"sessions","num_sessions":1}"#.to_string(),
+                &[LoraWeight {
+                    name: "a".into(),
+                    split: -1.0,
+                }][..],
+                "lora_traffic_split",
+            ),
+        ] {
+            let spec: WorkloadSpec = serde_json::from_str(&json).unwrap();
+            let err = Workload::new(&spec, lora, 0).err().map(|e| e.to_string());
+            assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{json}: {err:?}");
+        }
+        assert!(Workload::new(&specs()[0], &one, 0).is_ok());
+        assert!(serde_json::from_str::<WorkloadSpec>(r#"{"type":"nope"}"#).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
