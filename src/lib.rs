@@ -9,7 +9,7 @@
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
 //!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
-//! - [`bench`]: the benchmark; [`bench::workload`] decides what requests it sends
+//! - [`bench`](mod@bench): the benchmark; [`bench::workload`] decides what requests it sends
 //!   (ShareGPT, synthetic, shared-prefix, multi-turn sessions, LoRA traffic split).
 //!
 //! The endpoint picker (`epp`), the benchmark (`bench`) and the kubectl plugin build on
