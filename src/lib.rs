@@ -9,8 +9,10 @@
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
 //!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
-//! - [`bench`]: the benchmark's pieces; [`bench::des`] runs a pool of engines behind a
-//!   router (the real EPP scheduler or a baseline) in virtual time, scrape lag included;
+//! - [`bench`](mod@bench): the benchmark's pieces; [`bench::workload`] decides what
+//!   requests it sends (ShareGPT, synthetic, shared-prefix, multi-turn sessions, LoRA
+//!   traffic split), [`bench::des`] runs a pool of engines behind a router (the real
+//!   EPP scheduler or a baseline) in virtual time, scrape lag included, and
 //!   [`bench::recorder`] measures a stage.
 //!
 //! The kubectl plugin will build on these modules; see ARCHITECTURE.md for the whole

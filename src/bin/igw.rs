@@ -19,6 +19,9 @@ enum Command {
     /// The vLLM-compatible model-server simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// The benchmark.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -35,6 +38,24 @@ enum SimCommand {
     Calibrate(igw::sim::calibrate::CalibrateOptions),
     /// Start a pool of replicas in-process, stream requests through it, print results.
     Demo(igw::sim::demo::DemoOptions),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Write the bundled ShareGPT-format sample (run by `cargo xtask gen-sharegpt`).
+    #[command(hide = true)]
+    GenSharegpt(GenSharegptOptions),
+}
+
+#[derive(clap::Args)]
+struct GenSharegptOptions {
+    /// The file to write.
+    #[arg(long, default_value = igw::bench::workload::sharegpt::SAMPLE_PATH)]
+    out: std::path::PathBuf,
+    #[arg(long, default_value_t = igw::bench::workload::sharegpt::SAMPLE_SEED)]
+    seed: u64,
+    #[arg(long, default_value_t = igw::bench::workload::sharegpt::SAMPLE_CONVERSATIONS)]
+    conversations: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", opts.run()?);
             Ok(())
         }
+        Command::Bench(BenchCommand::GenSharegpt(opts)) => gen_sharegpt(opts),
     }
 }
 
@@ -109,4 +131,22 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
         epp.shutdown().await;
         Ok(())
     })
+}
+
+fn gen_sharegpt(opts: GenSharegptOptions) -> anyhow::Result<()> {
+    use igw::bench::workload::sharegpt;
+    let text = sharegpt::generate_sample(opts.seed, opts.conversations);
+    std::fs::write(&opts.out, &text)
+        .with_context(|| format!("cannot write {}", opts.out.display()))?;
+    let stats = sharegpt::filter_stats(&sharegpt::load(&opts.out)?);
+    eprintln!(
+        "wrote {} ({} bytes): {} conversations, {} kept by vLLM's filter, mean prompt {:.1} tokens, mean output {:.1} tokens",
+        opts.out.display(),
+        text.len(),
+        stats.entries,
+        stats.kept,
+        stats.mean_prompt_len,
+        stats.mean_output_len,
+    );
+    Ok(())
 }

@@ -4,9 +4,10 @@
 //! - `cargo xtask tidy` checks the repository's conventions ([`tidy`]). The same checks
 //!   are tests of this crate, so `cargo test --workspace` enforces them.
 //! - `cargo xtask ci` runs the steps `.ci/run` runs, in the same order ([`ci`]).
+//! - `cargo xtask gen-sharegpt` rewrites `testdata/sharegpt/sample.json` by running
+//!   `igw bench gen-sharegpt` (the generator lives in the library).
 //!
-//! It depends on std only and never builds the igw crate itself, so it compiles in
-//! seconds. Paths are resolved from the workspace root, not the current directory.
+//! It depends on std only and never links the igw crate, so it compiles in seconds. Paths are resolved from the workspace root, not the current directory.
 
 mod ci;
 mod tidy;
@@ -20,6 +21,8 @@ usage: cargo xtask <task>
 tasks:
   tidy    check the repository's conventions (also run by `cargo test --workspace`)
   ci      run what CI runs: fetch --locked, fmt check, clippy -D warnings, tests
+  gen-sharegpt
+          regenerate testdata/sharegpt/sample.json (the bundled ShareGPT sample)
 ";
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("gen-sharegpt") => gen_sharegpt(&root),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -59,6 +63,37 @@ fn main() -> ExitCode {
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the library's deterministic generator through the igw binary, so xtask stays
+/// std-only.
+fn gen_sharegpt(root: &Path) -> ExitCode {
+    let out = root.join("testdata/sharegpt/sample.json");
+    let status = std::process::Command::new("cargo")
+        .args([
+            "run",
+            "--release",
+            "--bin",
+            "igw",
+            "--",
+            "bench",
+            "gen-sharegpt",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(root)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("gen-sharegpt: igw failed ({s})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("gen-sharegpt: cannot start cargo: {e}");
+            ExitCode::FAILURE
         }
     }
 }

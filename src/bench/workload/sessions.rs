@@ -1,0 +1,274 @@
+//! Multi-turn sessions: chat conversations that resend their whole history each turn.
+//!
+//! Turn `k`'s messages are turn `k − 1`'s messages, the assistant's reply to them, and
+//! one new user message, so its prompt starts with turn `k − 1`'s prompt and reply,
+//! text and token ids alike; that is what a prefix cache and session-affine routing
+//! can win on. Replies are the conversation's own (ShareGPT's `gpt` turns, or seeded
+//! words), trimmed and ended with one newline: a reply that ended in punctuation would
+//! otherwise merge with the template's closing tag into one BPE token and break the
+//! token prefix (see [`tokens::apply_chat_template`]). Each turn asks for as many
+//! tokens as its reply has.
+//!
+//! Requests come session by session, turns in order; the driver must send turn `k`
+//! only after turn `k − 1` completes. No I/O beyond reading a ShareGPT file.
+
+use std::path::PathBuf;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::synthetic::LengthDist;
+use super::text::words_text;
+use super::{ChatMessage, PromptText, SessionTurn, WorkloadError, WorkloadRequest, sharegpt};
+use crate::sim::tokens;
+
+/// Where conversations come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionSource {
+    /// ShareGPT conversations with at least two complete user/assistant exchanges.
+    Sharegpt { path: PathBuf },
+    /// Seeded word text; lengths in tokens.
+    Synthetic {
+        /// Exchanges per session.
+        turns: LengthDist,
+        user: LengthDist,
+        reply: LengthDist,
+    },
+}
+
+impl Default for SessionSource {
+    /// 2–6 turns, user messages ≈60 tokens and replies ≈200 (ShareGPT-like).
+    fn default() -> SessionSource {
+        SessionSource::Synthetic {
+            turns: LengthDist::Uniform { min: 2, max: 6 },
+            user: LengthDist::LogNormal {
+                mean: 60.0,
+                std_dev: 50.0,
+                min: 4,
+                max: 1024,
+            },
+            reply: LengthDist::LogNormal {
+                mean: 200.0,
+                std_dev: 150.0,
+                min: 4,
+                max: 1024,
+            },
+        }
+    }
+}
+
+/// Multi-turn chat sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionsSpec {
+    pub num_sessions: usize,
+    #[serde(default)]
+    pub source: SessionSource,
+    /// A session ends before the turn whose prompt + reply would exceed this, tokens
+    /// (the served model's context length).
+    #[serde(default = "default_max_context")]
+    pub max_context_tokens: usize,
+}
+
+fn default_max_context() -> usize {
+    8192
+}
+
+/// One conversation as (user message, assistant reply) pairs.
+type Exchanges = Vec<(String, String)>;
+
+impl SessionsSpec {
+    pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let conversations: Vec<Exchanges> = match &self.source {
+            SessionSource::Sharegpt { path } => {
+                let mut all: Vec<Exchanges> = sharegpt::load(path)?
+                    .iter()
+                    .map(exchanges)
+                    .filter(|e| e.len() >= 2)
+                    .collect();
+                if all.is_empty() {
+                    return Err(WorkloadError::NoUsableEntries {
+                        path: path.clone(),
+                        what: "sessions need two user/assistant exchanges",
+                    });
+                }
+                all.shuffle(&mut rng);
+                // Oversample with replacement when the file has too few, as vLLM does.
+                let have = all.len();
+                while all.len() < self.num_sessions {
+                    let c = all[rng.random_range(0..have)].clone();
+                    all.push(c);
+                }
+                all.truncate(self.num_sessions);
+                all
+            }
+            SessionSource::Synthetic { turns, user, reply } => {
+                let turns = turns.sampler("sessions turns")?;
+                let user = user.sampler("sessions user")?;
+                let reply = reply.sampler("sessions reply")?;
+                (0..self.num_sessions)
+                    .map(|_| {
+                        (0..turns.draw(&mut rng).max(1))
+                            .map(|_| {
+                                let (u, r) = (user.draw(&mut rng), reply.draw(&mut rng));
+                                (words_text(&mut rng, u), words_text(&mut rng, r))
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        let mut out = Vec::new();
+        for (id, conversation) in conversations.iter().enumerate() {
+            out.extend(session(id as u64, conversation, self.max_context_tokens));
+        }
+        Ok(out)
+    }
+}
+
+/// Leading alternating user/assistant pairs; stops at the first turn out of place.
+fn exchanges(c: &sharegpt::Conversation) -> Exchanges {
+    let is_user = |from: &str| matches!(from, "human" | "user");
+    let is_assistant = |from: &str| !is_user(from) && from != "system";
+    c.conversations
+        .chunks_exact(2)
+        .take_while(|p| is_user(&p[0].from) && is_assistant(&p[1].from))
+        .map(|p| (p[0].value.clone(), p[1].value.clone()))
+        .collect()
+}
+
+/// The requests of one session.
+fn session(id: u64, conversation: &[(String, String)], max_context: usize) -> Vec<WorkloadRequest> {
+    let mut messages: Vec<ChatMessage> = Vec::new();
+    let mut out = Vec::new();
+    for (turn, (user, reply)) in conversation.iter().enumerate() {
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: user.trim().to_string(),
+        });
+        let reply = format!("{}\n", reply.trim());
+        let output = tokens::encode(&reply).len();
+        let mut request = WorkloadRequest::new(PromptText::Chat(messages.clone()), output);
+        if request.prompt_tokens.len() + output > max_context {
+            break;
+        }
+        request.session = Some(SessionTurn { session: id, turn });
+        out.push(request);
+        messages.push(ChatMessage {
+            role: "assistant".into(),
+            content: reply,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(source: SessionSource, n: usize) -> SessionsSpec {
+        SessionsSpec {
+            num_sessions: n,
+            source,
+            max_context_tokens: default_max_context(),
+        }
+    }
+
+    /// Turn k's ids start with turn k − 1's ids followed by the reply's ids, and turn
+    /// k − 1 asked for exactly as many tokens as that reply has.
+    fn check(requests: &[WorkloadRequest]) {
+        for pair in requests.windows(2) {
+            let (prev, next) = (&pair[0], &pair[1]);
+            let (Some(p), Some(n)) = (prev.session, next.session) else {
+                panic!("session requests carry their session");
+            };
+            if n.session != p.session {
+                assert_eq!(n.turn, 0);
+                continue;
+            }
+            assert_eq!(n.turn, p.turn + 1);
+            let PromptText::Chat(messages) = &next.prompt else {
+                panic!("sessions are chat");
+            };
+            let reply = &messages[2 * n.turn - 1];
+            assert_eq!(reply.role, "assistant");
+            let reply_ids = tokens::encode(&reply.content);
+            assert_eq!(prev.output_tokens, reply_ids.len());
+            let mut head = prev.prompt_tokens.clone();
+            head.extend_from_slice(&reply_ids);
+            assert!(
+                next.prompt_tokens.starts_with(&head),
+                "session {} turn {}: token prefix broken",
+                n.session,
+                n.turn
+            );
+        }
+    }
+
+    #[test]
+    fn each_turn_resends_the_previous_prompt_and_reply() {
+        let sample = PathBuf::from(sharegpt::SAMPLE_PATH);
+        for s in [
+            spec(SessionSource::default(), 30),
+            spec(SessionSource::Sharegpt { path: sample }, 60),
+        ] {
+            let requests = s.requests(4).unwrap();
+            let sessions = requests
+                .iter()
+                .filter(|r| r.session.unwrap().turn == 0)
+                .count();
+            assert_eq!(sessions, s.num_sessions, "{s:?}");
+            assert!(requests.len() >= 2 * s.num_sessions, "{}", requests.len());
+            check(&requests);
+        }
+    }
+
+    #[test]
+    fn awkward_replies_keep_the_token_prefix() {
+        let conversation: Exchanges = [
+            ("Hi", "Sure."),
+            ("And?", "\n\nLeading newlines, trailing punctuation!)"),
+            ("ok", "  spaces  "),
+            ("code", "```rust\nfn main() {}\n```"),
+            ("numbers", "42"),
+            ("more", "日本語。"),
+            ("last", ""),
+        ]
+        .iter()
+        .map(|(u, r)| (u.to_string(), r.to_string()))
+        .collect();
+        check(&session(0, &conversation, usize::MAX));
+    }
+
+    #[test]
+    fn sessions_stop_at_the_context_limit() {
+        let conversation: Exchanges = (0..10)
+            .map(|_| ("question ".repeat(50), "answer ".repeat(100)))
+            .collect();
+        let all = session(3, &conversation, usize::MAX);
+        assert_eq!(all.len(), 10);
+        let limited = session(3, &conversation, 600);
+        assert!(!limited.is_empty() && limited.len() < 10);
+        for r in &limited {
+            assert!(r.prompt_tokens.len() + r.output_tokens <= 600);
+        }
+        assert_eq!(limited[..], all[..limited.len()]);
+    }
+
+    #[test]
+    fn only_alternating_user_assistant_pairs_count() {
+        let c: sharegpt::Conversation = serde_json::from_value(serde_json::json!({
+            "conversations": [
+                {"from": "human", "value": "a"}, {"from": "gpt", "value": "b"},
+                {"from": "user", "value": "c"}, {"from": "chatgpt", "value": "d"},
+                {"from": "human", "value": "e"}, {"from": "human", "value": "f"},
+                {"from": "gpt", "value": "g"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(exchanges(&c).len(), 2);
+    }
+}

@@ -1,0 +1,365 @@
+//! ShareGPT: the real conversation file, vLLM's filter, and the bundled sample.
+//!
+//! The format is a JSON array of `{"id", "conversations": [{"from", "value"}, …]}`
+//! (sim-facts §5). Loading tolerates unknown fields, any `from` value, a missing
+//! `conversations` (such entries are dropped, as vLLM drops them) and a non-string
+//! `id`; anything else malformed is an error naming the file and the entry (`[12]…`),
+//! never a panic. The file is read through a buffered reader, never slurped whole.
+//!
+//! [`ShareGptSpec`] reproduces vLLM's `ShareGPTDataset` (sim-facts §5): keep entries
+//! with ≥ 2 turns, shuffle with the seed, prompt = first turn, completion = second,
+//! lengths from the tokenizer (`cl100k_base` here), drop by [`is_valid_sequence`],
+//! stop at the requested count and, when too few survive, oversample with replacement.
+//! The shuffle uses our seeded RNG, not Python's, so the picked entries differ from
+//! vLLM's for the same seed; the rule is the same.
+//!
+//! The bundled `testdata/sharegpt/sample.json` comes from [`generate_sample`]; see
+//! [`sample`] for how it is built and why its lengths look like ShareGPT's.
+
+pub mod sample;
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ChatMessage, PromptText, WorkloadError, WorkloadRequest};
+use crate::sim::tokens;
+
+pub use sample::{SAMPLE_CONVERSATIONS, SAMPLE_PATH, SAMPLE_SEED, generate_sample};
+
+/// vLLM `is_valid_sequence` bounds, tokens.
+pub const MIN_LEN: usize = 4;
+pub const MAX_PROMPT_LEN: usize = 1024;
+pub const MAX_TOTAL_LEN: usize = 2048;
+
+/// One conversation of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Conversation {
+    /// The entry's `id`; a number is kept as its JSON text, a missing one is empty.
+    #[serde(default, deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub conversations: Vec<Turn>,
+}
+
+/// One message: `from` is usually `human` or `gpt`, but any text is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Turn {
+    #[serde(default)]
+    pub from: String,
+    pub value: String,
+}
+
+fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// Reads a ShareGPT file.
+pub fn load(path: &Path) -> Result<Vec<Conversation>, WorkloadError> {
+    let file = File::open(path).map_err(|source| WorkloadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, BufReader::new(file))
+}
+
+/// Parses ShareGPT data from `reader`; `path` only names it in errors.
+pub fn parse(path: &Path, reader: impl Read) -> Result<Vec<Conversation>, WorkloadError> {
+    let malformed = |at: String, e: &serde_json::Error| WorkloadError::Malformed {
+        path: path.to_path_buf(),
+        at,
+        message: e.to_string(),
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let data: Vec<Conversation> = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| malformed(e.path().to_string(), e.inner()))?;
+    de.end()
+        .map_err(|e| malformed("the end of the array".into(), &e))?;
+    Ok(data)
+}
+
+/// vLLM's `is_valid_sequence` with its defaults (min 4, prompt ≤ 1024, total ≤ 2048).
+/// `check_output` is false when the output length is overridden, as in vLLM.
+pub fn is_valid_sequence(prompt_len: usize, output_len: usize, check_output: bool) -> bool {
+    !(prompt_len < MIN_LEN
+        || (check_output && output_len < MIN_LEN)
+        || prompt_len > MAX_PROMPT_LEN
+        || prompt_len + output_len > MAX_TOTAL_LEN)
+}
+
+/// A conversation's first exchange, tokenised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub prompt: String,
+    pub prompt_len: usize,
+    pub output_len: usize,
+}
+
+/// The first exchange of `c` if it has ≥ 2 turns, whether or not it is valid.
+pub fn first_exchange(c: &Conversation) -> Option<Exchange> {
+    match c.conversations.as_slice() {
+        [prompt, completion, ..] => Some(Exchange {
+            prompt: prompt.value.clone(),
+            prompt_len: tokens::encode(&prompt.value).len(),
+            output_len: tokens::encode(&completion.value).len(),
+        }),
+        _ => None,
+    }
+}
+
+/// What vLLM's filter makes of a whole file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterStats {
+    pub entries: usize,
+    /// Entries with ≥ 2 turns.
+    pub exchanges: usize,
+    /// Exchanges that pass [`is_valid_sequence`].
+    pub kept: usize,
+    /// Means over the kept exchanges, tokens.
+    pub mean_prompt_len: f64,
+    pub mean_output_len: f64,
+}
+
+/// Tokenises every entry's first exchange and applies the filter.
+pub fn filter_stats(conversations: &[Conversation]) -> FilterStats {
+    let (mut exchanges, mut kept, mut prompt, mut output) = (0, 0, 0, 0);
+    for e in conversations.iter().filter_map(first_exchange) {
+        exchanges += 1;
+        if is_valid_sequence(e.prompt_len, e.output_len, true) {
+            kept += 1;
+            prompt += e.prompt_len;
+            output += e.output_len;
+        }
+    }
+    let mean = |sum: usize| sum as f64 / kept.max(1) as f64;
+    FilterStats {
+        entries: conversations.len(),
+        exchanges,
+        kept,
+        mean_prompt_len: mean(prompt),
+        mean_output_len: mean(output),
+    }
+}
+
+/// ShareGPT requests the way vLLM's benchmark draws them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareGptSpec {
+    /// A ShareGPT-format file, e.g. `ShareGPT_V3_unfiltered_cleaned_split.json` or the
+    /// bundled [`SAMPLE_PATH`].
+    pub path: PathBuf,
+    /// vLLM's `--num-prompts`.
+    #[serde(default = "default_num_requests")]
+    pub num_requests: usize,
+    /// vLLM's `--sharegpt-output-len`: ask for this many tokens instead of the
+    /// completion's length (and skip the minimum-output check).
+    #[serde(default)]
+    pub output_len: Option<usize>,
+    /// Send the prompt as one user chat message instead of completions text.
+    #[serde(default)]
+    pub chat: bool,
+}
+
+fn default_num_requests() -> usize {
+    1000
+}
+
+impl ShareGptSpec {
+    pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
+        let data = load(&self.path)?;
+        let picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
+        if picked.is_empty() && self.num_requests > 0 {
+            return Err(WorkloadError::NoUsableEntries {
+                path: self.path.clone(),
+                what: "vLLM's ShareGPT length filter",
+            });
+        }
+        Ok(picked
+            .into_iter()
+            .map(|e| {
+                let output = self.output_len.unwrap_or(e.output_len);
+                let prompt = if self.chat {
+                    PromptText::Chat(vec![ChatMessage {
+                        role: "user".into(),
+                        content: e.prompt,
+                    }])
+                } else {
+                    PromptText::Text(e.prompt)
+                };
+                WorkloadRequest::new(prompt, output)
+            })
+            .collect())
+    }
+}
+
+/// vLLM's `ShareGPTDataset.sample`: shuffle the ≥ 2-turn entries, take valid first
+/// exchanges in that order until `n`, then oversample with replacement if short.
+/// Only as many entries as needed are tokenised, so a 90,000-entry file is cheap.
+pub fn sample_exchanges(
+    data: &[Conversation],
+    n: usize,
+    output_len: Option<usize>,
+    seed: u64,
+) -> Vec<Exchange> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<&Conversation> =
+        data.iter().filter(|c| c.conversations.len() >= 2).collect();
+    order.shuffle(&mut rng);
+    let mut picked = Vec::with_capacity(n);
+    for c in order {
+        if picked.len() >= n {
+            break;
+        }
+        let Some(e) = first_exchange(c) else { continue };
+        let out = output_len.unwrap_or(e.output_len);
+        if is_valid_sequence(e.prompt_len, out, output_len.is_none()) {
+            picked.push(e);
+        }
+    }
+    let valid = picked.len();
+    if valid > 0 {
+        while picked.len() < n {
+            let e = picked[rng.random_range(0..valid)].clone();
+            picked.push(e);
+        }
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(n: usize) -> String {
+        vec!["word"; n].join(" ")
+    }
+
+    fn entry(turns: &[(&str, String)]) -> serde_json::Value {
+        let conv: Vec<_> = turns
+            .iter()
+            .map(|(f, v)| serde_json::json!({"from": f, "value": v}))
+            .collect();
+        serde_json::json!({"id": "x", "conversations": conv})
+    }
+
+    fn parse_str(text: &str) -> Result<Vec<Conversation>, WorkloadError> {
+        parse(Path::new("data/sg.json"), text.as_bytes())
+    }
+
+    #[test]
+    fn the_filter_keeps_exactly_what_vllm_keeps() {
+        // " word" is one token and the first "word" too: `words(n)` is n tokens.
+        assert_eq!(tokens::encode(&words(7)).len(), 7);
+        for (turns, kept) in [
+            (vec![("human", words(10)), ("gpt", words(10))], true),
+            (vec![("human", words(10))], false),
+            (vec![], false),
+            (vec![("human", words(3)), ("gpt", words(10))], false),
+            (vec![("human", words(4)), ("gpt", words(4))], true),
+            (vec![("human", words(10)), ("gpt", words(3))], false),
+            (vec![("human", words(1024)), ("gpt", words(1024))], true),
+            (vec![("human", words(1025)), ("gpt", words(10))], false),
+            (vec![("human", words(1000)), ("gpt", words(1049))], false),
+            (vec![("human", words(1000)), ("gpt", words(1048))], true),
+            // Other roles count as turns; the first two turns are used whatever they are.
+            (vec![("system", words(10)), ("bing", words(10))], true),
+            (
+                vec![
+                    ("human", words(10)),
+                    ("gpt", words(10)),
+                    ("human", words(2000)),
+                ],
+                true,
+            ),
+        ] {
+            let c: Conversation = serde_json::from_value(entry(&turns)).unwrap();
+            let s = filter_stats(std::slice::from_ref(&c));
+            assert_eq!(
+                s.kept == 1,
+                kept,
+                "{:?}",
+                turns.iter().map(|t| (t.0, t.1.len())).collect::<Vec<_>>()
+            );
+            let picked = sample_exchanges(&[c], 3, None, 0);
+            assert_eq!(picked.len(), if kept { 3 } else { 0 });
+        }
+        assert!(is_valid_sequence(10, 0, false));
+        assert!(!is_valid_sequence(10, 0, true));
+    }
+
+    #[test]
+    fn loading_tolerates_what_real_files_contain() {
+        let text = r#"[
+            {"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo", "markdown": null}], "model": "x"},
+            {"id": 17, "conversations": [{"from": "chatgpt", "value": "v"}]},
+            {"conversations": []},
+            {"id": "no turns"}
+        ]"#;
+        let data = parse_str(text).unwrap();
+        assert_eq!(data.len(), 4);
+        assert_eq!(data[1].id, "17");
+        assert_eq!(data[1].conversations[0].from, "chatgpt");
+        assert!(data[3].conversations.is_empty());
+        assert_eq!(parse_str("[]").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn malformed_files_name_the_file_and_the_entry() {
+        for (text, at) in [
+            (r#"[{"conversations": []}, {"conversations": 5}]"#, "[1]"),
+            (
+                r#"[{"conversations": []}, {"conversations": []}, {"conversations": [{"from": "human"}]}]"#,
+                "[2].conversations[0]",
+            ),
+            (
+                r#"[{"conversations": [{"from": "gpt", "value": 3}]}]"#,
+                "[0].conversations[0].value",
+            ),
+            (r#"[{"conversations": []}, {"conversations": [}]"#, "[1]"),
+            (r#"{"conversations": []}"#, ""),
+            (r#"[] trailing"#, "end"),
+            ("", ""),
+        ] {
+            let err = parse_str(text).unwrap_err().to_string();
+            assert!(err.starts_with("data/sg.json: malformed"), "{err}");
+            assert!(err.contains(at), "{text} → {err}");
+        }
+        let missing = load(Path::new("no/such/file.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("no/such/file.json"), "{missing}");
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_oversamples_with_replacement() {
+        let data: Vec<Conversation> = (5..25)
+            .map(|n| {
+                serde_json::from_value(entry(&[("human", words(n)), ("gpt", words(n))])).unwrap()
+            })
+            .collect();
+        let a = sample_exchanges(&data, 10, None, 1);
+        assert_eq!(a, sample_exchanges(&data, 10, None, 1));
+        assert_ne!(a, sample_exchanges(&data, 10, None, 2));
+        let mut lens: Vec<usize> = a.iter().map(|e| e.prompt_len).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        assert_eq!(lens.len(), 10, "no repeats while unused entries remain");
+        let over = sample_exchanges(&data, 50, None, 1);
+        assert_eq!(over.len(), 50);
+        assert_eq!(over[..20], sample_exchanges(&data, 20, None, 1)[..]);
+        let fixed = sample_exchanges(&data, 5, Some(1), 1);
+        assert_eq!(
+            fixed.len(),
+            5,
+            "an overridden output skips the minimum check"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Filler text made of real English words, with an exact token count.
+//!
+//! Synthetic, shared-prefix and session workloads, and the bundled ShareGPT sample, need
+//! text whose `cl100k_base` token count is known in advance. Every word here, with its
+//! leading space, is one token, and punctuation only ever follows a word, so BPE never
+//! merges across pieces: `n` pieces encode to exactly `n` tokens. Pure: the caller owns
+//! the seeded RNG.
+
+use std::sync::OnceLock;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt};
+
+use crate::sim::tokens;
+
+/// Common English words; each, with a leading space, is one `cl100k_base` token (pieces
+/// that are not are dropped when the list is built, and a test checks none are).
+const WORDS: &str = "\
+     the of and to a in is that for it as was with be by on not he this are or his \
+     from at which but have an had they you were their one all we can her has there \
+     been if more when will would who so no she other its may these what them than \
+     some him time into only do out people could then first new also any my made \
+     about two most such over our like me even many after your where those how did \
+     between each must through years much because should well up before world while \
+     work just way very being same make own good here under know still long year day \
+     take great since last used number part life system might both place right state \
+     found never small high model data water city think use back around three come \
+     without another school every story house need given example general different \
+     second power information important problem group order set point help home often \
+     country question answer human language value result process simple light course \
+     change always next local early together open form line field interest public \
+     idea word case program free study family music code write list file function \
+     error table server request user test design market price business company book \
+     history science health game team product service review plan project";
+
+/// One in this many words is followed by punctuation (a comma or a full stop).
+const PUNCTUATION_EVERY: u32 = 12;
+
+/// The single-token words, with their leading space, built once.
+fn words() -> &'static [String] {
+    static WORDS_ONCE: OnceLock<Vec<String>> = OnceLock::new();
+    WORDS_ONCE.get_or_init(|| {
+        let mut list: Vec<String> = WORDS
+            .split_whitespace()
+            .map(|w| format!(" {w}"))
+            .filter(|w| tokens::encode(w).len() == 1)
+            .collect();
+        list.dedup();
+        if list.is_empty() {
+            list.push(" the".to_string());
+        }
+        list
+    })
+}
+
+/// Appends `n` pieces (`n` tokens) of seeded words and punctuation to `out`. The text
+/// starts with a space, so it can follow any text that ends in a letter or punctuation
+/// without merging into its last token.
+pub(crate) fn push_words(rng: &mut StdRng, n: usize, out: &mut String) {
+    let words = words();
+    let mut after_word = false;
+    for _ in 0..n {
+        if after_word && rng.random_ratio(1, PUNCTUATION_EVERY) {
+            out.push_str(if rng.random_bool(0.6) { "," } else { "." });
+            after_word = false;
+        } else {
+            out.push_str(&words[rng.random_range(0..words.len())]);
+            after_word = true;
+        }
+    }
+}
+
+/// `n` tokens of seeded words (see [`push_words`]).
+pub(crate) fn words_text(rng: &mut StdRng, n: usize) -> String {
+    let mut out = String::with_capacity(n * 6);
+    push_words(rng, n, &mut out);
+    out
+}
+
+/// A draw in `min..=max` that tolerates `min > max` by returning `min`.
+pub(crate) fn range_inclusive(rng: &mut impl Rng, min: usize, max: usize) -> usize {
+    if max <= min {
+        min
+    } else {
+        rng.random_range(min..=max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn every_word_is_one_token() {
+        assert_eq!(words().len(), WORDS.split_whitespace().count());
+        for w in words() {
+            assert_eq!(tokens::encode(w).len(), 1, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn n_pieces_encode_to_n_tokens() {
+        for seed in 0..20 {
+            for n in [0, 1, 5, 100, 1000] {
+                let text = words_text(&mut StdRng::seed_from_u64(seed), n);
+                assert_eq!(tokens::encode(&text).len(), n, "seed {seed}: {text:?}");
+            }
+        }
+    }
+}
