@@ -202,8 +202,8 @@ fn natural_output_len(rng: &mut StdRng) -> usize {
 }
 
 /// Common English words; each, with a leading space, is one `cl100k_base` token (a unit
-/// test checks this).
-const WORDS: &str = "\
+/// test checks this). The benchmark's filler text starts from the same list.
+pub(crate) const WORDS: &str = "\
      the of and to a in is that for it as was with be by on not he this are or his \
      from at which but have an had they you were their one all we can her has there \
      been if more when will would who so no she other its may these what them than \

@@ -13,25 +13,12 @@ use rand::{Rng, RngExt};
 
 use crate::sim::tokens;
 
-/// Common English words; each, with a leading space, is one `cl100k_base` token (pieces
-/// that are not are dropped when the list is built, and a test checks none are).
-const WORDS: &str = "\
-     the of and to a in is that for it as was with be by on not he this are or his \
-     from at which but have an had they you were their one all we can her has there \
-     been if more when will would who so no she other its may these what them than \
-     some him time into only do out people could then first new also any my made \
-     about two most such over our like me even many after your where those how did \
-     between each must through years much because should well up before world while \
-     work just way very being same make own good here under know still long year day \
-     take great since last used number part life system might both place right state \
-     found never small high model data water city think use back around three come \
-     without another school every story house need given example general different \
-     second power information important problem group order set point help home often \
-     country question answer human language value result process simple light course \
-     change always next local early together open form line field interest public \
-     idea word case program free study family music code write list file function \
-     error table server request user test design market price business company book \
-     history science health game team product service review plan project";
+/// Words beyond the simulator's list (`sim::tokens::WORDS`), for more varied text; each,
+/// with a leading space, is one `cl100k_base` token (pieces that are not are dropped
+/// when the list is built, and a test checks none are).
+const MORE_WORDS: &str = "code write list file function error table server request user test design \
+     market price business company book history science health game team product \
+     service review plan project";
 
 /// One in this many words is followed by punctuation (a comma or a full stop).
 const PUNCTUATION_EVERY: u32 = 12;
@@ -40,8 +27,9 @@ const PUNCTUATION_EVERY: u32 = 12;
 fn words() -> &'static [String] {
     static WORDS_ONCE: OnceLock<Vec<String>> = OnceLock::new();
     WORDS_ONCE.get_or_init(|| {
-        let mut list: Vec<String> = WORDS
+        let mut list: Vec<String> = tokens::WORDS
             .split_whitespace()
+            .chain(MORE_WORDS.split_whitespace())
             .map(|w| format!(" {w}"))
             .filter(|w| tokens::encode(w).len() == 1)
             .collect();
@@ -94,7 +82,10 @@ mod tests {
 
     #[test]
     fn every_word_is_one_token() {
-        assert_eq!(words().len(), WORDS.split_whitespace().count());
+        assert_eq!(
+            words().len(),
+            tokens::WORDS.split_whitespace().count() + MORE_WORDS.split_whitespace().count()
+        );
         for w in words() {
             assert_eq!(tokens::encode(w).len(), 1, "{w:?}");
         }
