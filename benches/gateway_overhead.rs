@@ -111,6 +111,28 @@ fn summarise(mut ms: Vec<f64>, failed: usize) -> Summary {
     }
 }
 
+/// TTFTs in ms of the requests that succeeded, and the number that failed.
+type Results = Arc<Mutex<(Vec<f64>, usize)>>;
+
+/// Sends one request and records its outcome.
+async fn measure(client: &reqwest::Client, url: &str, body: &Arc<Vec<u8>>, results: &Results) {
+    let r = ttft(client, url, body).await;
+    let mut g = results.lock().await;
+    match r {
+        Some(d) => g.0.push(d.as_secs_f64() * 1e3),
+        None => g.1 += 1,
+    }
+}
+
+/// Waits for every sender, then summarises what they recorded.
+async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>, results: &Results) -> Summary {
+    for t in tasks {
+        let _ = t.await;
+    }
+    let (ms, failed) = std::mem::take(&mut *results.lock().await);
+    summarise(ms, failed)
+}
+
 /// Open loop: one request every `1/rate` s for `seconds`, whatever the responses do.
 async fn open_loop(
     client: &reqwest::Client,
@@ -119,7 +141,7 @@ async fn open_loop(
     rate: f64,
     seconds: f64,
 ) -> Summary {
-    let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+    let results: Results = Arc::default();
     let total = (rate * seconds) as usize;
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total);
@@ -132,19 +154,10 @@ async fn open_loop(
             results.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let r = ttft(&client, &url, &body).await;
-            let mut g = results.lock().await;
-            match r {
-                Some(d) => g.0.push(d.as_secs_f64() * 1e3),
-                None => g.1 += 1,
-            }
+            measure(&client, &url, &body, &results).await;
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let (ms, failed) = std::mem::take(&mut *results.lock().await);
-    summarise(ms, failed)
+    finish(tasks, &results).await
 }
 
 /// Closed loop: `concurrency` workers, each sending back to back for `seconds`.
@@ -155,7 +168,7 @@ async fn closed_loop(
     concurrency: usize,
     seconds: f64,
 ) -> Summary {
-    let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+    let results: Results = Arc::default();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -167,20 +180,11 @@ async fn closed_loop(
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let r = ttft(&client, &url, &body).await;
-                let mut g = results.lock().await;
-                match r {
-                    Some(d) => g.0.push(d.as_secs_f64() * 1e3),
-                    None => g.1 += 1,
-                }
+                measure(&client, &url, &body, &results).await;
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let (ms, failed) = std::mem::take(&mut *results.lock().await);
-    summarise(ms, failed)
+    finish(tasks, &results).await
 }
 
 fn print_pair(title: &str, direct: &Summary, gateway: &Summary) {
