@@ -38,6 +38,8 @@ use std::time::Duration;
 pub use router::Router;
 use router::Routing;
 
+use hdrhistogram::Histogram;
+
 use crate::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, EndpointState, Health};
 use crate::epp::endpoint::{Endpoint, EndpointLoad, EndpointMetrics, InFlightGuard};
 use crate::epp::scrape::DEFAULT_REFRESH_INTERVAL;
@@ -145,6 +147,9 @@ pub struct DesReport {
     pub scrapes: u64,
     /// `Finished` events seen (one per request the engines accepted).
     pub finished: usize,
+    /// Gaps between consecutive visible tokens of each request, microseconds (the
+    /// inter-token latency a streaming client would see).
+    pub inter_token: Histogram<u64>,
 }
 
 /// Why a run could not start.
@@ -207,6 +212,9 @@ pub fn simulate(
         states,
         routing: Routing::new(router, pool.seed),
         guards: (0..requests.len()).map(|_| None).collect(),
+        last_token: vec![Duration::ZERO; requests.len()],
+        inter_token: Histogram::new_with_bounds(1, 10_000_000_000, 3)
+            .expect("static bounds are valid"),
         requests,
         order,
         next_arrival: 0,
@@ -302,6 +310,9 @@ struct Sim<'a> {
     records: Vec<RequestRecord>,
     /// Per request: its unit of in-flight load, held until its last token.
     guards: Vec<Option<InFlightGuard>>,
+    /// Per request: when its latest token became visible.
+    last_token: Vec<Duration>,
+    inter_token: Histogram<u64>,
     /// Requests inside engines.
     unfinished: usize,
     scrapes: u64,
@@ -356,6 +367,7 @@ impl Sim<'_> {
             end: self.now,
             scrapes: self.scrapes,
             finished: self.finished,
+            inter_token: self.inter_token,
         }
     }
 
@@ -449,7 +461,12 @@ impl Sim<'_> {
                     let rec = &mut self.records[id as usize];
                     if index == 0 && rec.first_token.is_none() {
                         rec.first_token = Some(now);
+                    } else if index > 0 {
+                        let gap = now.saturating_sub(self.last_token[id as usize]);
+                        let micros = gap.as_micros().clamp(1, u64::MAX as u128) as u64;
+                        self.inter_token.saturating_record(micros);
                     }
+                    self.last_token[id as usize] = now;
                 }
                 EngineEvent::Finished { id, reason, usage } => {
                     let rec = &mut self.records[id as usize];

@@ -1,12 +1,25 @@
-//! The benchmark's pieces: what `igw bench` runs to compare routing strategies.
-//! [`workload`] decides what requests are sent; [`des`] is the virtual-time pool
-//! simulation (many simulator engines, a virtual clock, scrape lag modelled) that
-//! `igw bench --virtual` drives; [`recorder`] turns per-request samples into a stage's
-//! measurements with inference-perf's definitions.
+//! The benchmark behind `igw bench --scenario F`: compare routing strategies on the
+//! same traffic, in virtual time or live.
 //!
-//! Nothing here reads the wall clock or does network I/O (workloads read files);
-//! drivers that need either (the live client, the CLI) sit on top.
+//! - [`scenario`]: the YAML file that states the question; [`plan`] turns it into
+//!   timed requests per stage ([`arrivals`] for when, [`workload`] for what).
+//! - [`des`]: the virtual-time pool simulation (many simulator engines, a virtual
+//!   clock, scrape lag modelled) that [`virtual_run`] drives once per strategy and
+//!   stage.
+//! - [`recorder`]: per-request samples to a stage's measurements, with
+//!   inference-perf's definitions; [`report`]: tables, JSON and charts;
+//!   [`progress`]: bars while it runs.
+//!
+//! Pure parts (workload, arrivals, plan, des, recorder) read no clock and do no
+//! network I/O; drivers that need either (the live client, the CLI) sit on top.
 
+pub mod arrivals;
+pub mod cli;
 pub mod des;
+pub mod plan;
+pub mod progress;
 pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod virtual_run;
 pub mod workload;

@@ -146,6 +146,17 @@ impl StageRecorder {
         self.itl.saturating_record(micros(gap));
     }
 
+    /// Adds inter-token gaps recorded elsewhere (microseconds, as here).
+    pub fn add_itl(&mut self, gaps: &Histogram<u64>) {
+        // Both histograms have the same bounds, so adding cannot fail; clamp anyway.
+        if self.itl.add(gaps).is_err() {
+            for v in gaps.iter_recorded() {
+                self.itl
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+
     /// The stage's summary, with `requested_rate` as the load asked for.
     pub fn summary(&self, requested_rate: f64) -> StageSummary {
         let span = self

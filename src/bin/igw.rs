@@ -19,9 +19,9 @@ enum Command {
     /// The vLLM-compatible model-server simulator.
     #[command(subcommand)]
     Sim(SimCommand),
-    /// The benchmark.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Compare routing strategies on a scenario's traffic, in virtual time or live.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Bench(BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -38,6 +38,14 @@ enum SimCommand {
     Calibrate(igw::sim::calibrate::CalibrateOptions),
     /// Start a pool of replicas in-process, stream requests through it, print results.
     Demo(igw::sim::demo::DemoOptions),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    run: igw::bench::cli::BenchOptions,
 }
 
 #[derive(Subcommand)]
@@ -80,7 +88,11 @@ fn main() -> anyhow::Result<()> {
             print!("{}", opts.run()?);
             Ok(())
         }
-        Command::Bench(BenchCommand::GenSharegpt(opts)) => gen_sharegpt(opts),
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::GenSharegpt(opts)),
+            ..
+        }) => gen_sharegpt(opts),
+        Command::Bench(BenchArgs { command: None, run }) => run.run().map(|_| ()),
     }
 }
 

@@ -15,6 +15,7 @@ use super::{SessionTurn, WorkloadError};
 
 /// One adapter and its share of the traffic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoraWeight {
     pub name: String,
     /// Relative weight, ≥ 0.

@@ -89,6 +89,16 @@ impl WorkloadRequest {
     /// A request whose token ids are computed from `prompt`.
     pub fn new(prompt: PromptText, output_tokens: usize) -> WorkloadRequest {
         let prompt_tokens = tokens::encode(&prompt.flatten());
+        WorkloadRequest::with_tokens(prompt, prompt_tokens, output_tokens)
+    }
+
+    /// A request whose token ids are already known; they must be
+    /// `tokens::encode(&prompt.flatten())`.
+    pub(crate) fn with_tokens(
+        prompt: PromptText,
+        prompt_tokens: Vec<u32>,
+        output_tokens: usize,
+    ) -> WorkloadRequest {
         WorkloadRequest {
             prompt,
             prompt_tokens,

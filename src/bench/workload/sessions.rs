@@ -26,7 +26,7 @@ use crate::sim::tokens;
 
 /// Where conversations come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SessionSource {
     /// ShareGPT conversations with at least two complete user/assistant exchanges.
     Sharegpt { path: PathBuf },
@@ -62,6 +62,7 @@ impl Default for SessionSource {
 
 /// Multi-turn chat sessions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionsSpec {
     pub num_sessions: usize,
     #[serde(default)]

@@ -18,6 +18,7 @@ use super::{PromptText, WorkloadError, WorkloadRequest};
 
 /// inference-perf's `shared_prefix` block; lengths in tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SharedPrefixSpec {
     pub num_groups: usize,
     pub num_prompts_per_group: usize,

@@ -18,6 +18,7 @@
 
 pub mod sample;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -152,6 +153,7 @@ pub fn filter_stats(conversations: &[Conversation]) -> FilterStats {
 
 /// ShareGPT requests the way vLLM's benchmark draws them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShareGptSpec {
     /// A ShareGPT-format file, e.g. `ShareGPT_V3_unfiltered_cleaned_split.json` or the
     /// bundled [`SAMPLE_PATH`].
@@ -182,6 +184,8 @@ impl ShareGptSpec {
                 what: "vLLM's ShareGPT length filter",
             });
         }
+        // Oversampling repeats entries: tokenise each distinct prompt once.
+        let mut tokenised: HashMap<String, Vec<u32>> = HashMap::new();
         Ok(picked
             .into_iter()
             .map(|e| {
@@ -194,7 +198,16 @@ impl ShareGptSpec {
                 } else {
                     PromptText::Text(e.prompt)
                 };
-                WorkloadRequest::new(prompt, output)
+                let text = prompt.flatten();
+                let ids = match tokenised.get(&text) {
+                    Some(ids) => ids.clone(),
+                    None => {
+                        let ids = tokens::encode(&text);
+                        tokenised.insert(text, ids.clone());
+                        ids
+                    }
+                };
+                WorkloadRequest::with_tokens(prompt, ids, output)
             })
             .collect())
     }

@@ -15,7 +15,7 @@ use super::{ChatMessage, PromptText, WorkloadError, WorkloadRequest};
 
 /// A length distribution, tokens. Draws are rounded and clamped to `min..=max`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum LengthDist {
     Fixed {
         value: usize,
@@ -117,6 +117,7 @@ impl Sampler {
 
 /// Requests with independent prompt and output lengths.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyntheticSpec {
     /// Prompt length, tokens (of the text, before any chat template).
     pub input: LengthDist,

@@ -1,0 +1,130 @@
+//! `igw bench --scenario F`: load the scenario, plan it, run it in the chosen mode,
+//! print the comparison and write the report files.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::plan::plan;
+use super::progress::Progress;
+use super::report::{self, BenchReport};
+use super::scenario::{self, Mode, Scenario};
+use super::virtual_run;
+
+/// `igw bench` flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchOptions {
+    /// The scenario file (see scenarios/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// Run in virtual time (the scenario's `mode` decides when no mode flag is given).
+    #[arg(long = "virtual", conflicts_with_all = ["live", "target"])]
+    pub virtual_time: bool,
+    /// Start the simulators and one gateway per strategy in-process; real HTTP.
+    #[arg(long, conflicts_with = "target")]
+    pub live: bool,
+    /// Measure this OpenAI-compatible base URL (e.g. http://gateway:8080) with the
+    /// scenario's traffic; nothing is started, the strategies are ignored.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Where to write the report (default: the scenario's `output.dir`, else
+    /// bench-results/<scenario name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Live mode: override the scenario's `pool.speedup`.
+    #[arg(long, value_name = "X")]
+    pub speedup: Option<f64>,
+    /// Virtual mode: simulations run at once (default: the machine's cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The mode a run uses, after the flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    Virtual,
+    Live,
+    Target(String),
+}
+
+impl BenchOptions {
+    /// The scenario with the command line's overrides applied and validated.
+    pub fn scenario(&self) -> anyhow::Result<(Scenario, RunMode)> {
+        let mut s = scenario::load(&self.scenario)?;
+        if let Some(seed) = self.seed {
+            s.seed = seed;
+        }
+        if let Some(speedup) = self.speedup {
+            s.pool.speedup = speedup;
+        }
+        s.validate(&self.scenario.display().to_string())?;
+        let mode = match (&self.target, self.live, self.virtual_time, s.mode) {
+            (Some(url), ..) => RunMode::Target(url.clone()),
+            (None, true, ..) => RunMode::Live,
+            (None, false, true, _) => RunMode::Virtual,
+            (None, false, false, Mode::Live) => RunMode::Live,
+            (None, false, false, Mode::Virtual) => RunMode::Virtual,
+        };
+        Ok((s, mode))
+    }
+
+    /// Runs the benchmark and prints the comparison; returns the report.
+    pub fn run(&self) -> anyhow::Result<BenchReport> {
+        let (scenario, mode) = self.scenario()?;
+        let started = Instant::now();
+        let plans = plan(&scenario).with_context(|| format!("{}", self.scenario.display()))?;
+        let requests: usize = plans.iter().map(|p| p.requests.len()).sum();
+        let progress = Progress::new(!self.quiet && std::io::stderr().is_terminal());
+        eprintln!(
+            "{}: {} stage(s), {} requests per strategy, {} strategies, {} mode",
+            scenario.name,
+            plans.len(),
+            requests,
+            scenario.strategies.len(),
+            match &mode {
+                RunMode::Virtual => "virtual",
+                RunMode::Live => "live",
+                RunMode::Target(_) => "target",
+            }
+        );
+        let report = match &mode {
+            RunMode::Virtual => {
+                let threads = self
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                virtual_run::run(&scenario, &plans, threads, &progress)?
+            }
+            RunMode::Live | RunMode::Target(_) => {
+                anyhow::bail!("live and target modes are not available in this build")
+            }
+        };
+        let wall = started.elapsed();
+        println!("{}", report::comparison_table(&report));
+        let dir = self
+            .out
+            .clone()
+            .or_else(|| scenario.output.dir.clone())
+            .unwrap_or_else(|| PathBuf::from("bench-results").join(&scenario.name));
+        let files = report::write(&report, &dir)
+            .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+        println!(
+            "\n{} requests per strategy in {:.1} s of wall time; wrote {}",
+            requests,
+            wall.as_secs_f64(),
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(report)
+    }
+}

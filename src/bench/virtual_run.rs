@@ -1,0 +1,229 @@
+//! `igw bench --virtual`: every strategy and stage of a scenario through the
+//! discrete-event pool simulation ([`super::des`]).
+//!
+//! Each (strategy, stage) pair is an independent job on a cold pool, as LPG's sweep
+//! runs one benchmark per rate: the stage's planned requests go in with their send
+//! times, the router decides with metrics that lag by the scrape interval, and the
+//! records become inference-perf's measurements. Jobs run on all cores, but each is
+//! deterministic and results are placed by index, so the report does not depend on
+//! the number of threads or their timing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+
+use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
+use super::plan::StagePlan;
+use super::progress::Progress;
+use super::recorder::{RequestSample, Slo, StageRecorder};
+use super::report::{BenchReport, PoolInfo, StageReport, StrategyResult};
+use super::scenario::{RouterKind, Scenario, StrategySpec};
+use crate::epp::config::{self, LoadedConfig};
+use crate::sim::engine::EngineConfig;
+use crate::sim::metrics::FinishReason;
+use crate::sim::tokens::{OutputMode, plan_output};
+
+/// Loads the EndpointPickerConfig a strategy names: a preset or a file.
+pub fn picker_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
+    let name = strategy.config.as_deref().unwrap_or("gie-default");
+    Ok(match name {
+        "gie-default" => config::gie_default(),
+        "igw-default" => config::igw_default(),
+        path => config::load(std::path::Path::new(path))?,
+    })
+}
+
+/// A fresh router for one job (the EPP's plugins keep state, so no sharing).
+fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
+    Ok(match strategy.router {
+        RouterKind::Epp => Router::Epp(picker_config(strategy)?.scheduler),
+        RouterKind::RoundRobin => Router::RoundRobin,
+        RouterKind::Random => Router::Random,
+        RouterKind::LeastRequest => Router::LeastRequest,
+        RouterKind::Target => anyhow::bail!(
+            "strategy `{}`: router `target` measures an external URL and needs --live",
+            strategy.display_name()
+        ),
+    })
+}
+
+/// The pool every job starts from.
+pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
+    let engine: EngineConfig = scenario
+        .pool
+        .engine_options(scenario.seed)
+        .engine_config()
+        .context("pool")?;
+    let mut pool = PoolConfig::replicas(
+        &engine,
+        scenario.pool.replicas,
+        &scenario.pool.model,
+        scenario.seed,
+    );
+    pool.scrape_interval = scenario.pool.scrape_interval;
+    Ok(pool)
+}
+
+/// The stage's requests as the simulation takes them: the prompt's token ids and the
+/// exact tokens the simulator would generate for `max_tokens` with `ignore_eos`, as
+/// the live client asks.
+fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
+    plan.requests
+        .iter()
+        .map(|p| {
+            let r = &p.request;
+            let output = plan_output(
+                OutputMode::Random,
+                engine_seed,
+                &r.prompt_tokens,
+                r.output_tokens,
+                true,
+            );
+            DesRequest {
+                arrival: p.at,
+                prompt: r.prompt_tokens.clone(),
+                output: output.tokens,
+                lora: r.lora.as_deref().map(Arc::from),
+                finish_reason: FinishReason::Length,
+            }
+        })
+        .collect()
+}
+
+/// One job's measurements.
+fn measure(report: &DesReport, slo: &Slo, replicas: usize) -> (StageRecorder, Vec<u64>) {
+    let mut recorder = StageRecorder::new(slo.clone());
+    let mut per_endpoint = vec![0u64; replicas];
+    for r in &report.records {
+        if let Some(e) = r.endpoint {
+            per_endpoint[e] += 1;
+        }
+        let done = r.done.unwrap_or(report.end);
+        recorder.record(&RequestSample {
+            sent: r.arrival,
+            first_token: r.first_token,
+            done,
+            prompt_tokens: u64::from(r.prompt_tokens),
+            output_tokens: u64::from(r.output_tokens),
+            cached_tokens: u64::from(r.cached_tokens),
+            error: match (&r.error, r.done) {
+                (Some(e), _) => Some(e.clone()),
+                (None, None) => Some("unfinished".into()),
+                (None, Some(_)) => None,
+            },
+        });
+    }
+    recorder.add_itl(&report.inter_token);
+    (recorder, per_endpoint)
+}
+
+/// Runs the scenario's plan in virtual time with up to `threads` jobs at once.
+pub fn run(
+    scenario: &Scenario,
+    plans: &[StagePlan],
+    threads: usize,
+    progress: &Progress,
+) -> anyhow::Result<BenchReport> {
+    let pool = pool_config(scenario)?;
+    let slo = scenario.slo.slo();
+    let strategies = &scenario.strategies;
+    // Fail on a bad picker config before any job starts.
+    for s in strategies {
+        router(s)?;
+    }
+    let jobs: Vec<(usize, usize)> = (0..plans.len())
+        .flat_map(|stage| (0..strategies.len()).map(move |s| (stage, s)))
+        .collect();
+    let bars: Vec<_> = jobs
+        .iter()
+        .map(|&(stage, s)| {
+            progress.job(
+                &format!(
+                    "{} · {} req/s",
+                    strategies[s].display_name(),
+                    plans[stage].stage.rate
+                ),
+                plans[stage].requests.len() as u64,
+            )
+        })
+        .collect();
+    let engine_seed = pool.engines[0].seed;
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<StrategyResult>>>> = (0..jobs.len())
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(stage, s)) = jobs.get(j) else {
+                        break;
+                    };
+                    let plan = &plans[stage];
+                    let result = router(&strategies[s]).and_then(|router| {
+                        let report = simulate(&pool, router, des_requests(plan, engine_seed))
+                            .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
+                        let (recorder, per_endpoint) =
+                            measure(&report, &slo, scenario.pool.replicas);
+                        Ok(StrategyResult {
+                            strategy: strategies[s].display_name(),
+                            summary: recorder.summary(plan.stage.rate),
+                            requests_per_endpoint: per_endpoint,
+                        })
+                    });
+                    bars[j].finish_with_message(match &result {
+                        Ok(r) => format!(
+                            "p90 e2e {:.2} s",
+                            r.summary.successes.latency.request_latency.p90
+                        ),
+                        Err(_) => "failed".into(),
+                    });
+                    *slots[j].lock().expect("no job panics holding it") = Some(result);
+                }
+            });
+        }
+    });
+    let mut results = slots
+        .into_iter()
+        .map(|slot| slot.into_inner().expect("no job panics holding it"));
+    let mut stages = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let mut row = Vec::with_capacity(strategies.len());
+        for _ in strategies {
+            row.push(results.next().flatten().expect("every job ran")?);
+        }
+        stages.push(StageReport {
+            stage: plan.index,
+            rate: plan.stage.rate,
+            duration_seconds: plan.stage.duration.as_secs_f64(),
+            results: row,
+        });
+    }
+    Ok(BenchReport {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        mode: "virtual".into(),
+        seed: scenario.seed,
+        pool: pool_info(scenario, 1.0)?,
+        baseline: scenario.baseline_name(),
+        strategies: strategies.iter().map(|s| s.display_name()).collect(),
+        stages,
+    })
+}
+
+/// The pool as reports describe it.
+pub fn pool_info(scenario: &Scenario, speedup: f64) -> anyhow::Result<PoolInfo> {
+    Ok(PoolInfo {
+        replicas: scenario.pool.replicas,
+        model: scenario.pool.model.clone(),
+        profile: scenario
+            .pool
+            .engine_options(scenario.seed)
+            .profile()?
+            .name
+            .to_string(),
+        speedup,
+    })
+}
