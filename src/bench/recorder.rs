@@ -61,6 +61,7 @@ pub struct StageRecorder {
     cached_tokens: u64,
     failures: BTreeMap<String, u64>,
     first_sent: Option<Duration>,
+    last_sent: Duration,
     last_done: Duration,
     slo: Slo,
 }
@@ -91,6 +92,7 @@ impl StageRecorder {
             cached_tokens: 0,
             failures: BTreeMap::new(),
             first_sent: None,
+            last_sent: Duration::ZERO,
             last_done: Duration::ZERO,
             slo,
         }
@@ -99,6 +101,7 @@ impl StageRecorder {
     /// Records one request.
     pub fn record(&mut self, s: &RequestSample) {
         self.first_sent = Some(self.first_sent.map_or(s.sent, |f| f.min(s.sent)));
+        self.last_sent = self.last_sent.max(s.sent);
         self.last_done = self.last_done.max(s.done);
         if let Some(error) = &s.error {
             *self.failures.entry(error.clone()).or_insert(0) += 1;
@@ -165,11 +168,22 @@ impl StageRecorder {
             .as_secs_f64()
             .max(1e-9);
         let failures: u64 = self.failures.values().sum();
+        let count = self.successes + failures;
+        let send_duration = self
+            .last_sent
+            .saturating_sub(self.first_sent.unwrap_or_default())
+            .as_secs_f64();
         StageSummary {
             load_summary: LoadSummary {
-                count: self.successes + failures,
+                count,
+                send_duration,
                 requested_rate,
-                achieved_rate: (self.successes + failures) as f64 / span,
+                // n sends span n − 1 gaps; a single request has no rate of its own.
+                achieved_rate: if count > 1 && send_duration > 0.0 {
+                    (count - 1) as f64 / send_duration
+                } else {
+                    requested_rate
+                },
             },
             successes: Successes {
                 count: self.successes,
@@ -260,7 +274,10 @@ pub struct StageSummary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LoadSummary {
     pub count: u64,
+    /// First send to last send, seconds.
+    pub send_duration: f64,
     pub requested_rate: f64,
+    /// Requests sent per second of the send span (the rate the load generator kept).
     pub achieved_rate: f64,
 }
 
@@ -339,7 +356,8 @@ mod tests {
         assert_eq!(s.successes.prefix_cache_hit_rate, 0.5);
         // One request over a 1 s span.
         assert!((s.successes.throughput.output_tokens_per_sec - 10.0).abs() < 1e-9);
-        assert!((s.load_summary.achieved_rate - 1.0).abs() < 1e-9);
+        // One send has no rate of its own: the requested one stands.
+        assert_eq!(s.load_summary.achieved_rate, 1.0);
     }
 
     #[test]
@@ -375,6 +393,19 @@ mod tests {
             (s.goodput.requests_per_sec - 0.5).abs() < 1e-9,
             "1 good over 2 s"
         );
+    }
+
+    #[test]
+    fn achieved_rate_is_over_the_send_span_not_the_drain() {
+        let mut r = StageRecorder::new(Slo::default());
+        // Ten sends 100 ms apart, each taking 5 s: 10 req/s sent, a 5.9 s span.
+        for i in 0..10 {
+            r.record(&sample(i * 100, i * 100 + 50, i * 100 + 5_000, 10));
+        }
+        let s = r.summary(10.0);
+        assert!((s.load_summary.achieved_rate - 10.0).abs() < 1e-9);
+        assert!((s.load_summary.send_duration - 0.9).abs() < 1e-9);
+        assert!((s.successes.throughput.requests_per_sec - 10.0 / 5.9).abs() < 1e-9);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! that is not among the strategies) are made by [`Scenario::validate`], which
 //! [`load`] runs.
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -100,6 +103,7 @@ fn default_workload() -> WorkloadSpec {
         num_requests: 1000,
         output_len: None,
         chat: false,
+        distinct_repeats: true,
     })
 }
 

@@ -168,6 +168,17 @@ pub struct ShareGptSpec {
     /// Send the prompt as one user chat message instead of completions text.
     #[serde(default)]
     pub chat: bool,
+    /// When more requests are drawn than the file has valid entries, start each
+    /// repeat's prompt with a short marker line (`#<n>` and a newline) so it cannot
+    /// reuse the prefix cache its first copy warmed. A real 90,000-entry file rarely
+    /// repeats a prompt; a small sample repeated hundreds of times would otherwise
+    /// flatter prefix-aware routing. `false` repeats prompts verbatim, as vLLM does.
+    #[serde(default = "default_distinct_repeats")]
+    pub distinct_repeats: bool,
+}
+
+fn default_distinct_repeats() -> bool {
+    true
 }
 
 fn default_num_requests() -> usize {
@@ -177,7 +188,10 @@ fn default_num_requests() -> usize {
 impl ShareGptSpec {
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
         let data = load(&self.path)?;
-        let picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
+        let mut picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
+        if self.distinct_repeats {
+            mark_repeats(&mut picked);
+        }
         if picked.is_empty() && self.num_requests > 0 {
             return Err(WorkloadError::NoUsableEntries {
                 path: self.path.clone(),
@@ -210,6 +224,20 @@ impl ShareGptSpec {
                 WorkloadRequest::with_tokens(prompt, ids, output)
             })
             .collect())
+    }
+}
+
+/// Prefixes every prompt seen before with `#<n>\n`, `n` counting the repeats. The
+/// filter judged the unmarked prompt; the marker adds a few tokens.
+fn mark_repeats(picked: &mut [Exchange]) {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeats = 0usize;
+    for e in picked.iter_mut() {
+        if seen.insert(e.prompt.clone()) {
+            continue;
+        }
+        repeats += 1;
+        e.prompt = format!("#{repeats}\n{}", e.prompt);
     }
 }
 

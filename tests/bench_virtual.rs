@@ -1,0 +1,133 @@
+//! `igw bench` in virtual time, end to end through the library: a scenario file's
+//! text, the plan, the pool simulation per strategy and stage, the report files.
+//!
+//! The promise tested here is reproducibility: the same scenario and seed give the
+//! same report, byte for byte, however many threads run the jobs.
+
+use std::path::{Path, PathBuf};
+
+use igw::bench::plan::plan;
+use igw::bench::progress::Progress;
+use igw::bench::report;
+use igw::bench::scenario::from_yaml_str;
+use igw::bench::virtual_run;
+
+const SCENARIO: &str = "
+name: small
+seed: 7
+workload: {type: sharegpt, path: testdata/sharegpt/sample.json}
+load:
+  type: poisson
+  stages:
+  - {rate: 40, duration: 3s}
+  - {rate: 120, duration: 2s}
+pool: {replicas: 3, max_num_seqs: 16}
+strategies:
+- {router: epp, config: gie-default}
+- {router: epp, config: igw-default}
+- {router: round-robin}
+- {router: least-request}
+- {router: random}
+";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("igw-bench-virtual-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `text` and writes its report into a fresh `name` folder; returns the folder
+/// and the files written, relative to it.
+fn run(text: &str, threads: usize, name: &str) -> (PathBuf, Vec<PathBuf>) {
+    let scenario = from_yaml_str(text, "small.yaml").unwrap();
+    let plans = plan(&scenario).unwrap();
+    let report = virtual_run::run(&scenario, &plans, threads, &Progress::hidden()).unwrap();
+    let dir = scratch(name);
+    let files = report::write(&report, &dir).unwrap();
+    let relative = files
+        .iter()
+        .map(|f| f.strip_prefix(&dir).unwrap().to_path_buf())
+        .collect();
+    (dir, relative)
+}
+
+fn read(dir: &Path, file: &Path) -> Vec<u8> {
+    std::fs::read(dir.join(file)).unwrap()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report_byte_for_byte() {
+    let (a, files_a) = run(SCENARIO, 2, "a");
+    let (b, files_b) = run(SCENARIO, 1, "b");
+    assert_eq!(files_a, files_b);
+    assert!(files_a.iter().any(|f| f.ends_with("summary.json")));
+    for f in &files_a {
+        assert!(
+            read(&a, f) == read(&b, f),
+            "{} differs between runs",
+            f.display()
+        );
+    }
+    // And the seed matters.
+    let (c, _) = run(&SCENARIO.replace("seed: 7", "seed: 8"), 2, "c");
+    let summary = Path::new("summary.json");
+    assert!(read(&a, summary) != read(&c, summary));
+    for dir in [a, b, c] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn every_planned_request_is_measured_for_every_strategy() {
+    let scenario = from_yaml_str(SCENARIO, "small.yaml").unwrap();
+    let plans = plan(&scenario).unwrap();
+    let report = virtual_run::run(&scenario, &plans, 2, &Progress::hidden()).unwrap();
+    assert_eq!(report.mode, "virtual");
+    assert_eq!(report.baseline, "random");
+    assert_eq!(report.stages.len(), 2);
+    for (stage, plan) in report.stages.iter().zip(&plans) {
+        assert_eq!(stage.results.len(), 5);
+        for r in &stage.results {
+            let s = &r.summary;
+            assert_eq!(
+                s.load_summary.count,
+                plan.requests.len() as u64,
+                "{}",
+                r.strategy
+            );
+            assert_eq!(
+                s.failures.count, 0,
+                "{}: {:?}",
+                r.strategy, s.failures.by_label
+            );
+            assert_eq!(
+                r.requests_per_endpoint.iter().sum::<u64>(),
+                s.load_summary.count
+            );
+            let l = &s.successes.latency;
+            assert!(l.time_to_first_token.mean > 0.0);
+            assert!(l.request_latency.p90 >= l.request_latency.median);
+            assert!(
+                l.inter_token_latency.mean > 0.0,
+                "{}: ITL is measured",
+                r.strategy
+            );
+        }
+    }
+    // Round-robin spreads evenly: no endpoint gets more than one request above another.
+    let rr = report.result(0, "round-robin").unwrap();
+    let (min, max) = (
+        rr.requests_per_endpoint.iter().min().unwrap(),
+        rr.requests_per_endpoint.iter().max().unwrap(),
+    );
+    assert!(max - min <= 1, "{:?}", rr.requests_per_endpoint);
+}
+
+#[test]
+fn an_external_target_cannot_run_in_virtual_time() {
+    let text = "strategies: [{router: random}, {router: target, url: 'http://127.0.0.1:1'}]\nload: {stages: [{rate: 1, duration: 1s}]}\n";
+    let scenario = from_yaml_str(text, "t.yaml").unwrap();
+    let plans = plan(&scenario).unwrap();
+    let err = virtual_run::run(&scenario, &plans, 1, &Progress::hidden()).unwrap_err();
+    assert!(err.to_string().contains("strategy `target`"), "{err}");
+}
