@@ -84,10 +84,11 @@ impl BenchOptions {
         let requests: usize = plans.iter().map(|p| p.requests.len()).sum();
         let progress = Progress::new(!self.quiet && std::io::stderr().is_terminal());
         eprintln!(
-            "{}: {} stage(s), {} requests per strategy, {} strategies, {} mode",
+            "{}: {} stage(s), {} requests per strategy (planned in {:.1} s), {} strategies, {} mode",
             scenario.name,
             plans.len(),
             requests,
+            started.elapsed().as_secs_f64(),
             scenario.strategies.len(),
             match &mode {
                 RunMode::Virtual => "virtual",

@@ -188,10 +188,7 @@ fn default_num_requests() -> usize {
 impl ShareGptSpec {
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
         let data = load(&self.path)?;
-        let mut picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
-        if self.distinct_repeats {
-            mark_repeats(&mut picked);
-        }
+        let picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
         if picked.is_empty() && self.num_requests > 0 {
             return Err(WorkloadError::NoUsableEntries {
                 path: self.path.clone(),
@@ -200,45 +197,53 @@ impl ShareGptSpec {
         }
         // Oversampling repeats entries: tokenise each distinct prompt once.
         let mut tokenised: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut repeats = 0usize;
         Ok(picked
             .into_iter()
             .map(|e| {
                 let output = self.output_len.unwrap_or(e.output_len);
-                let prompt = if self.chat {
-                    PromptText::Chat(vec![ChatMessage {
-                        role: "user".into(),
-                        content: e.prompt,
-                    }])
-                } else {
-                    PromptText::Text(e.prompt)
-                };
-                let text = prompt.flatten();
-                let ids = match tokenised.get(&text) {
-                    Some(ids) => ids.clone(),
-                    None => {
-                        let ids = tokens::encode(&text);
-                        tokenised.insert(text, ids.clone());
-                        ids
+                let wrap = |text: String| {
+                    if self.chat {
+                        PromptText::Chat(vec![ChatMessage {
+                            role: "user".into(),
+                            content: text,
+                        }])
+                    } else {
+                        PromptText::Text(text)
                     }
                 };
-                WorkloadRequest::with_tokens(prompt, ids, output)
+                let seen = tokenised.contains_key(&e.prompt);
+                let base = tokenised
+                    .entry(e.prompt.clone())
+                    .or_insert_with(|| tokens::encode(&wrap(e.prompt.clone()).flatten()));
+                if !(seen && self.distinct_repeats) {
+                    let ids = base.clone();
+                    return WorkloadRequest::with_tokens(wrap(e.prompt), ids, output);
+                }
+                repeats += 1;
+                let marker = repeat_marker(repeats);
+                let marked = format!("{marker}{}", e.prompt);
+                let ids = if !self.chat && e.prompt.starts_with(|c: char| !c.is_whitespace()) {
+                    // cl100k splits text into pieces before merging, and a newline
+                    // followed by a non-space character always ends a piece, so the
+                    // marked prompt's ids are the marker's followed by the prompt's.
+                    let mut ids = tokens::encode(&marker);
+                    ids.extend_from_slice(base);
+                    ids
+                } else {
+                    tokens::encode(&wrap(marked.clone()).flatten())
+                };
+                WorkloadRequest::with_tokens(wrap(marked), ids, output)
             })
             .collect())
     }
 }
 
-/// Prefixes every prompt seen before with `#<n>\n`, `n` counting the repeats. The
-/// filter judged the unmarked prompt; the marker adds a few tokens.
-fn mark_repeats(picked: &mut [Exchange]) {
-    let mut seen = std::collections::HashSet::new();
-    let mut repeats = 0usize;
-    for e in picked.iter_mut() {
-        if seen.insert(e.prompt.clone()) {
-            continue;
-        }
-        repeats += 1;
-        e.prompt = format!("#{repeats}\n{}", e.prompt);
-    }
+/// The line that starts the `n`th repeated prompt (see
+/// [`ShareGptSpec::distinct_repeats`]). The filter judged the unmarked prompt; the
+/// marker adds a few tokens.
+fn repeat_marker(n: usize) -> String {
+    format!("#{n}\n")
 }
 
 /// vLLM's `ShareGPTDataset.sample`: shuffle the ≥ 2-turn entries, take valid first
@@ -278,6 +283,36 @@ pub fn sample_exchanges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeats_are_marked_apart_and_keep_exact_token_ids() {
+        for chat in [false, true] {
+            let spec = ShareGptSpec {
+                path: PathBuf::from(SAMPLE_PATH),
+                num_requests: 900,
+                output_len: None,
+                chat,
+                distinct_repeats: true,
+            };
+            let requests = spec.requests(3).unwrap();
+            assert_eq!(requests.len(), 900);
+            let distinct: std::collections::HashSet<_> =
+                requests.iter().map(|r| r.prompt.flatten()).collect();
+            assert_eq!(distinct.len(), 900, "chat {chat}: every prompt differs");
+            for r in &requests {
+                assert_eq!(r.prompt_tokens, tokens::encode(&r.prompt.flatten()));
+            }
+            // Without the markers, vLLM's plain oversampling repeats prompts.
+            let plain = ShareGptSpec {
+                distinct_repeats: false,
+                ..spec
+            };
+            let plain = plain.requests(3).unwrap();
+            let distinct: std::collections::HashSet<_> =
+                plain.iter().map(|r| r.prompt.flatten()).collect();
+            assert!(distinct.len() < 450);
+        }
+    }
 
     fn words(n: usize) -> String {
         vec!["word"; n].join(" ")
