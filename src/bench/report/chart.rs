@@ -18,7 +18,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::BenchReport;
-use super::table::{number, rate};
+use super::table::rate;
 use crate::bench::recorder::StageSummary;
 
 /// Colours for the strategies that are not the baseline, in column order.
@@ -176,13 +176,26 @@ fn x_range(rates: &[f64]) -> (f64, f64) {
     ((lo - pad).max(0.0), hi + pad)
 }
 
+/// The top of the y axis: the largest value with headroom for the legend.
 fn y_top(max: f64) -> f64 {
     if max.is_finite() && max > 0.0 {
-        max * 1.1
+        max * 1.35
     } else {
         1.0
     }
 }
+
+/// Decimals for y tick labels on `0..top`: enough to tell ticks apart, the same for
+/// every tick of the axis.
+pub(super) fn y_decimals(top: f64) -> usize {
+    let step = top / Y_LABELS as f64;
+    if !(step.is_finite() && step > 0.0) {
+        return 0;
+    }
+    (-step.log10()).ceil().clamp(0.0, 6.0) as usize
+}
+
+const Y_LABELS: usize = 10;
 
 fn draw_panel<DB: DrawingBackend>(
     report: &BenchReport,
@@ -211,12 +224,14 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, 0.0..y_top(max))
         .map_err(error)?;
+    let decimals = y_decimals(y_top(max));
     chart
         .configure_mesh()
         .x_desc("requested rate (req/s)")
         .y_desc(panel.y_label)
         .x_label_formatter(&|v| rate(*v))
-        .y_label_formatter(&|v| number(*v))
+        .y_labels(Y_LABELS)
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
         .light_line_style(WHITE)
         .draw()
         .map_err(error)?;

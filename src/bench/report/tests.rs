@@ -182,6 +182,10 @@ fn numbers_have_fixed_formats() {
     assert_eq!(rate(2.5), "2.5");
     assert_eq!(ratio(0.5, 1.0).map(ratio_text).as_deref(), Some("0.50×"));
     assert_eq!(ratio(1.0, 0.0), None);
+    assert_eq!(super::chart::y_decimals(0.044 * 1.35), 3);
+    assert_eq!(super::chart::y_decimals(3.6), 1);
+    assert_eq!(super::chart::y_decimals(13_000.0), 0);
+    assert_eq!(super::chart::y_decimals(f64::NAN), 0);
 }
 
 #[test]
