@@ -3,15 +3,28 @@
 //! written to the output directory (JSON with inference-perf's lifecycle-summary
 //! names, SVG charts).
 //!
+//! - `table`: [`comparison_table`], the strategies side by side with ratios to the
+//!   baseline.
+//! - `files`: [`write`], `summary.json`, per-strategy lifecycle-metrics files and
+//!   the charts.
+//! - `chart`: the SVG charts.
+//!
 //! A virtual run's report holds nothing that depends on the wall clock or the machine
 //! (no dates, no durations of the run itself), so the same scenario and seed give the
 //! same files, byte for byte.
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 
 use super::recorder::StageSummary;
+
+mod chart;
+mod files;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use files::write;
+pub use table::comparison_table;
 
 /// Everything a run measured, per stage and strategy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -72,18 +85,4 @@ impl BenchReport {
             .iter()
             .find(|r| r.strategy == strategy)
     }
-}
-
-/// The comparison table printed after a run.
-pub fn comparison_table(report: &BenchReport) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_default()
-}
-
-/// Writes the report's files into `dir` (created if missing) and returns their paths.
-pub fn write(report: &BenchReport, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("summary.json");
-    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(&path, json + "\n")?;
-    Ok(vec![path])
 }

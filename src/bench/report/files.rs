@@ -1,0 +1,103 @@
+//! The files a report writes into its output directory:
+//!
+//! - `summary.json`: the whole [`BenchReport`], pretty-printed.
+//! - `<strategy>/stage_<N>_lifecycle_metrics.json`: one strategy's
+//!   [`StageSummary`](crate::bench::recorder::StageSummary) for stage `N` (0-based),
+//!   as inference-perf names its per-stage files, so its tooling reads them.
+//!   inference-perf also writes a `summary_lifecycle_metrics.json` over all stages;
+//!   that aggregate needs the raw samples (percentiles do not combine), which a
+//!   report no longer has, so it is not written.
+//! - `latency_vs_qps.svg` and `throughput_vs_qps.svg`: every strategy against the
+//!   requested rate (see `chart.rs`).
+//!
+//! `<strategy>` is a slug of the strategy's name (`epp igw-default` →
+//! `epp-igw-default`), made unique with a numeric suffix if two names slug alike.
+//! Every file ends with a newline and holds nothing but the report, so the same
+//! report writes the same bytes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{BenchReport, chart};
+
+/// Pretty JSON with a trailing newline.
+fn json<T: Serialize>(value: &T) -> io::Result<String> {
+    let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn put(path: PathBuf, text: &str, written: &mut Vec<PathBuf>) -> io::Result<()> {
+    std::fs::write(&path, text)?;
+    written.push(path);
+    Ok(())
+}
+
+/// A file-name-safe form of a strategy name: lowercase ASCII letters and digits,
+/// runs of anything else as one `-`.
+pub(super) fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches(['-', '.']).to_string();
+    if out.is_empty() {
+        "strategy".into()
+    } else {
+        out
+    }
+}
+
+/// One distinct slug per strategy, in order.
+pub(super) fn slugs(names: &[String]) -> Vec<String> {
+    let mut taken: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let base = slug(name);
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while taken.contains(&candidate) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        taken.push(candidate);
+    }
+    taken
+}
+
+/// Writes the report's files into `dir` (created if missing) and returns their paths.
+pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    put(dir.join("summary.json"), &json(report)?, &mut written)?;
+    for (name, slug) in report.strategies.iter().zip(slugs(&report.strategies)) {
+        let folder = dir.join(slug);
+        std::fs::create_dir_all(&folder)?;
+        for stage in &report.stages {
+            let Some(result) = stage.results.iter().find(|r| r.strategy == *name) else {
+                continue;
+            };
+            put(
+                folder.join(format!("stage_{}_lifecycle_metrics.json", stage.stage)),
+                &json(&result.summary)?,
+                &mut written,
+            )?;
+        }
+    }
+    put(
+        dir.join("latency_vs_qps.svg"),
+        &chart::latency_svg(report)?,
+        &mut written,
+    )?;
+    put(
+        dir.join("throughput_vs_qps.svg"),
+        &chart::throughput_svg(report)?,
+        &mut written,
+    )?;
+    Ok(written)
+}

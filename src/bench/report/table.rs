@@ -1,0 +1,277 @@
+//! The comparison printed after a run: one table per stage with a row per metric and
+//! a column per strategy, each value followed by its ratio to the baseline's
+//! (`0.62×`; the baseline column shows the value only), then a headline comparing
+//! p90 end-to-end latency at the highest stage.
+//!
+//! Plain text with no colours and no terminal-width detection, so the same report
+//! prints the same bytes everywhere. Values that cannot be shown (NaN, a latency of
+//! a stage with no successful request) print as `-`.
+
+use comfy_table::{CellAlignment, Table, presets};
+
+use super::{BenchReport, StageReport, StrategyResult};
+use crate::bench::recorder::StageSummary;
+
+/// One row of a stage table: its label (with units), how to read the value from a
+/// summary, and how to print it.
+pub(super) struct Metric {
+    pub label: &'static str,
+    pub value: fn(&StageSummary) -> Option<f64>,
+    pub integer: bool,
+}
+
+/// A latency statistic, absent when no request succeeded (the histogram was empty).
+fn latency(s: &StageSummary, v: f64) -> Option<f64> {
+    (s.successes.count > 0).then_some(v)
+}
+
+/// The rows of every stage table, in order.
+pub(super) const METRICS: &[Metric] = &[
+    Metric {
+        label: "achieved (req/s)",
+        value: |s| Some(s.load_summary.achieved_rate),
+        integer: false,
+    },
+    Metric {
+        label: "output (tok/s)",
+        value: |s| Some(s.successes.throughput.output_tokens_per_sec),
+        integer: false,
+    },
+    Metric {
+        label: "TTFT mean (ms)",
+        value: |s| latency(s, s.successes.latency.time_to_first_token.mean * 1e3),
+        integer: false,
+    },
+    Metric {
+        label: "TTFT p90 (ms)",
+        value: |s| latency(s, s.successes.latency.time_to_first_token.p90 * 1e3),
+        integer: false,
+    },
+    Metric {
+        label: "NTPOT p90 (ms)",
+        value: |s| {
+            latency(
+                s,
+                s.successes.latency.normalized_time_per_output_token.p90 * 1e3,
+            )
+        },
+        integer: false,
+    },
+    Metric {
+        label: "TPOT p90 (ms)",
+        value: |s| latency(s, s.successes.latency.time_per_output_token.p90 * 1e3),
+        integer: false,
+    },
+    Metric {
+        label: "e2e p50 (s)",
+        value: |s| latency(s, s.successes.latency.request_latency.median),
+        integer: false,
+    },
+    Metric {
+        label: "e2e p90 (s)",
+        value: |s| latency(s, s.successes.latency.request_latency.p90),
+        integer: false,
+    },
+    Metric {
+        label: "prefix-cache hit (%)",
+        value: |s| Some(s.successes.prefix_cache_hit_rate * 100.0),
+        integer: false,
+    },
+    Metric {
+        label: "goodput (%)",
+        value: |s| Some(s.goodput.percent),
+        integer: false,
+    },
+    Metric {
+        label: "failures (requests)",
+        value: |s| Some(s.failures.count as f64),
+        integer: true,
+    },
+];
+
+/// A value with about three significant digits, or `-` when it is not finite.
+pub(super) fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.01 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// A rate as the scenario would state it: `20`, `2.5`, `0.25`.
+pub(super) fn rate(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
+/// `value / baseline`, when both are finite and the baseline is not zero.
+pub(super) fn ratio(value: f64, baseline: f64) -> Option<f64> {
+    let r = value / baseline;
+    (value.is_finite() && baseline.is_finite() && baseline != 0.0 && r.is_finite()).then_some(r)
+}
+
+/// `0.62×`; ratios far from 1 keep fewer decimals.
+pub(super) fn ratio_text(r: f64) -> String {
+    if r.abs() >= 100.0 {
+        format!("{r:.0}×")
+    } else if r.abs() >= 10.0 {
+        format!("{r:.1}×")
+    } else {
+        format!("{r:.2}×")
+    }
+}
+
+fn cell(metric: &Metric, value: Option<f64>, baseline: Option<f64>, is_baseline: bool) -> String {
+    let Some(v) = value.filter(|v| v.is_finite()) else {
+        return "-".into();
+    };
+    let text = if metric.integer {
+        format!("{v:.0}")
+    } else {
+        number(v)
+    };
+    if is_baseline {
+        return text;
+    }
+    match baseline.and_then(|b| ratio(v, b)) {
+        Some(r) => format!("{text} ({})", ratio_text(r)),
+        None => text,
+    }
+}
+
+fn result<'a>(stage: &'a StageReport, strategy: &str) -> Option<&'a StrategyResult> {
+    stage.results.iter().find(|r| r.strategy == strategy)
+}
+
+fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    let mut header = vec![format!(
+        "stage {} · {} req/s · {} s",
+        stage.stage,
+        rate(stage.rate),
+        rate(stage.duration_seconds)
+    )];
+    header.extend(report.strategies.iter().map(|s| {
+        if *s == report.baseline {
+            format!("{s} (baseline)")
+        } else {
+            s.clone()
+        }
+    }));
+    table.set_header(header);
+    let baseline = result(stage, &report.baseline);
+    for metric in METRICS {
+        let base = baseline.and_then(|r| (metric.value)(&r.summary));
+        let mut row = vec![metric.label.to_string()];
+        for s in &report.strategies {
+            let value = result(stage, s).and_then(|r| (metric.value)(&r.summary));
+            row.push(cell(metric, value, base, *s == report.baseline));
+        }
+        table.add_row(row);
+    }
+    for column in table.column_iter_mut().skip(1) {
+        column.set_cell_alignment(CellAlignment::Right);
+    }
+    table.to_string()
+}
+
+/// The stage with the highest requested rate (the last of equals).
+pub(super) fn highest_stage(report: &BenchReport) -> Option<&StageReport> {
+    report
+        .stages
+        .iter()
+        .filter(|s| s.rate.is_finite())
+        .max_by(|a, b| a.rate.total_cmp(&b.rate))
+}
+
+/// One line per non-baseline strategy: its p90 end-to-end latency at the highest
+/// stage as a ratio of the baseline's.
+fn headline(report: &BenchReport) -> Vec<String> {
+    let Some(stage) = highest_stage(report) else {
+        return Vec::new();
+    };
+    let p90 = |name: &str| {
+        result(stage, name)
+            .and_then(|r| latency(&r.summary, r.summary.successes.latency.request_latency.p90))
+    };
+    let base = p90(&report.baseline);
+    report
+        .strategies
+        .iter()
+        .filter(|s| **s != report.baseline)
+        .map(|s| {
+            let at = format!("at {} req/s, {s} p90 e2e", rate(stage.rate));
+            match (p90(s), base) {
+                (Some(v), Some(b)) => match ratio(v, b) {
+                    Some(r) => format!(
+                        "{at} is {} {}'s ({} s vs {} s)",
+                        ratio_text(r),
+                        report.baseline,
+                        number(v),
+                        number(b)
+                    ),
+                    None => format!(
+                        "{at} is {} s; {}'s is {} s",
+                        number(v),
+                        report.baseline,
+                        number(b)
+                    ),
+                },
+                _ => format!(
+                    "{at}: no comparison with {} (no successful requests)",
+                    report.baseline
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The comparison printed after a run.
+pub fn comparison_table(report: &BenchReport) -> String {
+    let mut out = format!(
+        "{} ({} mode, seed {}): {} × {} serving {}; ratios are to {}\n",
+        report.scenario,
+        report.mode,
+        report.seed,
+        report.pool.replicas,
+        report.pool.profile,
+        report.pool.model,
+        report.baseline
+    );
+    if !report.description.is_empty() {
+        out.push_str(report.description.trim());
+        out.push('\n');
+    }
+    if report.stages.is_empty() {
+        out.push_str("no stages ran\n");
+    }
+    for stage in &report.stages {
+        out.push('\n');
+        out.push_str(&stage_table(report, stage));
+        out.push('\n');
+    }
+    let lines = headline(report);
+    if !lines.is_empty() {
+        out.push('\n');
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    // `println!` adds the last newline.
+    out.truncate(out.trim_end().len());
+    out
+}

@@ -1,0 +1,295 @@
+//! Tests of the report's table and files on a small hand-made report: two stages,
+//! three strategies, `random` the baseline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::table::{number, rate, ratio, ratio_text};
+use super::*;
+use crate::bench::recorder::{
+    Failures, Goodput, Latencies, LoadSummary, Stats, Successes, Throughput,
+};
+
+/// Stats whose every field is `v`, except the mean (`v` too) and p90 (`p90`).
+fn stats(v: f64, p90: f64) -> Stats {
+    Stats {
+        mean: v,
+        min: v / 2.0,
+        median: v,
+        p90,
+        p95: p90,
+        p99: p90,
+        max: p90 * 2.0,
+    }
+}
+
+fn summary(requested: f64, scale: f64) -> StageSummary {
+    StageSummary {
+        load_summary: LoadSummary {
+            count: (requested * 10.0) as u64,
+            requested_rate: requested,
+            achieved_rate: requested * 0.98,
+        },
+        successes: Successes {
+            count: (requested * 10.0) as u64,
+            latency: Latencies {
+                request_latency: stats(1.0 * scale, 2.0 * scale),
+                normalized_time_per_output_token: stats(0.02 * scale, 0.04 * scale),
+                time_per_output_token: stats(0.01 * scale, 0.015 * scale),
+                time_to_first_token: stats(0.2 * scale, 0.5 * scale),
+                inter_token_latency: stats(0.01 * scale, 0.012 * scale),
+            },
+            throughput: Throughput {
+                input_tokens_per_sec: requested * 200.0,
+                output_tokens_per_sec: requested * 100.0 / scale,
+                total_tokens_per_sec: requested * 300.0,
+                requests_per_sec: requested * 0.98,
+            },
+            prompt_len: stats(200.0, 400.0),
+            output_len: stats(100.0, 180.0),
+            prefix_cache_hit_rate: 0.5 / scale,
+        },
+        failures: Failures {
+            count: 0,
+            by_label: BTreeMap::new(),
+        },
+        goodput: Goodput {
+            requests_per_sec: requested * 0.9,
+            percent: 90.0,
+        },
+    }
+}
+
+const STRATEGIES: [(&str, f64); 3] = [
+    ("epp igw-default", 0.5),
+    ("epp gie-default", 0.8),
+    ("random", 1.0),
+];
+
+fn report() -> BenchReport {
+    let stages = [10.0, 30.0]
+        .into_iter()
+        .enumerate()
+        .map(|(i, rate)| StageReport {
+            stage: i,
+            rate,
+            duration_seconds: 20.0,
+            results: STRATEGIES
+                .iter()
+                .map(|&(name, scale)| StrategyResult {
+                    strategy: name.into(),
+                    summary: summary(rate, scale),
+                    requests_per_endpoint: vec![5, 5],
+                })
+                .collect(),
+        })
+        .collect();
+    BenchReport {
+        scenario: "synthetic".into(),
+        description: "two stages, three strategies".into(),
+        mode: "virtual".into(),
+        seed: 7,
+        pool: PoolInfo {
+            replicas: 2,
+            model: "m".into(),
+            profile: "h100-llama3-8b".into(),
+            speedup: 1.0,
+        },
+        baseline: "random".into(),
+        strategies: STRATEGIES.iter().map(|s| s.0.to_string()).collect(),
+        stages,
+    }
+}
+
+/// A fresh, empty folder under the system's temporary directory.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("igw-report-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn relative(files: &[PathBuf], root: &Path) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(root)
+                .expect("inside the folder")
+                .to_path_buf()
+        })
+        .collect()
+}
+
+#[test]
+fn table_shows_every_strategy_rate_and_ratio() {
+    let text = comparison_table(&report());
+    for (name, _) in STRATEGIES {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(
+        text.contains("10 req/s") && text.contains("30 req/s"),
+        "{text}"
+    );
+    // epp igw-default's e2e p90 is 1.0 s against random's 2.0 s.
+    assert!(text.contains("1.00 (0.50×)"), "{text}");
+    // The baseline column has values without ratios.
+    assert!(text.contains("random (baseline)"), "{text}");
+    assert!(
+        text.contains("at 30 req/s, epp igw-default p90 e2e is 0.50× random's"),
+        "{text}"
+    );
+    assert!(text.contains("e2e p90 (s)") && text.contains("TTFT mean (ms)"));
+    assert_eq!(text, comparison_table(&report()), "deterministic");
+}
+
+#[test]
+fn odd_values_print_as_dashes_without_panicking() {
+    let mut r = report();
+    r.stages[0].results[0]
+        .summary
+        .successes
+        .latency
+        .request_latency
+        .p90 = f64::NAN;
+    r.stages[1].results[1].summary.successes.count = 0;
+    r.stages[1].results[2].summary.goodput.percent = 0.0;
+    let text = comparison_table(&r);
+    assert!(text.contains(" - "), "{text}");
+    assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+    r.stages.clear();
+    assert!(comparison_table(&r).contains("no stages ran"));
+    let dir = TempDir::new("empty");
+    assert!(write(&r, &dir.0).is_ok());
+}
+
+#[test]
+fn numbers_have_fixed_formats() {
+    assert_eq!(number(f64::NAN), "-");
+    assert_eq!(number(1234.56), "1235");
+    assert_eq!(number(12.345), "12.3");
+    assert_eq!(number(0.5), "0.50");
+    assert_eq!(rate(20.0), "20");
+    assert_eq!(rate(2.5), "2.5");
+    assert_eq!(ratio(0.5, 1.0).map(ratio_text).as_deref(), Some("0.50×"));
+    assert_eq!(ratio(1.0, 0.0), None);
+    assert_eq!(super::chart::y_decimals(0.044 * 1.35), 3);
+    assert_eq!(super::chart::y_decimals(3.6), 1);
+    assert_eq!(super::chart::y_decimals(13_000.0), 0);
+    assert_eq!(super::chart::y_decimals(f64::NAN), 0);
+}
+
+#[test]
+fn write_is_byte_deterministic() {
+    let (a, b) = (TempDir::new("a"), TempDir::new("b"));
+    let files_a = write(&report(), &a.0).unwrap();
+    let files_b = write(&report(), &b.0).unwrap();
+    let (rel_a, rel_b) = (relative(&files_a, &a.0), relative(&files_b, &b.0));
+    assert_eq!(rel_a, rel_b);
+    for expected in [
+        "summary.json",
+        "epp-igw-default/stage_0_lifecycle_metrics.json",
+        "random/stage_1_lifecycle_metrics.json",
+        "latency_vs_qps.svg",
+        "throughput_vs_qps.svg",
+    ] {
+        assert!(rel_a.contains(&PathBuf::from(expected)), "{expected}");
+    }
+    // 1 summary + 3 strategies × 2 stages + 2 charts.
+    assert_eq!(rel_a.len(), 9);
+    for (fa, fb) in files_a.iter().zip(&files_b) {
+        let (x, y) = (std::fs::read(fa).unwrap(), std::fs::read(fb).unwrap());
+        assert_eq!(x, y, "{} differs", fa.display());
+        assert!(
+            x.ends_with(b"\n"),
+            "{} has no trailing newline",
+            fa.display()
+        );
+    }
+}
+
+#[test]
+fn charts_are_svg_with_legends_and_axis_labels() {
+    let dir = TempDir::new("svg");
+    write(&report(), &dir.0).unwrap();
+    for (file, labels) in [
+        (
+            "latency_vs_qps.svg",
+            &["requested rate (req/s)", "p90 request latency (s)", "(ms)"][..],
+        ),
+        (
+            "throughput_vs_qps.svg",
+            &["requested rate (req/s)", "achieved output tokens/s"][..],
+        ),
+    ] {
+        let svg = std::fs::read_to_string(dir.0.join(file)).unwrap();
+        assert!(svg.starts_with("<svg"), "{file}");
+        assert!(svg.trim_end().ends_with("</svg>"), "{file}");
+        for (name, _) in STRATEGIES {
+            assert!(svg.contains(name), "{file} lacks {name}");
+        }
+        for label in labels {
+            assert!(svg.contains(label), "{file} lacks {label}");
+        }
+        assert!(svg.contains("synthetic") && svg.contains("2 × h100-llama3-8b"));
+    }
+}
+
+#[test]
+fn a_single_stage_draws_points() {
+    let mut r = report();
+    r.stages.truncate(1);
+    let dir = TempDir::new("single");
+    write(&r, &dir.0).unwrap();
+    let svg = std::fs::read_to_string(dir.0.join("latency_vs_qps.svg")).unwrap();
+    assert!(svg.contains("<circle"), "a lone stage is a point");
+}
+
+#[test]
+fn summary_json_keeps_the_lifecycle_names() {
+    let dir = TempDir::new("json");
+    write(&report(), &dir.0).unwrap();
+    let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["baseline"], "random");
+    let first = &v["stages"][0]["results"][0];
+    for path in [
+        "/load_summary/achieved_rate",
+        "/successes/latency/request_latency/p90",
+        "/successes/latency/normalized_time_per_output_token/p90",
+        "/successes/latency/time_to_first_token/mean",
+        "/successes/throughput/output_tokens_per_sec",
+        "/successes/prefix_cache_hit_rate",
+        "/failures/count",
+        "/goodput/percent",
+    ] {
+        assert!(first.pointer(path).is_some(), "missing {path}");
+    }
+    let stage =
+        std::fs::read_to_string(dir.0.join("random/stage_1_lifecycle_metrics.json")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&stage).unwrap();
+    assert_eq!(s["load_summary"]["requested_rate"], 30.0);
+    assert!(
+        s.pointer("/successes/latency/inter_token_latency/median")
+            .is_some()
+    );
+}
+
+#[test]
+fn slugs_are_safe_and_distinct() {
+    use super::files::slugs;
+    let names = ["epp igw-default", "EPP igw/default", "", "random"].map(String::from);
+    assert_eq!(
+        slugs(&names),
+        ["epp-igw-default", "epp-igw-default-2", "strategy", "random"]
+    );
+}
