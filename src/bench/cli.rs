@@ -116,15 +116,18 @@ impl BenchOptions {
             .unwrap_or_else(|| PathBuf::from("bench-results").join(&scenario.name));
         let files = report::write(&report, &dir)
             .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+        let charts: Vec<String> = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+            .map(|f| f.display().to_string())
+            .collect();
         println!(
-            "\n{} requests per strategy in {:.1} s of wall time; wrote {}",
+            "\n{} requests per strategy in {:.1} s of wall time; wrote {} files to {} (charts: {})",
             requests,
             wall.as_secs_f64(),
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            files.len(),
+            dir.display(),
+            charts.join(", ")
         );
         Ok(report)
     }

@@ -188,6 +188,60 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
     table.to_string()
 }
 
+/// With more than one stage, the sweep at a glance: a row per stage, a column per
+/// strategy, each cell p90 NTPOT and p90 end-to-end latency (the blog-style
+/// comparison), as ratios to the baseline's, whose column shows its values.
+fn sweep_table(report: &BenchReport) -> Option<String> {
+    if report.stages.len() < 2 {
+        return None;
+    }
+    let ntpot = |r: &StrategyResult| {
+        let l = &r.summary.successes.latency;
+        latency(&r.summary, l.normalized_time_per_output_token.p90)
+    };
+    let e2e =
+        |r: &StrategyResult| latency(&r.summary, r.summary.successes.latency.request_latency.p90);
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    let mut header = vec!["p90 NTPOT / p90 e2e".to_string()];
+    header.extend(report.strategies.iter().map(|s| {
+        if *s == report.baseline {
+            format!("{s} (baseline)")
+        } else {
+            s.clone()
+        }
+    }));
+    table.set_header(header);
+    for stage in &report.stages {
+        let base = result(stage, &report.baseline);
+        let mut row = vec![format!("{} req/s", rate(stage.rate))];
+        for s in &report.strategies {
+            let r = result(stage, s);
+            let text = if *s == report.baseline {
+                match (r.and_then(ntpot), r.and_then(e2e)) {
+                    (Some(n), Some(e)) => format!("{} ms / {} s", number(n * 1e3), number(e)),
+                    _ => "-".into(),
+                }
+            } else {
+                let part = |f: &dyn Fn(&StrategyResult) -> Option<f64>| match (
+                    r.and_then(f),
+                    base.and_then(f),
+                ) {
+                    (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
+                    _ => "-".into(),
+                };
+                format!("{} / {}", part(&ntpot), part(&e2e))
+            };
+            row.push(text);
+        }
+        table.add_row(row);
+    }
+    for column in table.column_iter_mut().skip(1) {
+        column.set_cell_alignment(CellAlignment::Right);
+    }
+    Some(table.to_string())
+}
+
 /// The stage with the highest requested rate (the last of equals).
 pub(super) fn highest_stage(report: &BenchReport) -> Option<&StageReport> {
     report
@@ -261,6 +315,11 @@ pub fn comparison_table(report: &BenchReport) -> String {
     for stage in &report.stages {
         out.push('\n');
         out.push_str(&stage_table(report, stage));
+        out.push('\n');
+    }
+    if let Some(sweep) = sweep_table(report) {
+        out.push('\n');
+        out.push_str(&sweep);
         out.push('\n');
     }
     let lines = headline(report);

@@ -27,6 +27,7 @@ fn summary(requested: f64, scale: f64) -> StageSummary {
     StageSummary {
         load_summary: LoadSummary {
             count: (requested * 10.0) as u64,
+            send_duration: 10.0,
             requested_rate: requested,
             achieved_rate: requested * 0.98,
         },
@@ -149,6 +150,10 @@ fn table_shows_every_strategy_rate_and_ratio() {
         "{text}"
     );
     assert!(text.contains("e2e p90 (s)") && text.contains("TTFT mean (ms)"));
+    // The sweep table: p90 NTPOT and e2e ratios per stage, the baseline's values.
+    assert!(text.contains("p90 NTPOT / p90 e2e"), "{text}");
+    assert!(text.contains("0.50× / 0.50×"), "{text}");
+    assert!(text.contains("40.0 ms / 2.00 s"), "{text}");
     assert_eq!(text, comparison_table(&report()), "deterministic");
 }
 
