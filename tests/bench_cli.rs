@@ -1,0 +1,88 @@
+//! The `igw bench` command as a user runs it: the real binary, a scenario file on
+//! disk, the printed comparison and the files it writes; and a broken scenario's
+//! error, which must name the file, the line and the field.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("igw-bench-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn igw() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_igw"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+#[test]
+fn a_virtual_run_prints_the_comparison_and_writes_json_and_charts() {
+    let dir = scratch("run");
+    let scenario = dir.join("tiny.yaml");
+    std::fs::write(
+        &scenario,
+        "load: {stages: [{rate: 20, duration: 2s}, {rate: 40, duration: 2s}]}\npool: {replicas: 2}\n",
+    )
+    .unwrap();
+    let out = dir.join("report");
+    let run = igw()
+        .args(["bench", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    for want in [
+        "tiny (virtual mode, seed 42)",
+        "epp igw-default",
+        "epp gie-default",
+        "random (baseline)",
+        "p90 NTPOT / p90 e2e",
+        "at 40 req/s, epp igw-default p90 e2e is",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    for file in [
+        "summary.json",
+        "latency_vs_qps.svg",
+        "throughput_vs_qps.svg",
+        "random/stage_1_lifecycle_metrics.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} not written");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stages"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_broken_scenario_names_the_file_line_and_field() {
+    let dir = scratch("broken");
+    let scenario = dir.join("broken.yaml");
+    std::fs::write(&scenario, "seed: 1\npool:\n  replicas: 2\n  gpus: 8\n").unwrap();
+    let run = igw()
+        .args(["bench", "--scenario"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    assert!(stderr.contains("gpus"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    // A missing scenario file is named too.
+    let run = igw()
+        .args(["bench", "--scenario", "no/such.yaml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no/such.yaml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
