@@ -19,18 +19,19 @@ use igw::sim::server::{Listen, SimServerConfig, spawn};
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
-/// Two replicas that queue a little at 16 req/s: four sequences each, prompts long
-/// enough that prefill is a good part of TTFT, outputs short enough that the token
-/// stream stays light at 4× speed.
+/// Two replicas of four sequences each that queue at 34 req/s without saturating.
+/// Real time and a 500 ms scrape: in a debug build every prompt tokenisation, scrape
+/// and streamed chunk costs enough CPU that faster clocks or scrapes make the 2 cores
+/// the bottleneck, and the live pool then queues for CPU rather than for the model.
 const AGREEMENT: &str = "
 name: agreement
 seed: 11
 workload:
   type: synthetic
-  input: {uniform: {min: 600, max: 1200}}
+  input: {uniform: {min: 100, max: 200}}
   output: {uniform: {min: 20, max: 40}}
-load: {type: poisson, stages: [{rate: 16, duration: 10s}]}
-pool: {replicas: 2, speedup: 4, max_num_seqs: 4}
+load: {type: poisson, stages: [{rate: 34, duration: 8s}]}
+pool: {replicas: 2, speedup: 1, max_num_seqs: 4, scrape_interval: 500ms}
 strategies:
 - {router: epp, config: igw-default}
 - {router: random}
@@ -55,7 +56,7 @@ async fn live_agrees_with_virtual_time() {
     let virt = virtual_run::run(&s, &plans, 1, &progress).unwrap();
     let live = live::run(&s, &plans, None, &progress).await.unwrap();
     assert_eq!(live.mode, "live");
-    assert_eq!(live.pool.speedup, 4.0);
+    assert_eq!(live.pool.speedup, 1.0);
     let mut lines = Vec::new();
     let mut agree = true;
     for name in ["epp igw-default", "random"] {
@@ -93,7 +94,12 @@ load: {type: constant, stages: [{rate: 200, duration: 100ms}, {rate: 100, durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_mode_measures_an_external_server() {
-    let engine = EngineOptions::default().engine_config().unwrap();
+    let engine = EngineOptions {
+        max_loras: 1,
+        ..EngineOptions::default()
+    }
+    .engine_config()
+    .unwrap();
     let mut config = SimServerConfig::new(MODEL, engine);
     config.speedup = 100.0;
     let sim = spawn(config, Listen::local(1)).await.unwrap();

@@ -41,6 +41,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(600);
 /// The latest a request is scheduled, wall seconds from the stage's start; keeps the
 /// deadline arithmetic far from overflow for absurd plans.
 const MAX_OFFSET_SECONDS: f64 = 1e7;
+/// The sender sleeps until this long before a request is due and spins the rest: a
+/// thread's sleep overshoots by the kernel's timer slack (50 µs by default).
+const SPIN_BELOW: Duration = Duration::from_micros(60);
 
 /// A client for one job: pooled keep-alive connections, no proxy from the
 /// environment (the targets are named explicitly), Nagle off so small requests leave
@@ -184,19 +187,43 @@ pub async fn run_stage(
         start,
         bar: bar.clone(),
     });
-    let mut tasks = Vec::with_capacity(plan.requests.len());
-    for (i, p) in plan.requests.iter().enumerate() {
-        let offset = (p.at.as_secs_f64() / speedup).clamp(0.0, MAX_OFFSET_SECONDS);
-        let due = start + Duration::from_secs_f64(offset);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-        }
+    let schedule: Vec<(Duration, Arc<WorkloadRequest>)> = plan
+        .requests
+        .iter()
+        .map(|p| {
+            let offset = (p.at.as_secs_f64() / speedup).clamp(0.0, MAX_OFFSET_SECONDS);
+            (Duration::from_secs_f64(offset), p.request.clone())
+        })
+        .collect();
+    // The schedule is kept by a thread of its own: the OS sleeps it to within tens of
+    // microseconds, where the runtime's timer wheel rounds every deadline up to the
+    // next millisecond.
+    let runtime = tokio::runtime::Handle::current();
+    let sender = {
         let shared = shared.clone();
-        let request = p.request.clone();
-        tasks.push(tokio::spawn(async move {
-            send_one(&shared, i, &request, due).await
-        }));
-    }
+        tokio::task::spawn_blocking(move || {
+            let wall_start = start.into_std();
+            let mut tasks = Vec::with_capacity(schedule.len());
+            for (i, (offset, request)) in schedule.into_iter().enumerate() {
+                let due = wall_start + offset;
+                let now = std::time::Instant::now();
+                if due > now + SPIN_BELOW {
+                    std::thread::sleep(due - now - SPIN_BELOW);
+                }
+                while std::time::Instant::now() < due {
+                    std::hint::spin_loop();
+                }
+                let shared = shared.clone();
+                let due = Instant::from_std(due);
+                tasks.push(runtime.spawn(async move { send_one(&shared, i, &request, due).await }));
+            }
+            tasks
+        })
+    };
+    let tasks = match sender.await {
+        Ok(tasks) => tasks,
+        Err(_) => Vec::new(),
+    };
     let mut requests = Vec::with_capacity(tasks.len());
     for (task, p) in tasks.into_iter().zip(&plan.requests) {
         requests.push(task.await.unwrap_or_else(|_| Sent {
