@@ -220,10 +220,9 @@ pub async fn run_stage(
             tasks
         })
     };
-    let tasks = match sender.await {
-        Ok(tasks) => tasks,
-        Err(_) => Vec::new(),
-    };
+    // The sender only sleeps and spawns; should it ever fail, the stage reports
+    // no requests rather than panicking.
+    let tasks: Vec<_> = sender.await.unwrap_or_default();
     let mut requests = Vec::with_capacity(tasks.len());
     for (task, p) in tasks.into_iter().zip(&plan.requests) {
         requests.push(task.await.unwrap_or_else(|_| Sent {
