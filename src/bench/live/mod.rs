@@ -48,6 +48,9 @@ use crate::sim::server::{Listen, LoraModule, SimServer, SimServerConfig, spawn};
 
 /// How long a fresh gateway may take to see every simulator with fresh metrics.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// A send-schedule lag p99 above this (wall milliseconds) is worth a warning: the
+/// offered load was not quite the planned one.
+const LAG_WARN_MS: f64 = 5.0;
 /// Pause between two looks at the gateway's view while waiting for it.
 const READY_POLL: Duration = Duration::from_millis(1);
 
@@ -93,8 +96,16 @@ fn result(
     bar: &ProgressBar,
 ) -> StrategyResult {
     let summary = outcome.recorder(slo).summary(plan.stage.rate);
+    let lag_p99_ms = outcome.lag_micros().value_at_quantile(0.99) as f64 / 1e3;
+    if lag_p99_ms > LAG_WARN_MS {
+        tracing::warn!(
+            strategy = name,
+            stage = plan.index,
+            "the client sent late: send-schedule lag p99 {lag_p99_ms:.1} ms of wall time"
+        );
+    }
     bar.finish_with_message(format!(
-        "p90 e2e {:.2} s",
+        "p90 e2e {:.2} s · send lag p99 {lag_p99_ms:.1} ms",
         summary.successes.latency.request_latency.p90
     ));
     StrategyResult {
