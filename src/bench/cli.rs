@@ -104,7 +104,15 @@ impl BenchOptions {
                 virtual_run::run(&scenario, &plans, threads, &progress)?
             }
             RunMode::Live | RunMode::Target(_) => {
-                anyhow::bail!("live and target modes are not available in this build")
+                let target = match &mode {
+                    RunMode::Target(url) => Some(url.as_str()),
+                    _ => None,
+                };
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the tokio runtime")?;
+                runtime.block_on(super::live::run(&scenario, &plans, target, &progress))?
             }
         };
         let wall = started.elapsed();

@@ -5,7 +5,8 @@
 //!   timed requests per stage ([`arrivals`] for when, [`workload`] for what).
 //! - [`des`]: the virtual-time pool simulation (many simulator engines, a virtual
 //!   clock, scrape lag modelled) that [`virtual_run`] drives once per strategy and
-//!   stage.
+//!   stage; [`live`] runs the same plan over real HTTP against in-process simulators
+//!   and one gateway per strategy (or an external URL).
 //! - [`recorder`]: per-request samples to a stage's measurements, with
 //!   inference-perf's definitions; [`report`]: tables, JSON and charts;
 //!   [`progress`]: bars while it runs.
@@ -16,6 +17,7 @@
 pub mod arrivals;
 pub mod cli;
 pub mod des;
+pub mod live;
 pub mod plan;
 pub mod progress;
 pub mod recorder;

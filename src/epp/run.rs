@@ -145,8 +145,17 @@ impl RunningEpp {
 /// Loads everything the options name, binds both ports and starts serving. Every
 /// configuration error is returned before anything listens.
 pub async fn start(opts: &EppOptions) -> anyhow::Result<RunningEpp> {
-    let pool = opts.pool()?;
     let config = opts.config()?;
+    start_with_config(opts, config).await
+}
+
+/// [`start`] with an already loaded EndpointPickerConfig in place of the options'
+/// `config`/`preset` (the benchmark builds its baselines' configs in memory).
+pub async fn start_with_config(
+    opts: &EppOptions,
+    config: LoadedConfig,
+) -> anyhow::Result<RunningEpp> {
+    let pool = opts.pool()?;
     for note in &config.notes {
         tracing::info!(config = %config.origin, "{note}");
     }

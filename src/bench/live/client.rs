@@ -1,0 +1,472 @@
+//! The live client: sends one stage's planned requests on schedule to OpenAI-compatible
+//! base URLs and measures each streamed response.
+//!
+//! Open loop, as inference-perf and LPG send: request `i` leaves at `at / speedup`
+//! wall seconds after the stage's start whatever the earlier ones are doing, so a slow
+//! server meets the offered load instead of slowing the client down. How late each
+//! request actually left is measured (the send-schedule lag) so a client that cannot
+//! keep up shows in the numbers instead of quietly lowering the load.
+//!
+//! Every request streams (`stream: true`, `ignore_eos: true`, usage included) and is
+//! read chunk by chunk ([`super::sse`]): TTFT at the first non-empty token, gaps
+//! between token chunks as ITL, done at `[DONE]` or the end of the body. Nothing on
+//! this path panics: a refused connection, an HTTP error or a broken stream becomes a
+//! labelled failure (`"503 - Service Unavailable"`, `"connection - refused"`,
+//! `"timeout"`).
+//!
+//! Times given back are in pool time (wall × `speedup`), from the stage's start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use reqwest::Url;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::sse::{Event, LineBuffer, parse_data};
+use crate::bench::plan::StagePlan;
+use crate::bench::recorder::{RequestSample, Slo, StageRecorder};
+use crate::bench::workload::{ChatMessage, PromptText, WorkloadRequest};
+use crate::epp::proxy::SERVED_HEADER;
+
+/// How long a connection may take to open, wall time; a pool on loopback answers in
+/// microseconds, so this only bounds a target that is down or unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest silence inside a response, wall time, before it counts as `timeout`
+/// (the gateway's own response timeout is 10 minutes).
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// The latest a request is scheduled, wall seconds from the stage's start; keeps the
+/// deadline arithmetic far from overflow for absurd plans.
+const MAX_OFFSET_SECONDS: f64 = 1e7;
+/// The sender sleeps until this long before a request is due and spins the rest: a
+/// thread's sleep overshoots by the kernel's timer slack (50 µs by default).
+const SPIN_BELOW: Duration = Duration::from_micros(60);
+
+/// A client for one job: pooled keep-alive connections, no proxy from the
+/// environment (the targets are named explicitly), Nagle off so small requests leave
+/// at once.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .build()?)
+}
+
+/// Where a stage's requests go: the bases are used in turn (request `i` to base
+/// `i % n`), so one base is a gateway or a target and several spread the load
+/// evenly without a router.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    completions: Vec<Url>,
+    chat: Vec<Url>,
+}
+
+impl Destination {
+    /// `bases` are `http://host:port` (with or without a trailing `/` or a `/v1`).
+    pub fn new(bases: &[String]) -> anyhow::Result<Destination> {
+        anyhow::ensure!(!bases.is_empty(), "no URL to send requests to");
+        let mut completions = Vec::with_capacity(bases.len());
+        let mut chat = Vec::with_capacity(bases.len());
+        for base in bases {
+            let trimmed = base.trim_end_matches('/');
+            let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+            let parse = |path: &str| {
+                Url::parse(&format!("{trimmed}{path}"))
+                    .map_err(|e| anyhow::anyhow!("`{base}` is not a base URL: {e}"))
+            };
+            completions.push(parse("/v1/completions")?);
+            chat.push(parse("/v1/chat/completions")?);
+        }
+        Ok(Destination { completions, chat })
+    }
+
+    fn url(&self, i: usize, prompt: &PromptText) -> &Url {
+        let urls = match prompt {
+            PromptText::Text(_) => &self.completions,
+            PromptText::Chat(_) => &self.chat,
+        };
+        &urls[i % urls.len()]
+    }
+}
+
+/// What one request measured.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// In pool time from the stage's start.
+    pub sample: RequestSample,
+    /// Gaps between consecutive token chunks, pool time.
+    pub itl: Vec<Duration>,
+    /// The gateway's `x-gateway-destination-endpoint-served`, when it sent one.
+    pub served_by: Option<String>,
+    /// Actual send − scheduled send, wall time.
+    pub lag: Duration,
+}
+
+/// One stage as the client saw it.
+#[derive(Clone, Debug)]
+pub struct StageOutcome {
+    /// One per planned request, in plan order.
+    pub requests: Vec<Sent>,
+    /// From the stage's start to the last response's end, wall time.
+    pub wall: Duration,
+}
+
+impl StageOutcome {
+    /// The stage's measurements with inference-perf's definitions.
+    pub fn recorder(&self, slo: &Slo) -> StageRecorder {
+        let mut recorder = StageRecorder::new(slo.clone());
+        for s in &self.requests {
+            recorder.record(&s.sample);
+            if s.sample.error.is_none() {
+                for &gap in &s.itl {
+                    recorder.record_itl(gap);
+                }
+            }
+        }
+        recorder
+    }
+
+    /// Requests served by each of `endpoints` (addresses as the gateway names them,
+    /// `ip:port`), in that order; responses naming none of them are not counted.
+    pub fn per_endpoint(&self, endpoints: &[String]) -> Vec<u64> {
+        let mut counts = vec![0u64; endpoints.len()];
+        for s in &self.requests {
+            if let Some(i) = s
+                .served_by
+                .as_deref()
+                .and_then(|a| endpoints.iter().position(|e| e == a))
+            {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// The send-schedule lag of every request, microseconds of wall time.
+    pub fn lag_micros(&self) -> Histogram<u64> {
+        let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("static histogram bounds are valid");
+        for s in &self.requests {
+            h.saturating_record(s.lag.as_micros().clamp(1, u128::from(u64::MAX)) as u64);
+        }
+        h
+    }
+}
+
+/// The fixed part of every request of a stage.
+struct Shared {
+    client: reqwest::Client,
+    destination: Destination,
+    model: String,
+    speedup: f64,
+    start: Instant,
+    bar: ProgressBar,
+}
+
+/// Sends `plan` on schedule (`at / speedup` wall seconds after the call) and waits for
+/// every response. `model` is named by requests without a LoRA adapter.
+pub async fn run_stage(
+    client: &reqwest::Client,
+    destination: &Destination,
+    model: &str,
+    plan: &StagePlan,
+    speedup: f64,
+    bar: &ProgressBar,
+) -> StageOutcome {
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        destination: destination.clone(),
+        model: model.to_string(),
+        speedup,
+        start,
+        bar: bar.clone(),
+    });
+    let schedule: Vec<(Duration, Arc<WorkloadRequest>)> = plan
+        .requests
+        .iter()
+        .map(|p| {
+            let offset = (p.at.as_secs_f64() / speedup).clamp(0.0, MAX_OFFSET_SECONDS);
+            (Duration::from_secs_f64(offset), p.request.clone())
+        })
+        .collect();
+    // The schedule is kept by a thread of its own: the OS sleeps it to within tens of
+    // microseconds, where the runtime's timer wheel rounds every deadline up to the
+    // next millisecond.
+    let runtime = tokio::runtime::Handle::current();
+    let sender = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let wall_start = start.into_std();
+            let mut tasks = Vec::with_capacity(schedule.len());
+            for (i, (offset, request)) in schedule.into_iter().enumerate() {
+                let due = wall_start + offset;
+                let now = std::time::Instant::now();
+                if due > now + SPIN_BELOW {
+                    std::thread::sleep(due - now - SPIN_BELOW);
+                }
+                while std::time::Instant::now() < due {
+                    std::hint::spin_loop();
+                }
+                let shared = shared.clone();
+                let due = Instant::from_std(due);
+                tasks.push(runtime.spawn(async move { send_one(&shared, i, &request, due).await }));
+            }
+            tasks
+        })
+    };
+    // The sender only sleeps and spawns; should it ever fail, the stage reports
+    // no requests rather than panicking.
+    let tasks: Vec<_> = sender.await.unwrap_or_default();
+    let mut requests = Vec::with_capacity(tasks.len());
+    for (task, p) in tasks.into_iter().zip(&plan.requests) {
+        requests.push(task.await.unwrap_or_else(|_| Sent {
+            sample: failed(p.at, p.at, "client - task failed"),
+            itl: Vec::new(),
+            served_by: None,
+            lag: Duration::ZERO,
+        }));
+    }
+    StageOutcome {
+        requests,
+        wall: start.elapsed(),
+    }
+}
+
+/// The JSON body: vLLM's completions or chat request, streaming with usage.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<&'a [ChatMessage]>,
+    max_tokens: usize,
+    ignore_eos: bool,
+    stream: bool,
+    stream_options: StreamOptions,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+fn body(model: &str, r: &WorkloadRequest) -> Vec<u8> {
+    let (prompt, messages) = match &r.prompt {
+        PromptText::Text(t) => (Some(t.as_str()), None),
+        PromptText::Chat(m) => (None, Some(m.as_slice())),
+    };
+    let body = Body {
+        model: r.lora.as_deref().unwrap_or(model),
+        prompt,
+        messages,
+        max_tokens: r.output_tokens,
+        ignore_eos: true,
+        stream: true,
+        stream_options: StreamOptions {
+            include_usage: true,
+        },
+    };
+    // Plain strings and numbers always serialise; an empty body would get a 400.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Sends request `i` and reads its stream to the end.
+async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) -> Sent {
+    let payload = body(&shared.model, r);
+    let url = shared.destination.url(i, &r.prompt).clone();
+    let sent = Instant::now();
+    let mut m = Measure::new(shared, sent, r.prompt_tokens.len() as u64);
+    let request = shared
+        .client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    match request.send().await {
+        Err(e) => m.error = Some(label(&e)),
+        Ok(resp) => {
+            m.served_by = resp
+                .headers()
+                .get(SERVED_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let status = resp.status();
+            if status.is_success() {
+                read_stream(resp, &mut m).await;
+            } else {
+                m.error = Some(format!(
+                    "{} - {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("Unknown")
+                ));
+                // Drain so the connection can be reused; its content is not needed.
+                let _ = resp.bytes().await;
+            }
+        }
+    }
+    let done = Instant::now();
+    shared.bar.inc(1);
+    m.finish(done, due)
+}
+
+/// Reads the SSE body into `m`.
+async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
+    let mut body = resp.bytes_stream();
+    let mut lines = LineBuffer::default();
+    while let Some(chunk) = body.next().await {
+        let now = Instant::now();
+        let bytes = match chunk {
+            Ok(b) => b,
+            Err(e) => {
+                m.error = Some(if e.is_timeout() {
+                    "timeout".into()
+                } else {
+                    "connection - closed".into()
+                });
+                return;
+            }
+        };
+        let mut finished = false;
+        lines.push(&bytes, |data| {
+            if finished {
+                return;
+            }
+            match parse_data(data) {
+                Event::Done => finished = true,
+                Event::Chunk(c) => {
+                    if c.has_token {
+                        m.token(now);
+                    }
+                    if let Some(u) = c.usage {
+                        m.usage = Some(u);
+                    }
+                }
+                Event::Error => {
+                    m.error.get_or_insert_with(|| "stream - error".into());
+                }
+                Event::Other => {}
+            }
+        });
+        if finished {
+            return;
+        }
+    }
+}
+
+/// One request's state while it streams.
+struct Measure<'a> {
+    shared: &'a Shared,
+    sent: Instant,
+    prompt_tokens: u64,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    tokens: u64,
+    itl: Vec<Duration>,
+    usage: Option<super::sse::Usage>,
+    served_by: Option<String>,
+    error: Option<String>,
+}
+
+impl<'a> Measure<'a> {
+    fn new(shared: &'a Shared, sent: Instant, prompt_tokens: u64) -> Measure<'a> {
+        Measure {
+            shared,
+            sent,
+            prompt_tokens,
+            first_token: None,
+            last_token: None,
+            tokens: 0,
+            itl: Vec::new(),
+            usage: None,
+            served_by: None,
+            error: None,
+        }
+    }
+
+    fn token(&mut self, now: Instant) {
+        self.tokens += 1;
+        match self.last_token {
+            None => self.first_token = Some(now),
+            Some(last) => self
+                .itl
+                .push(self.pool(now.saturating_duration_since(last))),
+        }
+        self.last_token = Some(now);
+    }
+
+    /// A wall duration in pool time.
+    fn pool(&self, wall: Duration) -> Duration {
+        Duration::try_from_secs_f64(wall.as_secs_f64() * self.shared.speedup)
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// A wall instant as pool time since the stage's start.
+    fn at(&self, t: Instant) -> Duration {
+        self.pool(t.saturating_duration_since(self.shared.start))
+    }
+
+    fn finish(self, done: Instant, due: Instant) -> Sent {
+        let usage = self.usage.unwrap_or_default();
+        let sample = RequestSample {
+            sent: self.at(self.sent),
+            first_token: self.first_token.map(|t| self.at(t)),
+            done: self.at(done),
+            prompt_tokens: usage.prompt_tokens.unwrap_or(self.prompt_tokens),
+            output_tokens: usage.completion_tokens.unwrap_or(self.tokens),
+            cached_tokens: usage.cached_tokens.unwrap_or(0),
+            error: self.error,
+        };
+        Sent {
+            sample,
+            itl: self.itl,
+            served_by: self.served_by,
+            lag: self.sent.saturating_duration_since(due),
+        }
+    }
+}
+
+/// A request that never got going, at pool times `sent` and `done`.
+fn failed(sent: Duration, done: Duration, label: &str) -> RequestSample {
+    RequestSample {
+        sent,
+        first_token: None,
+        done,
+        prompt_tokens: 0,
+        output_tokens: 0,
+        cached_tokens: 0,
+        error: Some(label.to_string()),
+    }
+}
+
+/// The failure label of a request that got no response.
+fn label(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timeout".into();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            return match io.kind() {
+                K::ConnectionRefused => "connection - refused".into(),
+                K::ConnectionReset => "connection - reset".into(),
+                K::ConnectionAborted => "connection - aborted".into(),
+                K::TimedOut => "timeout".into(),
+                K::AddrNotAvailable => "connection - address not available".into(),
+                _ => "connection - failed".into(),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        "connection - failed".into()
+    } else {
+        "request - failed".into()
+    }
+}
