@@ -173,6 +173,9 @@ struct TokenText {
     spans: Vec<[u8; SPAN]>,
     /// Bytes of tokens too long to hold inline.
     arena: Vec<u8>,
+    /// Where a prompt that is not valid UTF-8 is rewritten; swapped with the output,
+    /// so neither buffer is ever reallocated from scratch.
+    fixed: Vec<u8>,
 }
 
 /// Ids at or above this are decoded each time instead of cached (no real vocabulary
@@ -246,10 +249,21 @@ impl TokenText {
             }
         }
         out.truncate(len);
-        // A prompt may end inside a multi-byte character; the text has U+FFFD there.
+        // A prompt may end inside a multi-byte character; the text has U+FFFD there,
+        // as `String::from_utf8_lossy` writes it (one per invalid sequence).
         if std::str::from_utf8(out).is_err() {
-            let fixed = String::from_utf8_lossy(out).into_owned();
-            *out = fixed.into_bytes();
+            self.fixed.clear();
+            for chunk in out.utf8_chunks() {
+                self.fixed.extend_from_slice(chunk.valid().as_bytes());
+                if !chunk.invalid().is_empty() {
+                    self.fixed.extend_from_slice(
+                        char::REPLACEMENT_CHARACTER
+                            .encode_utf8(&mut [0; 4])
+                            .as_bytes(),
+                    );
+                }
+            }
+            std::mem::swap(out, &mut self.fixed);
         }
     }
 }
@@ -267,4 +281,18 @@ pub(super) fn prompt_bytes(ids: &[u32]) -> Vec<u8> {
     let mut out = Vec::new();
     TokenText::default().prompt_bytes(ids, &mut out);
     out
+}
+
+/// Used by the tests: the bytes of each prompt in turn through one cache, so buffers
+/// and cached tokens carry over from one prompt to the next as in a run.
+#[cfg(test)]
+pub(super) fn prompt_bytes_each(prompts: &[Vec<u32>]) -> Vec<Vec<u8>> {
+    let (mut text, mut out) = (TokenText::default(), Vec::new());
+    prompts
+        .iter()
+        .map(|ids| {
+            text.prompt_bytes(ids, &mut out);
+            out.clone()
+        })
+        .collect()
 }

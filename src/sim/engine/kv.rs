@@ -11,6 +11,7 @@
 //! hit on block *i* implies the whole prefix up to *i* matches.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use xxhash_rust::xxh64::{Xxh64, xxh64};
@@ -180,8 +181,11 @@ impl BlockPool {
             let b = self.head;
             self.unlink(b);
             let block = &mut self.blocks[b as usize];
-            if std::mem::take(&mut block.hashed) && self.cached.get(&block.hash) == Some(&b) {
-                self.cached.remove(&block.hash);
+            if std::mem::take(&mut block.hashed)
+                && let Entry::Occupied(e) = self.cached.entry(block.hash)
+                && *e.get() == b
+            {
+                e.remove();
             }
             block.ref_count = 1;
             out.push(b);
@@ -209,7 +213,7 @@ impl BlockPool {
         if !self.prefix_caching || b.hashed {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.cached.entry(hash) {
+        if let Entry::Vacant(e) = self.cached.entry(hash) {
             e.insert(block);
             b.hashed = true;
             b.hash = hash;

@@ -64,8 +64,9 @@ pub struct Engine {
     hit_blocks: Vec<BlockId>,
     /// Slots that sampled their last token this step, in scheduled order.
     done: Vec<usize>,
-    /// Per scheduled request, the token it samples if its context is complete.
-    next_tokens: Vec<u32>,
+    /// Per scheduled request, the token it samples if its context is complete and
+    /// when its previous token was sampled.
+    next_tokens: Vec<(u32, Option<Duration>)>,
 }
 
 impl Engine {
@@ -384,16 +385,15 @@ impl Engine {
         let bs = self.config.block_size;
         let mut events = Vec::with_capacity(self.scheduled.len() + 4);
         self.done.clear();
-        // Each request's next token sits in its own allocation, usually out of cache.
-        // Gathering them in a tight loop first lets those misses overlap instead of
-        // stalling the main loop once per request.
+        // Each request's next token sits in its own allocation, and its sampling
+        // times on another cache line of its state, usually out of cache. Gathering
+        // them in a tight loop first lets those misses overlap instead of stalling
+        // the main loop once per request.
         self.next_tokens.clear();
         self.next_tokens
             .extend(self.scheduled.iter().map(|&(slot, _)| {
-                self.slots[slot]
-                    .as_ref()
-                    .expect("scheduled slot is live")
-                    .next_token()
+                let seq = self.slots[slot].as_ref().expect("scheduled slot is live");
+                (seq.next_token(), seq.last_token_at)
             }));
         for i in 0..self.scheduled.len() {
             let (slot, num_new) = self.scheduled[i];
@@ -410,7 +410,7 @@ impl Engine {
             if seq.num_computed < seq.len() {
                 continue; // a chunk of a longer prefill
             }
-            let token = self.next_tokens[i];
+            let (token, last_token_at) = self.next_tokens[i];
             let index = seq.sample();
             events.push(EngineEvent::Token {
                 id: seq.id,
@@ -418,7 +418,7 @@ impl Engine {
                 token,
             });
             self.metrics.generation_tokens_total += 1;
-            match seq.last_token_at {
+            match last_token_at {
                 None => {
                     let ttft = end.saturating_sub(seq.arrived).as_secs_f64();
                     self.metrics.time_to_first_token_seconds.observe(ttft);
