@@ -499,6 +499,8 @@ impl Sim<'_> {
                 }
             }
         }
+        let events = std::mem::take(&mut r.events);
+        r.engine.recycle_events(events);
         self.kick(e);
     }
 

@@ -67,6 +67,8 @@ pub struct Engine {
     /// Per scheduled request, the token it samples if its context is complete and
     /// when its previous token was sampled.
     next_tokens: Vec<(u32, Option<Duration>)>,
+    /// An event vector handed back by the driver, for the next step to fill.
+    spare_events: Vec<EngineEvent>,
 }
 
 impl Engine {
@@ -88,6 +90,7 @@ impl Engine {
             hit_blocks: Vec::new(),
             done: Vec::new(),
             next_tokens: Vec::new(),
+            spare_events: Vec::new(),
             config,
         })
     }
@@ -127,6 +130,14 @@ impl Engine {
     /// Adapter loads performed so far.
     pub fn lora_loads(&self) -> u64 {
         self.loras.loads
+    }
+
+    /// Hands back a step's event vector once its events are delivered; the next step
+    /// reuses its allocation. Optional: a driver that keeps the vectors loses nothing.
+    pub fn recycle_events(&mut self, events: Vec<EngineEvent>) {
+        if events.capacity() > self.spare_events.capacity() {
+            self.spare_events = events;
+        }
     }
 
     /// Accepts a request that arrived at `now`. It becomes schedulable once the
@@ -383,7 +394,9 @@ impl Engine {
     /// one token where the context is complete, finish requests.
     fn apply_batch(&mut self, end: Duration) -> Vec<EngineEvent> {
         let bs = self.config.block_size;
-        let mut events = Vec::with_capacity(self.scheduled.len() + 4);
+        let mut events = std::mem::take(&mut self.spare_events);
+        events.clear();
+        events.reserve(self.scheduled.len() + 4);
         self.done.clear();
         // Each request's next token sits in its own allocation, and its sampling
         // times on another cache line of its state, usually out of cache. Gathering
