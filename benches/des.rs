@@ -4,6 +4,10 @@
 //! saturation, under each router. Prints simulated requests per wall-clock second and
 //! a few figures of the run, so a speed-up that changed the results would show.
 //!
+//! On a shared machine wall time swings with other load, so each line also gives the
+//! requests per second of CPU time the run got (Linux only; from the thread's
+//! `schedstat`), which swings much less.
+//!
 //! A benchmark, not a test: it asserts nothing. Run with `cargo bench --bench des`;
 //! `IGW_DES_RATE` (req/s) and `IGW_DES_REQUESTS` override the load, and
 //! `IGW_DES_ROUTER` runs only the routers whose name contains it.
@@ -58,6 +62,12 @@ fn workload(n: usize, rate: f64, seed: u64) -> Vec<DesRequest> {
         .collect()
 }
 
+/// Nanoseconds this thread has run on a CPU, where Linux reports it.
+fn cpu_nanos() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 fn summary(report: &DesReport) -> String {
     let mut ttft: Vec<f64> = report
         .records
@@ -96,11 +106,21 @@ fn main() {
     let only: String = env_or("IGW_DES_ROUTER", String::new());
     for (name, router) in routers.into_iter().filter(|(n, _)| n.contains(&only)) {
         let reqs = workload(requests, rate, 1);
+        let cpu_before = cpu_nanos();
         let started = Instant::now();
         let report = simulate(&pool, router(), reqs).expect("simulates");
         let wall = started.elapsed().as_secs_f64();
+        let cpu = match (cpu_before, cpu_nanos()) {
+            (Some(a), Some(b)) if b > a => {
+                format!(
+                    ", {:.0} per CPU-s",
+                    requests as f64 / ((b - a) as f64 / 1e9)
+                )
+            }
+            _ => String::new(),
+        };
         println!(
-            "{name:>16}: {:>8.0} simulated req/s ({wall:.2} s wall; {})",
+            "{name:>16}: {:>8.0} simulated req/s ({wall:.2} s wall{cpu}; {})",
             requests as f64 / wall,
             summary(&report)
         );

@@ -166,44 +166,112 @@ impl Routing {
 /// every prompt from scratch would dominate a run.
 #[derive(Default)]
 struct TokenText {
-    /// Per token id: its bytes' range in `arena`; `None` until first seen.
-    spans: Vec<Option<(u32, u32)>>,
+    /// Per token id, 16 bytes so a lookup touches one cache line: the last byte is
+    /// [`UNSEEN`], [`IN_ARENA`] (the bytes are at `arena[start..start + len]`, both
+    /// little-endian `u32`s in front) or 1 + the length of the bytes held inline in
+    /// front.
+    spans: Vec<[u8; SPAN]>,
+    /// Bytes of tokens too long to hold inline.
     arena: Vec<u8>,
+    /// Where a prompt that is not valid UTF-8 is rewritten; swapped with the output,
+    /// so neither buffer is ever reallocated from scratch.
+    fixed: Vec<u8>,
 }
 
 /// Ids at or above this are decoded each time instead of cached (no real vocabulary
 /// is this large; the bound keeps `spans` small whatever ids a workload holds).
 const MAX_CACHED_ID: u32 = 1 << 20;
+/// Bytes per span entry; one less is the longest token held inline.
+const SPAN: usize = 16;
+/// A token not looked up yet.
+const UNSEEN: u8 = 0;
+/// A token whose bytes are in the arena.
+const IN_ARENA: u8 = 0xff;
 
 impl TokenText {
+    /// The span of token `t` (below [`MAX_CACHED_ID`]), looked up if unseen.
+    fn span(&mut self, t: u32) -> [u8; SPAN] {
+        let i = t as usize;
+        if i >= self.spans.len() {
+            self.spans.resize(i + 1, [UNSEEN; SPAN]);
+        }
+        if self.spans[i][SPAN - 1] == UNSEEN {
+            let b = crate::sim::tokens::token_bytes(t).unwrap_or_default();
+            let mut span = [0u8; SPAN];
+            if b.len() < SPAN {
+                span[..b.len()].copy_from_slice(&b);
+                span[SPAN - 1] = b.len() as u8 + 1;
+            } else {
+                span[..4].copy_from_slice(&(self.arena.len() as u32).to_le_bytes());
+                span[4..8].copy_from_slice(&(b.len() as u32).to_le_bytes());
+                span[SPAN - 1] = IN_ARENA;
+                self.arena.extend_from_slice(&b);
+            }
+            self.spans[i] = span;
+        }
+        self.spans[i]
+    }
+
     fn prompt_bytes(&mut self, ids: &[u32], out: &mut Vec<u8>) {
         out.clear();
-        // BPE averages about 4 bytes per token; one reservation covers most prompts.
-        out.reserve(ids.len() * 5);
+        // Bytes are written at `len` into a zero-filled buffer kept a span ahead, so
+        // an inline token is one fixed-size copy; the buffer is cut to `len` at the
+        // end. BPE averages about 4 bytes per token.
+        let mut len = 0;
+        out.resize(ids.len() * 5 + SPAN, 0);
         for &t in ids {
             if t >= MAX_CACHED_ID {
                 if let Some(b) = crate::sim::tokens::token_bytes(t) {
-                    out.extend_from_slice(&b);
+                    reserve(out, len + b.len());
+                    out[len..len + b.len()].copy_from_slice(&b);
+                    len += b.len();
                 }
                 continue;
             }
-            let i = t as usize;
-            if i >= self.spans.len() {
-                self.spans.resize(i + 1, None);
+            let span = self.span(t);
+            match span[SPAN - 1] {
+                IN_ARENA => {
+                    let word = |at: usize| {
+                        let mut w = [0u8; 4];
+                        w.copy_from_slice(&span[at..at + 4]);
+                        u32::from_le_bytes(w) as usize
+                    };
+                    let (start, n) = (word(0), word(4));
+                    reserve(out, len + n);
+                    out[len..len + n].copy_from_slice(&self.arena[start..start + n]);
+                    len += n;
+                }
+                tag => {
+                    reserve(out, len + SPAN);
+                    out[len..len + SPAN].copy_from_slice(&span);
+                    len += usize::from(tag - 1);
+                }
             }
-            let (start, len) = *self.spans[i].get_or_insert_with(|| {
-                let b = crate::sim::tokens::token_bytes(t).unwrap_or_default();
-                let start = self.arena.len() as u32;
-                self.arena.extend_from_slice(&b);
-                (start, b.len() as u32)
-            });
-            out.extend_from_slice(&self.arena[start as usize..(start + len) as usize]);
         }
-        // A prompt may end inside a multi-byte character; the text has U+FFFD there.
+        out.truncate(len);
+        // A prompt may end inside a multi-byte character; the text has U+FFFD there,
+        // as `String::from_utf8_lossy` writes it (one per invalid sequence).
         if std::str::from_utf8(out).is_err() {
-            let fixed = String::from_utf8_lossy(out).into_owned();
-            *out = fixed.into_bytes();
+            self.fixed.clear();
+            for chunk in out.utf8_chunks() {
+                self.fixed.extend_from_slice(chunk.valid().as_bytes());
+                if !chunk.invalid().is_empty() {
+                    self.fixed.extend_from_slice(
+                        char::REPLACEMENT_CHARACTER
+                            .encode_utf8(&mut [0; 4])
+                            .as_bytes(),
+                    );
+                }
+            }
+            std::mem::swap(out, &mut self.fixed);
         }
+    }
+}
+
+/// Grows `out` (zero-filled) to at least `len` bytes.
+fn reserve(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len.max(out.len() * 2), 0);
     }
 }
 
@@ -213,4 +281,18 @@ pub(super) fn prompt_bytes(ids: &[u32]) -> Vec<u8> {
     let mut out = Vec::new();
     TokenText::default().prompt_bytes(ids, &mut out);
     out
+}
+
+/// Used by the tests: the bytes of each prompt in turn through one cache, so buffers
+/// and cached tokens carry over from one prompt to the next as in a run.
+#[cfg(test)]
+pub(super) fn prompt_bytes_each(prompts: &[Vec<u32>]) -> Vec<Vec<u8>> {
+    let (mut text, mut out) = (TokenText::default(), Vec::new());
+    prompts
+        .iter()
+        .map(|ids| {
+            text.prompt_bytes(ids, &mut out);
+            out.clone()
+        })
+        .collect()
 }

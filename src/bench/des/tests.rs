@@ -320,3 +320,29 @@ fn prompt_bytes_are_the_decoded_text() {
     );
     assert_eq!(router::prompt_bytes(&e_acute), "é".as_bytes());
 }
+
+#[test]
+fn prompt_bytes_through_one_cache_match_the_decoded_text() {
+    let mut rng = StdRng::seed_from_u64(11);
+    // Tokens holding a lone byte of a multi-byte character, to mix in.
+    let partial: Vec<u32> = (0..20_000u32)
+        .filter(|&t| {
+            crate::sim::tokens::token_bytes(t).is_some_and(|b| b.len() == 1 && b[0] >= 0x80)
+        })
+        .take(8)
+        .collect();
+    assert!(!partial.is_empty());
+    let prompts: Vec<Vec<u32>> = (0..40)
+        .map(|i| {
+            let mut ids = tokens(&mut rng, 1 + i * 7);
+            for k in 0..i % 4 {
+                let at = rng.random_range(0..=ids.len());
+                ids.insert(at, partial[(i + k) % partial.len()]);
+            }
+            ids
+        })
+        .collect();
+    for (ids, bytes) in prompts.iter().zip(router::prompt_bytes_each(&prompts)) {
+        assert_eq!(bytes, crate::sim::tokens::decode(ids).into_bytes());
+    }
+}

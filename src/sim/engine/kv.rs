@@ -11,8 +11,10 @@
 //! hit on block *i* implies the whole prefix up to *i* matches.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use xxhash_rust::xxh64::Xxh64;
+use xxhash_rust::xxh64::{Xxh64, xxh64};
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -28,8 +30,21 @@ pub fn root_hash(lora: Option<&str>) -> u64 {
     }
 }
 
-/// The hash of one full block, chained on its parent's.
+/// Tokens per block hashed in one shot from a stack buffer; longer blocks stream.
+const ONE_SHOT_TOKENS: usize = 64;
+
+/// The hash of one full block, chained on its parent's: xxh64 of the tokens'
+/// little-endian bytes, seeded with the parent hash.
 pub fn block_hash(parent: u64, tokens: &[u32]) -> u64 {
+    if tokens.len() <= ONE_SHOT_TOKENS {
+        // The one-shot digest equals the streaming one and avoids feeding the
+        // hasher 4 bytes at a time.
+        let mut buf = [0u8; ONE_SHOT_TOKENS * 4];
+        for (chunk, t) in buf.chunks_exact_mut(4).zip(tokens) {
+            chunk.copy_from_slice(&t.to_le_bytes());
+        }
+        return xxh64(&buf[..tokens.len() * 4], parent);
+    }
     let mut h = Xxh64::new(parent);
     for t in tokens {
         h.update(&t.to_le_bytes());
@@ -37,18 +52,57 @@ pub fn block_hash(parent: u64, tokens: &[u32]) -> u64 {
     h.digest()
 }
 
+/// Hashes map keys that already are well-mixed 64-bit hashes (xxh64 outputs): the
+/// key is its own hash, which saves a SipHash per lookup on the step's hot path.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-u64 keys, which the pool never uses; still a hash.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// One block's bookkeeping, kept together so touching a block costs one cache line.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    ref_count: u32,
+    /// Whether `hash` is registered in `cached` for this block.
+    hashed: bool,
+    // The free queue's links (`NIL` at its ends and for blocks in use).
+    prev: u32,
+    next: u32,
+    /// The content hash, meaningful when `hashed`.
+    hash: u64,
+}
+
+const FREE_BLOCK: Block = Block {
+    ref_count: 0,
+    hashed: false,
+    prev: NIL,
+    next: NIL,
+    hash: 0,
+};
+
 /// The fixed pool of KV blocks.
 #[derive(Debug)]
 pub struct BlockPool {
-    ref_count: Vec<u32>,
-    /// The content hash of a block registered in `cached`.
-    hash: Vec<Option<u64>>,
+    blocks: Vec<Block>,
     /// Content hash → the block holding it (only with prefix caching).
-    cached: HashMap<u64, BlockId>,
+    cached: HashMap<u64, BlockId, BuildHasherDefault<IdentityHasher>>,
     prefix_caching: bool,
     // The free queue: a doubly linked list over block ids, head evicted first.
-    prev: Vec<u32>,
-    next: Vec<u32>,
     head: u32,
     tail: u32,
     num_free: usize,
@@ -58,12 +112,9 @@ impl BlockPool {
     pub fn new(num_blocks: usize, prefix_caching: bool) -> BlockPool {
         let n = num_blocks as u32;
         let mut pool = BlockPool {
-            ref_count: vec![0; num_blocks],
-            hash: vec![None; num_blocks],
-            cached: HashMap::new(),
+            blocks: vec![FREE_BLOCK; num_blocks],
+            cached: HashMap::default(),
             prefix_caching,
-            prev: vec![NIL; num_blocks],
-            next: vec![NIL; num_blocks],
             head: NIL,
             tail: NIL,
             num_free: 0,
@@ -75,7 +126,7 @@ impl BlockPool {
     }
 
     pub fn num_blocks(&self) -> usize {
-        self.ref_count.len()
+        self.blocks.len()
     }
 
     /// Blocks that can be allocated now (free, cached or not).
@@ -85,10 +136,10 @@ impl BlockPool {
 
     /// Fraction of blocks in use; cached-but-free blocks count as free, as in vLLM.
     pub fn usage(&self) -> f64 {
-        if self.ref_count.is_empty() {
+        if self.blocks.is_empty() {
             return 0.0;
         }
-        1.0 - self.num_free as f64 / self.ref_count.len() as f64
+        1.0 - self.num_free as f64 / self.blocks.len() as f64
     }
 
     /// How many of `hashes`, from the first, are cached; their blocks go into `out`.
@@ -108,16 +159,16 @@ impl BlockPool {
     pub fn count_free(&self, blocks: &[BlockId]) -> usize {
         blocks
             .iter()
-            .filter(|&&b| self.ref_count[b as usize] == 0)
+            .filter(|&&b| self.blocks[b as usize].ref_count == 0)
             .count()
     }
 
     /// Takes a reference on a cached block found by [`BlockPool::lookup`].
     pub fn touch(&mut self, block: BlockId) {
-        if self.ref_count[block as usize] == 0 {
+        if self.blocks[block as usize].ref_count == 0 {
             self.unlink(block);
         }
-        self.ref_count[block as usize] += 1;
+        self.blocks[block as usize].ref_count += 1;
     }
 
     /// Allocates `n` fresh blocks into `out`, evicting cached ones from the queue head.
@@ -129,12 +180,14 @@ impl BlockPool {
         for _ in 0..n {
             let b = self.head;
             self.unlink(b);
-            if let Some(h) = self.hash[b as usize].take()
-                && self.cached.get(&h) == Some(&b)
+            let block = &mut self.blocks[b as usize];
+            if std::mem::take(&mut block.hashed)
+                && let Entry::Occupied(e) = self.cached.entry(block.hash)
+                && *e.get() == b
             {
-                self.cached.remove(&h);
+                e.remove();
             }
-            self.ref_count[b as usize] = 1;
+            block.ref_count = 1;
             out.push(b);
         }
         true
@@ -144,7 +197,7 @@ impl BlockPool {
     /// tail blocks are evicted before its head (its prefix is the likelier reuse).
     pub fn free(&mut self, blocks: &[BlockId]) {
         for &b in blocks.iter().rev() {
-            let rc = &mut self.ref_count[b as usize];
+            let rc = &mut self.blocks[b as usize].ref_count;
             debug_assert!(*rc > 0, "double free of block {b}");
             *rc = rc.saturating_sub(1);
             if *rc == 0 {
@@ -156,41 +209,45 @@ impl BlockPool {
     /// Registers a full block's content. A hash already held by another block is left
     /// alone (two requests computed the same prefix at once; vLLM keeps the first).
     pub fn register(&mut self, block: BlockId, hash: u64) {
-        if !self.prefix_caching || self.hash[block as usize].is_some() {
+        let b = &mut self.blocks[block as usize];
+        if !self.prefix_caching || b.hashed {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.cached.entry(hash) {
+        if let Entry::Vacant(e) = self.cached.entry(hash) {
             e.insert(block);
-            self.hash[block as usize] = Some(hash);
+            b.hashed = true;
+            b.hash = hash;
         }
     }
 
     fn push_free(&mut self, b: BlockId) {
-        self.prev[b as usize] = self.tail;
-        self.next[b as usize] = NIL;
+        let block = &mut self.blocks[b as usize];
+        block.prev = self.tail;
+        block.next = NIL;
         if self.tail == NIL {
             self.head = b;
         } else {
-            self.next[self.tail as usize] = b;
+            self.blocks[self.tail as usize].next = b;
         }
         self.tail = b;
         self.num_free += 1;
     }
 
     fn unlink(&mut self, b: BlockId) {
-        let (p, n) = (self.prev[b as usize], self.next[b as usize]);
+        let block = &mut self.blocks[b as usize];
+        let (p, n) = (block.prev, block.next);
+        block.prev = NIL;
+        block.next = NIL;
         if p == NIL {
             self.head = n;
         } else {
-            self.next[p as usize] = n;
+            self.blocks[p as usize].next = n;
         }
         if n == NIL {
             self.tail = p;
         } else {
-            self.prev[n as usize] = p;
+            self.blocks[n as usize].prev = p;
         }
-        self.prev[b as usize] = NIL;
-        self.next[b as usize] = NIL;
         self.num_free -= 1;
     }
 }
@@ -254,6 +311,15 @@ mod tests {
         assert_eq!(x, block_hash(root_hash(None), &[1, 2]));
         assert_ne!(x, block_hash(root_hash(Some("sql-lora")), &[1, 2]));
         assert_ne!(block_hash(x, &[3, 4]), block_hash(root_hash(None), &[3, 4]));
+        // The one-shot and streaming paths agree with the crate's streaming digest.
+        for n in [0, 1, 16, ONE_SHOT_TOKENS, ONE_SHOT_TOKENS + 1, 200] {
+            let tokens: Vec<u32> = (0..n as u32).map(|t| t * 7919 + 3).collect();
+            let mut h = Xxh64::new(x);
+            for t in &tokens {
+                h.update(&t.to_le_bytes());
+            }
+            assert_eq!(block_hash(x, &tokens), h.digest(), "{n} tokens");
+        }
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub struct Engine {
     // Scratch buffers reused across steps.
     scheduled: Vec<(usize, usize)>,
     hit_blocks: Vec<BlockId>,
+    /// Slots that sampled their last token this step, in scheduled order.
+    done: Vec<usize>,
+    /// Per scheduled request, the token it samples if its context is complete and
+    /// when its previous token was sampled.
+    next_tokens: Vec<(u32, Option<Duration>)>,
+    /// An event vector handed back by the driver, for the next step to fill.
+    spare_events: Vec<EngineEvent>,
 }
 
 impl Engine {
@@ -81,6 +88,9 @@ impl Engine {
             metrics: EngineMetrics::new(config.max_model_len),
             scheduled: Vec::new(),
             hit_blocks: Vec::new(),
+            done: Vec::new(),
+            next_tokens: Vec::new(),
+            spare_events: Vec::new(),
             config,
         })
     }
@@ -120,6 +130,14 @@ impl Engine {
     /// Adapter loads performed so far.
     pub fn lora_loads(&self) -> u64 {
         self.loras.loads
+    }
+
+    /// Hands back a step's event vector once its events are delivered; the next step
+    /// reuses its allocation. Optional: a driver that keeps the vectors loses nothing.
+    pub fn recycle_events(&mut self, events: Vec<EngineEvent>) {
+        if events.capacity() > self.spare_events.capacity() {
+            self.spare_events = events;
+        }
     }
 
     /// Accepts a request that arrived at `now`. It becomes schedulable once the
@@ -254,14 +272,17 @@ impl Engine {
             let slot = self.running[i];
             let num_new = {
                 let seq = self.seq(slot);
-                (seq.tokens.len() - seq.num_computed).min(*budget)
+                (seq.len() - seq.num_computed).min(*budget)
             };
             let need = self.blocks_needed(slot, num_new);
             loop {
                 if need <= self.blocks.num_free() {
-                    let seq = self.slots[slot].as_mut().expect("running slot is live");
-                    let ok = self.blocks.allocate(need, &mut seq.blocks);
-                    debug_assert!(ok);
+                    // Most steps of a decode stay inside the last block.
+                    if need > 0 {
+                        let seq = self.slots[slot].as_mut().expect("running slot is live");
+                        let ok = self.blocks.allocate(need, &mut seq.blocks);
+                        debug_assert!(ok);
+                    }
                     self.scheduled.push((slot, num_new));
                     *budget -= num_new;
                     i += 1;
@@ -301,12 +322,12 @@ impl Engine {
             self.hit_blocks.clear();
             if prefix_caching {
                 // At least the last token is always computed, to produce logits.
-                let max_hit = (seq.tokens.len() - 1) / bs;
+                let max_hit = (seq.len() - 1) / bs;
                 let hashes = &seq.block_hashes[..max_hit.min(seq.block_hashes.len())];
                 self.blocks.lookup(hashes, &mut self.hit_blocks);
             }
             let hit_tokens = self.hit_blocks.len() * bs;
-            let remaining = seq.tokens.len() - hit_tokens;
+            let remaining = seq.len() - hit_tokens;
             if !self.config.enable_chunked_prefill && remaining > *budget {
                 break;
             }
@@ -328,7 +349,7 @@ impl Engine {
             seq.scheduled_at = Some(now);
             if seq.cached_tokens.is_none() {
                 seq.cached_tokens = Some(hit_tokens as u32);
-                self.metrics.prefix_cache_queries_total += seq.tokens.len() as u64;
+                self.metrics.prefix_cache_queries_total += seq.len() as u64;
                 self.metrics.prefix_cache_hits_total += hit_tokens as u64;
                 let queued = now.saturating_sub(seq.ready_at).as_secs_f64();
                 self.metrics.request_queue_time_seconds.observe(queued);
@@ -373,8 +394,20 @@ impl Engine {
     /// one token where the context is complete, finish requests.
     fn apply_batch(&mut self, end: Duration) -> Vec<EngineEvent> {
         let bs = self.config.block_size;
-        let mut events = Vec::with_capacity(self.scheduled.len() + 4);
-        let mut finished = false;
+        let mut events = std::mem::take(&mut self.spare_events);
+        events.clear();
+        events.reserve(self.scheduled.len() + 4);
+        self.done.clear();
+        // Each request's next token sits in its own allocation, and its sampling
+        // times on another cache line of its state, usually out of cache. Gathering
+        // them in a tight loop first lets those misses overlap instead of stalling
+        // the main loop once per request.
+        self.next_tokens.clear();
+        self.next_tokens
+            .extend(self.scheduled.iter().map(|&(slot, _)| {
+                let seq = self.slots[slot].as_ref().expect("scheduled slot is live");
+                (seq.next_token(), seq.last_token_at)
+            }));
         for i in 0..self.scheduled.len() {
             let (slot, num_new) = self.scheduled[i];
             let seq = self.slots[slot].as_mut().expect("scheduled slot is live");
@@ -387,19 +420,18 @@ impl Engine {
                 }
                 seq.registered_blocks = seq.registered_blocks.max(full);
             }
-            if seq.num_computed < seq.tokens.len() {
+            if seq.num_computed < seq.len() {
                 continue; // a chunk of a longer prefill
             }
-            let index = seq.generated();
-            let token = seq.output[index];
-            seq.tokens.push(token);
+            let (token, last_token_at) = self.next_tokens[i];
+            let index = seq.sample();
             events.push(EngineEvent::Token {
                 id: seq.id,
                 index: index as u32,
                 token,
             });
             self.metrics.generation_tokens_total += 1;
-            match seq.last_token_at {
+            match last_token_at {
                 None => {
                     let ttft = end.saturating_sub(seq.arrived).as_secs_f64();
                     self.metrics.time_to_first_token_seconds.observe(ttft);
@@ -412,26 +444,30 @@ impl Engine {
                 }
             }
             seq.last_token_at = Some(end);
-            if seq.generated() == seq.output.len() {
-                finished = true;
+            if seq.is_done() {
+                self.done.push(slot);
             }
         }
-        if finished {
+        if !self.done.is_empty() {
             self.finish_done(end, &mut events);
         }
         events
     }
 
-    /// Removes every running request that produced its last token.
+    /// Removes every running request that produced its last token (those in `done`).
     fn finish_done(&mut self, end: Duration, events: &mut Vec<EngineEvent>) {
-        let mut keep = Vec::with_capacity(self.running.len());
-        let running = std::mem::take(&mut self.running);
-        for slot in running {
+        // `done` follows the scheduled order, a subsequence of `running`'s, so one
+        // merge walk removes them and the finishes below keep running-queue order.
+        let done = std::mem::take(&mut self.done);
+        let mut next = 0;
+        self.running.retain(|&slot| {
+            let finished = done.get(next) == Some(&slot);
+            next += usize::from(finished);
+            !finished
+        });
+        debug_assert_eq!(next, done.len(), "finished requests are running");
+        for &slot in &done {
             let seq = self.seq(slot);
-            if seq.generated() < seq.output.len() {
-                keep.push(slot);
-                continue;
-            }
             if let Some(l) = seq.lora.clone() {
                 self.loras.stop_running(&l);
             }
@@ -451,7 +487,7 @@ impl Engine {
                 .observe(prefill.as_secs_f64());
             let decode = secs(seq.first_token_at);
             m.request_decode_time_seconds.observe(decode);
-            let n = seq.output.len();
+            let n = seq.output_len;
             if n > 1 {
                 m.request_time_per_output_token_seconds
                     .observe(decode / (n - 1) as f64);
@@ -469,7 +505,7 @@ impl Engine {
                 },
             });
         }
-        self.running = keep;
+        self.done = done;
     }
 
     /// Frees a running request's blocks and puts it back at the front of the queue,

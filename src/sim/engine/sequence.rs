@@ -10,11 +10,15 @@ use crate::sim::metrics::FinishReason;
 #[derive(Debug)]
 pub(super) struct Sequence {
     pub id: RequestId,
-    /// The prompt, then every output token sampled so far.
-    pub tokens: Vec<u32>,
+    /// The prompt, then the whole output the request will produce. Only the first
+    /// `len` are the context so far; keeping the output here means sampling a token
+    /// reads the line the context ends on instead of a second vector.
+    tokens: Vec<u32>,
+    /// Context length: the prompt plus every output token sampled so far.
+    len: usize,
     pub prompt_len: usize,
-    /// The whole output the request will produce.
-    pub output: Vec<u32>,
+    /// Output tokens the request will produce in all.
+    pub output_len: usize,
     pub finish_reason: FinishReason,
     pub lora: Option<Arc<str>>,
     /// Tokens whose KV is computed (and held in `blocks`).
@@ -40,12 +44,13 @@ impl Sequence {
     pub fn new(req: NewRequest, arrived: Duration, ready_at: Duration) -> Sequence {
         let prompt_len = req.prompt.len();
         let mut tokens = req.prompt;
-        tokens.reserve(req.output.len());
+        tokens.extend_from_slice(&req.output);
         Sequence {
             id: req.id,
             tokens,
+            len: prompt_len,
             prompt_len,
-            output: req.output,
+            output_len: req.output.len(),
             finish_reason: req.finish_reason,
             lora: req.lora,
             num_computed: 0,
@@ -62,19 +67,42 @@ impl Sequence {
         }
     }
 
+    /// Context length in tokens: the prompt and the output sampled so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// Output tokens sampled so far.
     pub fn generated(&self) -> usize {
-        self.tokens.len() - self.prompt_len
+        self.len - self.prompt_len
+    }
+
+    /// True once every output token has been sampled.
+    pub fn is_done(&self) -> bool {
+        self.generated() == self.output_len
+    }
+
+    /// The output token the request samples next. It must not be done.
+    pub fn next_token(&self) -> u32 {
+        self.tokens[self.len]
+    }
+
+    /// Appends the next output token to the context and returns its index among the
+    /// outputs. The request must not be done.
+    pub fn sample(&mut self) -> usize {
+        let index = self.generated();
+        self.len += 1;
+        index
     }
 
     /// True when this step only feeds back the last sampled token.
     pub fn is_decoding(&self) -> bool {
-        self.generated() > 0 && self.num_computed + 1 == self.tokens.len()
+        self.generated() > 0 && self.num_computed + 1 == self.len
     }
 
-    /// Extends `block_hashes` over every full block of `tokens`.
+    /// Extends `block_hashes` over every full block of the context.
     pub fn hash_full_blocks(&mut self, block_size: usize) {
-        let full = self.tokens.len() / block_size;
+        let full = self.len / block_size;
         while self.block_hashes.len() < full {
             let i = self.block_hashes.len();
             let parent = match i {

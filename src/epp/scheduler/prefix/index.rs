@@ -21,7 +21,7 @@ struct Server {
 #[derive(Debug)]
 struct Inner {
     /// Hash → ids of the endpoints whose LRU holds it (usually one or two).
-    holders: HashMap<u64, Vec<u32>, IdentityBuild>,
+    holders: HashMap<u64, Holders, IdentityBuild>,
     ids: HashMap<String, u32, NameBuild>,
     /// By id; `None` for a removed endpoint whose id is free for reuse.
     servers: Vec<Option<Server>>,
@@ -121,7 +121,7 @@ impl PrefixIndex {
                 Put::Inserted { evicted } => {
                     inner.entries += 1;
                     let ids = inner.holders.entry(h).or_default();
-                    if !ids.contains(&id) {
+                    if !ids.as_slice().contains(&id) {
                         ids.push(id);
                     }
                     if let Some(old) = evicted {
@@ -171,7 +171,7 @@ impl IndexReader<'_> {
             let Some(ids) = self.inner.holders.get(h) else {
                 return false;
             };
-            for &id in ids {
+            for &id in ids.as_slice() {
                 let c = &mut counts[id as usize];
                 if *c == 0 {
                     touched.push(id);
@@ -208,11 +208,70 @@ impl IndexReader<'_> {
     }
 }
 
-fn drop_holder(holders: &mut HashMap<u64, Vec<u32>, IdentityBuild>, hash: u64, id: u32) {
+fn drop_holder(holders: &mut HashMap<u64, Holders, IdentityBuild>, hash: u64, id: u32) {
     if let Some(ids) = holders.get_mut(&hash) {
-        ids.retain(|&x| x != id);
-        if ids.is_empty() {
+        ids.remove(id);
+        if ids.as_slice().is_empty() {
             holders.remove(&hash);
+        }
+    }
+}
+
+/// Holders kept in place before spilling to the heap.
+const INLINE_HOLDERS: usize = 4;
+
+/// The ids holding one hash, in the order they were added, each at most once. A
+/// hash is usually held by one or two endpoints, so the ids live inline and the
+/// index allocates nothing per hash; more spill to a vector.
+#[derive(Debug)]
+enum Holders {
+    Inline { len: u8, ids: [u32; INLINE_HOLDERS] },
+    Spilled(Vec<u32>),
+}
+
+impl Default for Holders {
+    fn default() -> Self {
+        Holders::Inline {
+            len: 0,
+            ids: [0; INLINE_HOLDERS],
+        }
+    }
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Holders::Inline { len, ids } => &ids[..usize::from(*len)],
+            Holders::Spilled(v) => v,
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        match self {
+            Holders::Inline { len, ids } if usize::from(*len) < INLINE_HOLDERS => {
+                ids[usize::from(*len)] = id;
+                *len += 1;
+            }
+            Holders::Inline { ids, .. } => {
+                let mut v = ids.to_vec();
+                v.push(id);
+                *self = Holders::Spilled(v);
+            }
+            Holders::Spilled(v) => v.push(id),
+        }
+    }
+
+    /// Removes `id`, keeping the others' order.
+    fn remove(&mut self, id: u32) {
+        match self {
+            Holders::Inline { len, ids } => {
+                let n = usize::from(*len);
+                if let Some(p) = ids[..n].iter().position(|&x| x == id) {
+                    ids.copy_within(p + 1..n, p);
+                    *len -= 1;
+                }
+            }
+            Holders::Spilled(v) => v.retain(|&x| x != id),
         }
     }
 }
