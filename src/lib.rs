@@ -13,7 +13,10 @@
 //!   requests it sends (ShareGPT, synthetic, shared-prefix, multi-turn sessions, LoRA
 //!   traffic split), [`bench::des`] runs a pool of engines behind a router (the real
 //!   EPP scheduler or a baseline) in virtual time, scrape lag included, and
-//!   [`bench::recorder`] measures a stage.
+//!   [`bench::recorder`] measures a stage; [`bench::scenario`], [`bench::plan`],
+//!   [`bench::virtual_run`], [`bench::live`] and [`bench::report`] make `igw bench`.
+//! - [`hash`]: hashers for maps keyed by content hashes, shared by the engine's block
+//!   pool and the picker's prefix index.
 //!
 //! The kubectl plugin will build on these modules; see ARCHITECTURE.md for the whole
 //! map.
@@ -21,4 +24,5 @@
 pub mod api;
 pub mod bench;
 pub mod epp;
+pub mod hash;
 pub mod sim;

@@ -155,6 +155,17 @@ fn result<'a>(stage: &'a StageReport, strategy: &str) -> Option<&'a StrategyResu
     stage.results.iter().find(|r| r.strategy == strategy)
 }
 
+/// The strategy column headings, the baseline's marked.
+fn strategy_headings(report: &BenchReport) -> impl Iterator<Item = String> + '_ {
+    report.strategies.iter().map(|s| {
+        if *s == report.baseline {
+            format!("{s} (baseline)")
+        } else {
+            s.clone()
+        }
+    })
+}
+
 fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED);
@@ -164,13 +175,7 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
         rate(stage.rate),
         rate(stage.duration_seconds)
     )];
-    header.extend(report.strategies.iter().map(|s| {
-        if *s == report.baseline {
-            format!("{s} (baseline)")
-        } else {
-            s.clone()
-        }
-    }));
+    header.extend(strategy_headings(report));
     table.set_header(header);
     let baseline = result(stage, &report.baseline);
     for metric in METRICS {
@@ -204,13 +209,7 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED);
     let mut header = vec!["p90 NTPOT / p90 e2e".to_string()];
-    header.extend(report.strategies.iter().map(|s| {
-        if *s == report.baseline {
-            format!("{s} (baseline)")
-        } else {
-            s.clone()
-        }
-    }));
+    header.extend(strategy_headings(report));
     table.set_header(header);
     for stage in &report.stages {
         let base = result(stage, &report.baseline);

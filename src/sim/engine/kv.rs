@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use xxhash_rust::xxh64::{Xxh64, xxh64};
+
+use crate::hash::IdentityBuild;
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -52,28 +53,6 @@ pub fn block_hash(parent: u64, tokens: &[u32]) -> u64 {
     h.digest()
 }
 
-/// Hashes map keys that already are well-mixed 64-bit hashes (xxh64 outputs): the
-/// key is its own hash, which saves a SipHash per lookup on the step's hot path.
-#[derive(Clone, Copy, Debug, Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-u64 keys, which the pool never uses; still a hash.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// One block's bookkeeping, kept together so touching a block costs one cache line.
 #[derive(Clone, Copy, Debug)]
 struct Block {
@@ -100,7 +79,7 @@ const FREE_BLOCK: Block = Block {
 pub struct BlockPool {
     blocks: Vec<Block>,
     /// Content hash → the block holding it (only with prefix caching).
-    cached: HashMap<u64, BlockId, BuildHasherDefault<IdentityHasher>>,
+    cached: HashMap<u64, BlockId, IdentityBuild>,
     prefix_caching: bool,
     // The free queue: a doubly linked list over block ids, head evicted first.
     head: u32,

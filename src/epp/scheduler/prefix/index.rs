@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::lru::{IdentityBuild, Lru, NameBuild, Put};
+use super::lru::{Lru, NameBuild, Put};
 use crate::epp::endpoint::Candidate;
+use crate::hash::IdentityBuild;
 
 #[derive(Debug)]
 struct Server {

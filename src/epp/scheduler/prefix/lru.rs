@@ -10,30 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 const NIL: u32 = u32::MAX;
 
-/// Hashes the keys of maps whose keys already are well-mixed 64-bit hashes (xxh64
-/// outputs): the key is its own hash.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-u64 keys, which these maps never use; still a hash.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Builds [`IdentityHasher`]s.
-pub type IdentityBuild = BuildHasherDefault<IdentityHasher>;
+use crate::hash::IdentityBuild;
 
 /// A fast hasher for short, trusted keys (endpoint names, which come from discovery,
 /// not from clients): one multiply per 8 bytes. The index looks up every candidate's
