@@ -89,7 +89,10 @@ impl BenchOptions {
             plans.len(),
             requests,
             started.elapsed().as_secs_f64(),
-            scenario.strategies.len(),
+            match &mode {
+                RunMode::Target(_) => 1,
+                _ => scenario.strategies.len(),
+            },
             match &mode {
                 RunMode::Virtual => "virtual",
                 RunMode::Live => "live",

@@ -155,6 +155,28 @@ fn result<'a>(stage: &'a StageReport, strategy: &str) -> Option<&'a StrategyResu
     stage.results.iter().find(|r| r.strategy == strategy)
 }
 
+/// One line per stage and strategy that had failures, saying why, e.g.
+/// `failed at 5 req/s, target: 5 × connection - refused`.
+fn failure_lines(report: &BenchReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    for stage in &report.stages {
+        for r in &stage.results {
+            let labels = &r.summary.failures.by_label;
+            if labels.is_empty() {
+                continue;
+            }
+            let why: Vec<String> = labels.iter().map(|(l, n)| format!("{n} × {l}")).collect();
+            lines.push(format!(
+                "failed at {} req/s, {}: {}",
+                rate(stage.rate),
+                r.strategy,
+                why.join(", ")
+            ));
+        }
+    }
+    lines
+}
+
 /// The strategy column headings, the baseline's marked.
 fn strategy_headings(report: &BenchReport) -> impl Iterator<Item = String> + '_ {
     report.strategies.iter().map(|s| {
@@ -315,6 +337,14 @@ pub fn comparison_table(report: &BenchReport) -> String {
         out.push('\n');
         out.push_str(&stage_table(report, stage));
         out.push('\n');
+    }
+    let failures = failure_lines(report);
+    if !failures.is_empty() {
+        out.push('\n');
+        for line in failures {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     if let Some(sweep) = sweep_table(report) {
         out.push('\n');

@@ -155,6 +155,23 @@ fn table_shows_every_strategy_rate_and_ratio() {
     assert!(text.contains("0.50× / 0.50×"), "{text}");
     assert!(text.contains("40.0 ms / 2.00 s"), "{text}");
     assert_eq!(text, comparison_table(&report()), "deterministic");
+    assert!(!text.contains("failed at"), "no failures, no failure lines");
+}
+
+#[test]
+fn failures_are_listed_with_their_reasons() {
+    let mut r = report();
+    let f = &mut r.stages[1].results[2].summary.failures;
+    f.count = 3;
+    f.by_label.insert("connection - refused".into(), 2);
+    f.by_label.insert("503 - Service Unavailable".into(), 1);
+    let text = comparison_table(&r);
+    assert!(
+        text.contains(
+            "failed at 30 req/s, random: 1 × 503 - Service Unavailable, 2 × connection - refused"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
