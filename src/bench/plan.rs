@@ -49,6 +49,9 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
             .take(total)
             .map(Arc::new)
             .collect();
+    if matches!(scenario.workload, WorkloadSpec::Sessions(_)) {
+        interleave_sessions(&mut drawn);
+    }
     if drawn.is_empty() && total > 0 {
         return Err(WorkloadError::Invalid(
             "the workload yields no requests".into(),
@@ -75,6 +78,15 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
                 .collect(),
         })
         .collect())
+}
+
+/// Orders multi-turn sessions turn by turn: every session's first turn, then every
+/// second turn, and so on (sessions in their own order within a turn). The workload
+/// yields them session by session; sent that way a session's turns would leave one
+/// arrival gap apart, long before the previous reply is in. Interleaved, turn `k + 1`
+/// of a session is sent about `num_sessions / rate` seconds after turn `k`.
+fn interleave_sessions(requests: &mut [Arc<WorkloadRequest>]) {
+    requests.sort_by_key(|r| r.session.map(|s| (s.turn, s.session)));
 }
 
 /// The workload with ShareGPT's `num_requests` set to what the stages need, so the
@@ -112,6 +124,27 @@ mod tests {
         // Different requests in each stage, the same ones for the same seed.
         assert_ne!(p[0].requests[0].request, p[1].requests[0].request);
         assert_eq!(p, plan(&s).unwrap());
+    }
+
+    #[test]
+    fn session_turns_are_interleaved_so_a_session_waits_between_turns() {
+        let s = from_yaml_str(
+            "workload: {type: sessions, num_sessions: 4, source: {synthetic: {turns: {fixed: {value: 3}}, user: {fixed: {value: 5}}, reply: {fixed: {value: 5}}}}}\n\
+             load: {type: constant, stages: [{rate: 12, duration: 1s}]}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let p = plan(&s).unwrap();
+        let turns: Vec<(usize, u64)> = p[0]
+            .requests
+            .iter()
+            .map(|r| {
+                let t = r.request.session.unwrap();
+                (t.turn, t.session)
+            })
+            .collect();
+        let want: Vec<(usize, u64)> = (0..3).flat_map(|t| (0..4).map(move |s| (t, s))).collect();
+        assert_eq!(turns, want);
     }
 
     #[test]
