@@ -4,6 +4,8 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::plan::StagePlan;
+
 /// The bars of one run.
 #[derive(Clone)]
 pub struct Progress {
@@ -26,6 +28,25 @@ impl Progress {
     /// Nothing drawn.
     pub fn hidden() -> Progress {
         Progress::new(false)
+    }
+
+    /// One bar per stage and strategy (`bars[stage][strategy]`), labelled with the
+    /// strategy's name and the stage's rate, counting the stage's requests.
+    pub fn stage_bars(&self, plans: &[StagePlan], names: &[String]) -> Vec<Vec<ProgressBar>> {
+        plans
+            .iter()
+            .map(|plan| {
+                names
+                    .iter()
+                    .map(|name| {
+                        self.job(
+                            &format!("{name} · {} req/s", plan.stage.rate),
+                            plan.requests.len() as u64,
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// A bar for `total` requests labelled `label` (e.g. `epp igw-default · 300 req/s`).

@@ -8,8 +8,8 @@
 //! deterministic and results are placed by index, so the report does not depend on
 //! the number of threads or their timing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 
@@ -17,7 +17,7 @@ use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::{RequestSample, Slo, StageRecorder};
-use super::report::{BenchReport, PoolInfo, StageReport, StrategyResult};
+use super::report::{BenchReport, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use crate::epp::config::{self, LoadedConfig};
 use crate::sim::engine::EngineConfig;
@@ -135,20 +135,12 @@ pub fn run(
     let jobs: Vec<(usize, usize)> = (0..plans.len())
         .flat_map(|stage| (0..strategies.len()).map(move |s| (stage, s)))
         .collect();
-    let bars: Vec<_> = jobs
-        .iter()
-        .map(|&(stage, s)| {
-            progress.job(
-                &format!(
-                    "{} · {} req/s",
-                    strategies[s].display_name(),
-                    plans[stage].stage.rate
-                ),
-                plans[stage].requests.len() as u64,
-            )
-        })
-        .collect();
+    let names: Vec<String> = strategies.iter().map(|s| s.display_name()).collect();
+    let bars = progress.stage_bars(plans, &names);
     let engine_seed = pool.engines[0].seed;
+    // A stage's simulation input (prompt ids, the tokens the engines will generate) is
+    // the same for every strategy: built by the stage's first job, cloned by the rest.
+    let inputs: Vec<OnceLock<Vec<DesRequest>>> = plans.iter().map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<anyhow::Result<StrategyResult>>>> = (0..jobs.len())
         .map(|_| std::sync::Mutex::new(None))
@@ -163,17 +155,18 @@ pub fn run(
                     };
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
-                        let report = simulate(&pool, router, des_requests(plan, engine_seed))
+                        let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));
+                        let report = simulate(&pool, router, input.clone())
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let (recorder, per_endpoint) =
                             measure(&report, &slo, scenario.pool.replicas);
                         Ok(StrategyResult {
-                            strategy: strategies[s].display_name(),
+                            strategy: names[s].clone(),
                             summary: recorder.summary(plan.stage.rate),
                             requests_per_endpoint: per_endpoint,
                         })
                     });
-                    bars[j].finish_with_message(match &result {
+                    bars[stage][s].finish_with_message(match &result {
                         Ok(r) => format!(
                             "p90 e2e {:.2} s",
                             r.summary.successes.latency.request_latency.p90
@@ -188,29 +181,22 @@ pub fn run(
     let mut results = slots
         .into_iter()
         .map(|slot| slot.into_inner().expect("no job panics holding it"));
-    let mut stages = Vec::with_capacity(plans.len());
-    for plan in plans {
+    let mut rows = Vec::with_capacity(plans.len());
+    for _ in plans {
         let mut row = Vec::with_capacity(strategies.len());
         for _ in strategies {
             row.push(results.next().flatten().expect("every job ran")?);
         }
-        stages.push(StageReport {
-            stage: plan.index,
-            rate: plan.stage.rate,
-            duration_seconds: plan.stage.duration.as_secs_f64(),
-            results: row,
-        });
+        rows.push(row);
     }
-    Ok(BenchReport {
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        mode: "virtual".into(),
-        seed: scenario.seed,
-        pool: pool_info(scenario, 1.0)?,
-        baseline: scenario.baseline_name(),
-        strategies: strategies.iter().map(|s| s.display_name()).collect(),
-        stages,
-    })
+    Ok(BenchReport::from_rows(
+        scenario,
+        plans,
+        "virtual",
+        pool_info(scenario, 1.0)?,
+        names,
+        rows,
+    ))
 }
 
 /// The pool as reports describe it.

@@ -39,7 +39,7 @@ use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::Slo;
-use super::report::{BenchReport, PoolInfo, StageReport, StrategyResult};
+use super::report::{BenchReport, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
 use crate::epp::config::{self, LoadedConfig};
@@ -66,24 +66,6 @@ pub async fn run(
         Some(url) => run_target(scenario, plans, url, progress).await,
         None => run_live(scenario, plans, progress).await,
     }
-}
-
-/// One bar per (stage, strategy), in the order the virtual runner makes them.
-fn bars(plans: &[StagePlan], names: &[String], progress: &Progress) -> Vec<Vec<ProgressBar>> {
-    plans
-        .iter()
-        .map(|plan| {
-            names
-                .iter()
-                .map(|name| {
-                    progress.job(
-                        &format!("{name} · {} req/s", plan.stage.rate),
-                        plan.requests.len() as u64,
-                    )
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// The result of one job, its bar finished with the stage's p90.
@@ -115,37 +97,6 @@ fn result(
     }
 }
 
-fn report(
-    scenario: &Scenario,
-    plans: &[StagePlan],
-    mode: &str,
-    pool: PoolInfo,
-    baseline: String,
-    strategies: Vec<String>,
-    mut rows: Vec<Vec<StrategyResult>>,
-) -> BenchReport {
-    let stages = plans
-        .iter()
-        .zip(rows.iter_mut())
-        .map(|(plan, row)| StageReport {
-            stage: plan.index,
-            rate: plan.stage.rate,
-            duration_seconds: plan.stage.duration.as_secs_f64(),
-            results: std::mem::take(row),
-        })
-        .collect();
-    BenchReport {
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        mode: mode.into(),
-        seed: scenario.seed,
-        pool,
-        baseline,
-        strategies,
-        stages,
-    }
-}
-
 async fn run_target(
     scenario: &Scenario,
     plans: &[StagePlan],
@@ -154,7 +105,7 @@ async fn run_target(
 ) -> anyhow::Result<BenchReport> {
     let destination = Destination::new(&[url.to_string()])?;
     let names = vec!["target".to_string()];
-    let bars = bars(plans, &names, progress);
+    let bars = progress.stage_bars(plans, &names);
     let slo = scenario.slo.slo();
     let client = http_client()?;
     let mut rows = Vec::with_capacity(plans.len());
@@ -183,14 +134,8 @@ async fn run_target(
         profile: format!("external ({url})"),
         speedup: 1.0,
     };
-    Ok(report(
-        scenario,
-        plans,
-        "target",
-        pool,
-        "target".into(),
-        names,
-        rows,
+    Ok(BenchReport::from_rows(
+        scenario, plans, "target", pool, names, rows,
     ))
 }
 
@@ -205,7 +150,7 @@ async fn run_live(
     for s in strategies {
         gateway_config(s)?;
     }
-    let bars = bars(plans, &names, progress);
+    let bars = progress.stage_bars(plans, &names);
     let slo = scenario.slo.slo();
     let mut rows: Vec<Vec<Option<StrategyResult>>> = plans
         .iter()
@@ -227,12 +172,11 @@ async fn run_live(
         .into_iter()
         .map(|row| row.into_iter().flatten().collect())
         .collect();
-    Ok(report(
+    Ok(BenchReport::from_rows(
         scenario,
         plans,
         "live",
         pool_info(scenario, scenario.pool.speedup)?,
-        scenario.baseline_name(),
         names,
         rows,
     ))

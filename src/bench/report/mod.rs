@@ -15,7 +15,9 @@
 
 use serde::Serialize;
 
+use super::plan::StagePlan;
 use super::recorder::StageSummary;
+use super::scenario::Scenario;
 
 mod chart;
 mod files;
@@ -77,6 +79,43 @@ pub struct StrategyResult {
 }
 
 impl BenchReport {
+    /// Assembles a run's report: `rows[i]` holds stage `i`'s results, one per
+    /// strategy in `strategies` order. Every mode builds its report here.
+    pub fn from_rows(
+        scenario: &Scenario,
+        plans: &[StagePlan],
+        mode: &str,
+        pool: PoolInfo,
+        strategies: Vec<String>,
+        rows: Vec<Vec<StrategyResult>>,
+    ) -> BenchReport {
+        let stages = plans
+            .iter()
+            .zip(rows)
+            .map(|(plan, results)| StageReport {
+                stage: plan.index,
+                rate: plan.stage.rate,
+                duration_seconds: plan.stage.duration.as_secs_f64(),
+                results,
+            })
+            .collect();
+        let baseline = if mode == "target" {
+            "target".to_string()
+        } else {
+            scenario.baseline_name()
+        };
+        BenchReport {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            mode: mode.into(),
+            seed: scenario.seed,
+            pool,
+            baseline,
+            strategies,
+            stages,
+        }
+    }
+
     /// The result of `strategy` in stage `stage`, if both exist.
     pub fn result(&self, stage: usize, strategy: &str) -> Option<&StrategyResult> {
         self.stages
