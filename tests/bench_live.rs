@@ -20,9 +20,12 @@ use igw::sim::server::{Listen, SimServerConfig, spawn};
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
 /// Two replicas of four sequences each that queue at 34 req/s without saturating.
-/// Real time and a 500 ms scrape: in a debug build every prompt tokenisation, scrape
-/// and streamed chunk costs enough CPU that faster clocks or scrapes make the 2 cores
-/// the bottleneck, and the live pool then queues for CPU rather than for the model.
+/// The pool runs at half real time with a 500 ms scrape: the pool is near saturation,
+/// so its queueing delay magnifies any lateness of the simulators' steps, and in a
+/// debug build every tokenisation, scrape and streamed chunk costs real CPU. At
+/// speedup 1 a 2-core machine shared with other work fell behind the modelled
+/// timeline (EPP TTFT up to ×2 of virtual); at 0.5 the same run under four busy
+/// loops stayed within ×1.07.
 const AGREEMENT: &str = "
 name: agreement
 seed: 11
@@ -30,11 +33,11 @@ workload:
   type: synthetic
   input: {uniform: {min: 100, max: 200}}
   output: {uniform: {min: 20, max: 40}}
-load: {type: poisson, stages: [{rate: 34, duration: 8s}]}
-pool: {replicas: 2, speedup: 1, max_num_seqs: 4, scrape_interval: 500ms}
+load: {type: poisson, stages: [{rate: 34, duration: 6s}]}
+pool: {replicas: 2, speedup: 0.5, max_num_seqs: 4, scrape_interval: 500ms}
 strategies:
-- {router: epp, config: igw-default}
 - {router: random}
+- {router: epp, config: igw-default}
 ";
 
 fn scenario(yaml: &str) -> Scenario {
@@ -56,7 +59,7 @@ async fn live_agrees_with_virtual_time() {
     let virt = virtual_run::run(&s, &plans, 1, &progress).unwrap();
     let live = live::run(&s, &plans, None, &progress).await.unwrap();
     assert_eq!(live.mode, "live");
-    assert_eq!(live.pool.speedup, 1.0);
+    assert_eq!(live.pool.speedup, 0.5);
     let mut lines = Vec::new();
     let mut agree = true;
     for name in ["epp igw-default", "random"] {
