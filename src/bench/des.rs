@@ -466,6 +466,9 @@ impl Sim<'_> {
                 EngineEvent::Token { id, .. } => self.last_token[id as usize],
                 EngineEvent::Finished { .. } => Duration::ZERO,
             }));
+        // Most requests in a step share one gap (they also ran in the previous
+        // step): equal gaps are recorded as one run, not one by one.
+        let mut gap_run: Option<(u64, u64)> = None;
         for (event, &previous) in r.events.iter().zip(&self.previous) {
             match *event {
                 EngineEvent::Token { id, index, .. } => {
@@ -475,7 +478,14 @@ impl Sim<'_> {
                     } else if index > 0 {
                         let gap = now.saturating_sub(previous);
                         let micros = gap.as_micros().clamp(1, u64::MAX as u128) as u64;
-                        self.inter_token.saturating_record(micros);
+                        gap_run = match gap_run {
+                            Some((v, n)) if v == micros => Some((v, n + 1)),
+                            Some((v, n)) => {
+                                self.inter_token.saturating_record_n(v, n);
+                                Some((micros, 1))
+                            }
+                            None => Some((micros, 1)),
+                        };
                     }
                     self.last_token[id as usize] = now;
                 }
@@ -498,6 +508,9 @@ impl Sim<'_> {
                     self.finished += 1;
                 }
             }
+        }
+        if let Some((v, n)) = gap_run {
+            self.inter_token.saturating_record_n(v, n);
         }
         let events = std::mem::take(&mut r.events);
         r.engine.recycle_events(events);

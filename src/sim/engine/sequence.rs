@@ -100,9 +100,18 @@ impl Sequence {
         self.generated() > 0 && self.num_computed + 1 == self.len
     }
 
-    /// Extends `block_hashes` over every full block of the context.
+    /// Extends `block_hashes` over every full block of the context. Called for every
+    /// request in every step, and a block fills only every `block_size` tokens: the
+    /// check is inlined, the hashing is not.
+    #[inline]
     pub fn hash_full_blocks(&mut self, block_size: usize) {
         let full = self.len / block_size;
+        if self.block_hashes.len() < full {
+            self.hash_blocks_up_to(full, block_size);
+        }
+    }
+
+    fn hash_blocks_up_to(&mut self, full: usize, block_size: usize) {
         while self.block_hashes.len() < full {
             let i = self.block_hashes.len();
             let parent = match i {

@@ -51,7 +51,7 @@ pub fn token_count_buckets(max_model_len: usize) -> Vec<f64> {
 }
 
 /// A cumulative Prometheus histogram with fixed upper bounds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Histogram {
     /// Upper bounds, ascending; `+Inf` is implicit.
     bounds: Vec<f64>,
@@ -59,6 +59,20 @@ pub struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
+    /// The last value observed and its bucket. One engine step gives every running
+    /// request the same inter-token latency, so most observations repeat the last
+    /// one and skip the bucket search.
+    last: Option<(f64, usize)>,
+}
+
+/// Equal when the exposed state is: the lookup memo is not part of it.
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Histogram) -> bool {
+        self.bounds == other.bounds
+            && self.counts == other.counts
+            && self.sum == other.sum
+            && self.count == other.count
+    }
 }
 
 impl Histogram {
@@ -68,13 +82,21 @@ impl Histogram {
             counts: vec![0; bounds.len() + 1],
             sum: 0.0,
             count: 0,
+            last: None,
         }
     }
 
     /// Records one observation (Prometheus `le` semantics: a value equal to a bound
     /// falls in that bound's bucket).
     pub fn observe(&mut self, value: f64) {
-        let i = self.bounds.partition_point(|&b| b < value);
+        let i = match self.last {
+            Some((v, i)) if v == value => i,
+            _ => {
+                let i = self.bounds.partition_point(|&b| b < value);
+                self.last = Some((value, i));
+                i
+            }
+        };
         self.counts[i] += 1;
         self.sum += value;
         self.count += 1;
@@ -212,6 +234,21 @@ mod tests {
         assert_eq!(h.cumulative().collect::<Vec<_>>(), vec![2, 3, 4]);
         assert_eq!(h.count(), 4);
         assert_eq!(h.sum(), 6.0);
+    }
+
+    #[test]
+    fn repeated_values_land_in_their_own_bucket() {
+        // Runs of one value (as one engine step gives every request) then a change.
+        let mut h = Histogram::new(&[1.0, 2.0]);
+        for v in [1.5, 1.5, 0.5, 0.5, 3.0, 1.5] {
+            h.observe(v);
+        }
+        assert_eq!(h.cumulative().collect::<Vec<_>>(), vec![2, 5, 6]);
+        let mut fresh = Histogram::new(&[1.0, 2.0]);
+        for v in [0.5, 0.5, 1.5, 1.5, 1.5, 3.0] {
+            fresh.observe(v);
+        }
+        assert_eq!(h, fresh, "same observations, same exposed state");
     }
 
     #[test]
