@@ -315,3 +315,33 @@ fn slugs_are_safe_and_distinct() {
         ["epp-igw-default", "epp-igw-default-2", "strategy", "random"]
     );
 }
+
+#[test]
+fn sweep_reports_each_strategys_best_and_worst_stage() {
+    let mut report = report();
+    // At 30 req/s igw's p90 NTPOT is 0.9× random's instead of 0.5×.
+    let stage = &mut report.stages[1];
+    let random = stage.results[2]
+        .summary
+        .successes
+        .latency
+        .normalized_time_per_output_token
+        .p90;
+    stage.results[0]
+        .summary
+        .successes
+        .latency
+        .normalized_time_per_output_token
+        .p90 = 0.9 * random;
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "epp igw-default p90 NTPOT vs random: best 0.50× at 10 req/s, worst 0.90× at 30 req/s"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("random p90 NTPOT vs random"),
+        "no line for the baseline:\n{text}"
+    );
+}

@@ -170,7 +170,7 @@ impl Engine {
             });
         }
         let ready_at = now + self.config.profile.frontend_overhead();
-        let seq = Sequence::new(req, now, ready_at);
+        let seq = Sequence::new(req, now, ready_at, self.config.block_size);
         let id = seq.id;
         let slot = match self.free_slots.pop() {
             Some(s) => {

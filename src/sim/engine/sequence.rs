@@ -41,10 +41,18 @@ pub(super) struct Sequence {
 }
 
 impl Sequence {
-    pub fn new(req: NewRequest, arrived: Duration, ready_at: Duration) -> Sequence {
+    /// A request as it arrives. The block lists are sized for its whole context up
+    /// front (`block_size` tokens per block), so decoding never regrows them.
+    pub fn new(
+        req: NewRequest,
+        arrived: Duration,
+        ready_at: Duration,
+        block_size: usize,
+    ) -> Sequence {
         let prompt_len = req.prompt.len();
         let mut tokens = req.prompt;
         tokens.extend_from_slice(&req.output);
+        let max_blocks = tokens.len().div_ceil(block_size.max(1));
         Sequence {
             id: req.id,
             tokens,
@@ -54,8 +62,8 @@ impl Sequence {
             finish_reason: req.finish_reason,
             lora: req.lora,
             num_computed: 0,
-            blocks: Vec::new(),
-            block_hashes: Vec::new(),
+            blocks: Vec::with_capacity(max_blocks),
+            block_hashes: Vec::with_capacity(max_blocks),
             registered_blocks: 0,
             arrived,
             ready_at,
