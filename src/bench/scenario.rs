@@ -515,6 +515,22 @@ impl Scenario {
                 "must be greater than 0".into(),
             ));
         }
+        if let Some(name) = &self.pool.profile
+            && crate::sim::profile::LatencyProfile::builtin(name).is_none()
+        {
+            let hint = if name.ends_with(".yaml") || name.ends_with(".yml") || name.contains('/') {
+                "; for a profile file use `profile_file`"
+            } else {
+                ""
+            };
+            return Err(invalid(
+                "pool.profile",
+                format!(
+                    "unknown profile `{name}` (built-in: {}){hint}",
+                    crate::sim::profile::BUILTIN_PROFILES.join(", ")
+                ),
+            ));
+        }
         self.pool
             .engine_options(self.seed)
             .engine_config()

@@ -35,6 +35,15 @@ pub fn picker_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
 }
 
 /// A fresh router for one job (the EPP's plugins keep state, so no sharing).
+/// Roughly how much a simulated request costs under `strategy`, relative to the
+/// baselines: the picker's scorers about double it (`cargo bench --bench des`).
+fn relative_cost(strategy: &StrategySpec) -> usize {
+    match strategy.router {
+        RouterKind::Epp => 2,
+        _ => 1,
+    }
+}
+
 fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
     Ok(match strategy.router {
         RouterKind::Epp => Router::Epp(picker_config(strategy)?.scheduler),
@@ -135,6 +144,13 @@ pub fn run(
     let jobs: Vec<(usize, usize)> = (0..plans.len())
         .flat_map(|stage| (0..strategies.len()).map(move |s| (stage, s)))
         .collect();
+    // Threads take the costliest jobs first, so the last ones to finish are short and
+    // no core idles while one long job runs alone. Results keep `jobs`' order.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| {
+        let (stage, s) = jobs[j];
+        std::cmp::Reverse(plans[stage].requests.len() * relative_cost(&strategies[s]))
+    });
     let names: Vec<String> = strategies.iter().map(|s| s.display_name()).collect();
     let bars = progress.stage_bars(plans, &names);
     let engine_seed = pool.engines[0].seed;
@@ -149,10 +165,10 @@ pub fn run(
         for _ in 0..threads.clamp(1, jobs.len().max(1)) {
             scope.spawn(|| {
                 loop {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(stage, s)) = jobs.get(j) else {
+                    let Some(&j) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
+                    let (stage, s) = jobs[j];
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
                         let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));

@@ -111,7 +111,14 @@ fn mistakes_are_errors_that_say_where() {
         ("pool: {replicas: 0}", "pool.replicas"),
         ("pool: {speedup: 0}", "pool.speedup"),
         ("pool: {scrape_interval: 0s}", "pool.scrape_interval"),
-        ("pool: {profile: h200-giant}", "h200-giant"),
+        (
+            "pool: {profile: h200-giant}",
+            "pool.profile: unknown profile `h200-giant`",
+        ),
+        (
+            "pool: {profile: profiles/mine.yaml}",
+            "for a profile file use `profile_file`",
+        ),
         ("strategies: []", "strategies"),
         ("strategies: [{router: target}]", "needs a `url`"),
         (
