@@ -164,10 +164,7 @@ pub fn run(
     std::thread::scope(|scope| {
         for _ in 0..threads.clamp(1, jobs.len().max(1)) {
             scope.spawn(|| {
-                loop {
-                    let Some(&j) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&j) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let (stage, s) = jobs[j];
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
