@@ -121,6 +121,14 @@ async fn target_mode_measures_an_external_server() {
         assert_eq!(s.failures.count, 0, "{:?}", s.failures);
         assert_eq!(s.successes.count, p.requests.len() as u64);
         assert!(r.requests_per_endpoint.is_empty());
+        let lag = r
+            .send_lag
+            .as_ref()
+            .expect("a live client reports its send lag");
+        assert!(
+            0.0 <= lag.p50_ms && lag.p50_ms <= lag.p99_ms && lag.p99_ms <= lag.max_ms,
+            "{lag:?}"
+        );
         let planned_out: usize = p.requests.iter().map(|q| q.request.output_tokens).sum();
         let measured_out = s.successes.throughput.output_tokens_per_sec
             / s.successes.throughput.requests_per_sec

@@ -104,6 +104,8 @@ fn every_planned_request_is_measured_for_every_strategy() {
                 r.requests_per_endpoint.iter().sum::<u64>(),
                 s.load_summary.count
             );
+            // No client sends anything in virtual time, so there is no lag to report.
+            assert!(r.send_lag.is_none(), "{}", r.strategy);
             let l = &s.successes.latency;
             assert!(l.time_to_first_token.mean > 0.0);
             assert!(l.request_latency.p90 >= l.request_latency.median);

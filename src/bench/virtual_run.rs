@@ -177,6 +177,7 @@ pub fn run(
                             strategy: names[s].clone(),
                             summary: recorder.summary(plan.stage.rate),
                             requests_per_endpoint: per_endpoint,
+                            send_lag: None,
                         })
                     });
                     bars[stage][s].finish_with_message(match &result {

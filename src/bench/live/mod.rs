@@ -39,7 +39,7 @@ use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::Slo;
-use super::report::{BenchReport, PoolInfo, StrategyResult};
+use super::report::{BenchReport, PoolInfo, SendLag, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
 use crate::epp::config::{self, LoadedConfig};
@@ -78,7 +78,14 @@ fn result(
     bar: &ProgressBar,
 ) -> StrategyResult {
     let summary = outcome.recorder(slo).summary(plan.stage.rate);
-    let lag_p99_ms = outcome.lag_micros().value_at_quantile(0.99) as f64 / 1e3;
+    let lag = outcome.lag_micros();
+    let ms = |micros: u64| micros as f64 / 1e3;
+    let send_lag = SendLag {
+        p50_ms: ms(lag.value_at_quantile(0.5)),
+        p99_ms: ms(lag.value_at_quantile(0.99)),
+        max_ms: ms(lag.max()),
+    };
+    let lag_p99_ms = send_lag.p99_ms;
     if lag_p99_ms > LAG_WARN_MS {
         tracing::warn!(
             strategy = name,
@@ -94,6 +101,7 @@ fn result(
         strategy: name.to_string(),
         summary,
         requests_per_endpoint: per_endpoint,
+        send_lag: Some(send_lag),
     }
 }
 

@@ -76,6 +76,18 @@ pub struct StrategyResult {
     pub summary: StageSummary,
     /// Requests each endpoint served, in endpoint order (empty when unknown).
     pub requests_per_endpoint: Vec<u64>,
+    /// Live and target runs: how late the client sent against its schedule. Large
+    /// values mean the load generator, not the routers, shaped the result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<SendLag>,
+}
+
+/// The client's send-schedule lag over one stage, milliseconds of wall time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SendLag {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 impl BenchReport {

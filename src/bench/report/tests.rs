@@ -80,6 +80,7 @@ fn report() -> BenchReport {
                 .map(|&(name, scale)| StrategyResult {
                     strategy: name.into(),
                     summary: summary(rate, scale),
+                    send_lag: None,
                     requests_per_endpoint: vec![5, 5],
                 })
                 .collect(),
