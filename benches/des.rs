@@ -108,7 +108,7 @@ fn main() {
         let reqs = workload(requests, rate, 1);
         let cpu_before = cpu_nanos();
         let started = Instant::now();
-        let report = simulate(&pool, router(), reqs).expect("simulates");
+        let report = simulate(&pool, router(), &reqs).expect("simulates");
         let wall = started.elapsed().as_secs_f64();
         let cpu = match (cpu_before, cpu_nanos()) {
             (Some(a), Some(b)) if b > a => {

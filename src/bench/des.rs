@@ -168,7 +168,7 @@ pub enum DesError {
 pub fn simulate(
     pool: &PoolConfig,
     router: Router,
-    requests: Vec<DesRequest>,
+    requests: &[DesRequest],
 ) -> Result<DesReport, DesError> {
     if pool.engines.is_empty() {
         return Err(DesError::NoEngines);
@@ -304,7 +304,8 @@ struct Sim<'a> {
     /// What the picker knows of each endpoint (the live datastore's view).
     states: Vec<EndpointState>,
     routing: Routing,
-    requests: Vec<DesRequest>,
+    /// Read, never changed: one stage's requests serve every strategy's run.
+    requests: &'a [DesRequest],
     /// Request indices in arrival order.
     order: Vec<u32>,
     next_arrival: usize,
@@ -402,12 +403,14 @@ impl Sim<'_> {
         self.records[id].endpoint = Some(e);
         // The gateway counts the request as it forwards it.
         self.guards[id] = Some(self.states[e].load.start_request());
-        // The tokens move into the engine; the workload is not needed again.
-        let req = &mut self.requests[id];
+        // The engine appends the output to the prompt: one allocation holds both.
+        let req = &self.requests[id];
+        let mut prompt = Vec::with_capacity(req.prompt.len() + req.output.len());
+        prompt.extend_from_slice(&req.prompt);
         let new = NewRequest {
             id: id as u64,
-            prompt: std::mem::take(&mut req.prompt),
-            output: std::mem::take(&mut req.output),
+            prompt,
+            output: req.output.clone(),
             finish_reason: req.finish_reason,
             lora: req.lora.clone(),
         };

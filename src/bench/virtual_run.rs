@@ -169,7 +169,7 @@ pub fn run(
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
                         let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));
-                        let report = simulate(&pool, router, input.clone())
+                        let report = simulate(&pool, router, input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let (recorder, per_endpoint) =
                             measure(&report, &slo, scenario.pool.replicas);

@@ -104,7 +104,7 @@ fn an_idle_replica_answers_in_overhead_plus_one_prefill_step() {
     let pool = PoolConfig::replicas(&config, 1, MODEL, 0);
     for router in [Router::RoundRobin, Router::Epp(gie_default().scheduler)] {
         let reqs = workload(1, 1, ms(0), 204, 64);
-        let report = simulate(&pool, router, reqs).unwrap();
+        let report = simulate(&pool, router, &reqs).unwrap();
         let r = &report.records[0];
         let ttft = r.first_token.unwrap() - r.arrival;
         assert!(
@@ -118,7 +118,7 @@ fn an_idle_replica_answers_in_overhead_plus_one_prefill_step() {
 #[test]
 fn round_robin_spreads_evenly() {
     let reqs = workload(2, 100, ms(3), 100, 20);
-    let report = simulate(&pool(4), Router::RoundRobin, reqs).unwrap();
+    let report = simulate(&pool(4), Router::RoundRobin, &reqs).unwrap();
     let counts = per_endpoint(&report.records);
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), [25; 4]);
     for (i, r) in report.records.iter().enumerate() {
@@ -146,7 +146,7 @@ fn shared_prefix_workload() -> (Vec<DesRequest>, Vec<usize>) {
 #[test]
 fn gie_default_keeps_a_prefix_on_one_endpoint() {
     let (reqs, groups) = shared_prefix_workload();
-    let report = simulate(&pool(4), Router::Epp(gie_default().scheduler), reqs).unwrap();
+    let report = simulate(&pool(4), Router::Epp(gie_default().scheduler), &reqs).unwrap();
     check_complete(&report, &[30; 60]);
     let mut homes: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for (r, g) in report.records.iter().zip(&groups) {
@@ -164,7 +164,7 @@ fn gie_default_keeps_a_prefix_on_one_endpoint() {
 
     // Round-robin scatters the prefixes and caches less.
     let (reqs, _) = shared_prefix_workload();
-    let rr = simulate(&pool(4), Router::RoundRobin, reqs).unwrap();
+    let rr = simulate(&pool(4), Router::RoundRobin, &reqs).unwrap();
     let rr_cached: u64 = rr.engines.iter().map(|e| e.cached_tokens).sum();
     assert!(rr_cached < cached, "{rr_cached} vs {cached}");
 }
@@ -185,7 +185,7 @@ fn herd(router: Router) -> BTreeMap<usize, usize> {
     for _ in 0..20 {
         reqs.push(request(ms(60), tokens(&mut rng, 64), 10));
     }
-    let report = simulate(&pool, router, reqs).unwrap();
+    let report = simulate(&pool, router, &reqs).unwrap();
     check_complete(&report, &[vec![2_000; 40], vec![10; 20]].concat());
     per_endpoint(&report.records[40..])
 }
@@ -216,7 +216,7 @@ fn same_inputs_same_records() {
         for e in &mut pool.engines {
             e.profile.step_noise = 0.1;
         }
-        simulate(&pool, router, reqs).unwrap()
+        simulate(&pool, router, &reqs).unwrap()
     };
     let routers: [fn() -> Router; 4] = [
         || Router::Epp(gie_default().scheduler),
@@ -259,7 +259,7 @@ fn every_request_finishes_once_under_every_router() {
     ];
     let mut preempted = 0;
     for make_router in routers {
-        let report = simulate(&pool, make_router(), make(&mut rng)).unwrap();
+        let report = simulate(&pool, make_router(), &make(&mut rng)).unwrap();
         check_complete(&report, &outputs);
         preempted += report.engines.iter().map(|e| e.preemptions).sum::<u64>();
         assert!(report.scrapes >= report.end.as_millis() as u64 / 50);
@@ -271,7 +271,7 @@ fn every_request_finishes_once_under_every_router() {
 fn refusals_and_missing_candidates_are_recorded_not_lost() {
     let mut reqs = workload(9, 3, ms(1), 10, 5);
     reqs[1].prompt = vec![42; 9_000]; // longer than max_model_len
-    let report = simulate(&pool(2), Router::RoundRobin, reqs).unwrap();
+    let report = simulate(&pool(2), Router::RoundRobin, &reqs).unwrap();
     let r = &report.records[1];
     assert!(
         r.error
@@ -286,7 +286,7 @@ fn refusals_and_missing_candidates_are_recorded_not_lost() {
     let mut stale = pool(2);
     stale.scrape_interval = Duration::from_secs(5);
     let reqs = workload(9, 2, Duration::from_secs(3), 10, 5);
-    let report = simulate(&stale, Router::Epp(gie_default().scheduler), reqs).unwrap();
+    let report = simulate(&stale, Router::Epp(gie_default().scheduler), &reqs).unwrap();
     assert!(report.records[0].error.is_none());
     assert!(
         report.records[1]
