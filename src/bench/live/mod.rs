@@ -39,7 +39,7 @@ use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::Slo;
-use super::report::{BenchReport, PoolInfo, SendLag, StrategyResult};
+use super::report::{BenchReport, PoolInfo, SEND_LAG_WARN_MS, SendLag, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
 use crate::epp::config::{self, LoadedConfig};
@@ -50,7 +50,6 @@ use crate::sim::server::{Listen, LoraModule, SimServer, SimServerConfig, spawn};
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// A send-schedule lag p99 above this (wall milliseconds) is worth a warning: the
 /// offered load was not quite the planned one.
-const LAG_WARN_MS: f64 = 5.0;
 /// Pause between two looks at the gateway's view while waiting for it.
 const READY_POLL: Duration = Duration::from_millis(1);
 
@@ -86,7 +85,7 @@ fn result(
         max_ms: ms(lag.max()),
     };
     let lag_p99_ms = send_lag.p99_ms;
-    if lag_p99_ms > LAG_WARN_MS {
+    if lag_p99_ms > SEND_LAG_WARN_MS {
         tracing::warn!(
             strategy = name,
             stage = plan.index,

@@ -82,6 +82,11 @@ pub struct StrategyResult {
     pub send_lag: Option<SendLag>,
 }
 
+/// Send-schedule lag (p99, wall ms) above which a live client shaped a result as much
+/// as the routers did: the machine was too busy to send on time, and so, most likely,
+/// to run the simulators on their modelled timeline.
+pub const SEND_LAG_WARN_MS: f64 = 5.0;
+
 /// The client's send-schedule lag over one stage, milliseconds of wall time.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SendLag {

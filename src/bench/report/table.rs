@@ -9,7 +9,7 @@
 
 use comfy_table::{CellAlignment, Table, presets};
 
-use super::{BenchReport, StageReport, StrategyResult};
+use super::{BenchReport, SEND_LAG_WARN_MS, StageReport, StrategyResult};
 use crate::bench::recorder::StageSummary;
 
 /// One row of a stage table: its label (with units), how to read the value from a
@@ -364,6 +364,31 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     lines
 }
 
+/// A warning when the live client sent late in any run (see [`SEND_LAG_WARN_MS`]),
+/// e.g. `the client sent late in 2 of 6 runs (send lag p99 up to 12.1 ms of wall
+/// time, 61 ms of pool time): …`.
+fn send_lag_warning(report: &BenchReport) -> Option<String> {
+    let lags: Vec<f64> = report
+        .stages
+        .iter()
+        .flat_map(|s| &s.results)
+        .filter_map(|r| r.send_lag.as_ref().map(|l| l.p99_ms))
+        .collect();
+    let late = lags.iter().filter(|&&p99| p99 > SEND_LAG_WARN_MS).count();
+    if late == 0 {
+        return None;
+    }
+    let worst = lags.iter().copied().fold(0.0, f64::max);
+    Some(format!(
+        "the client sent late in {late} of {} runs (send lag p99 up to {} ms of wall time, \
+         {} ms of pool time): the machine was too busy for these live results to be \
+         trusted; rerun on a quieter machine, lower pool.speedup, or use --virtual",
+        lags.len(),
+        number(worst),
+        number(worst * report.pool.speedup)
+    ))
+}
+
 /// The comparison printed after a run.
 pub fn comparison_table(report: &BenchReport) -> String {
     let mut out = format!(
@@ -403,6 +428,7 @@ pub fn comparison_table(report: &BenchReport) -> String {
     }
     let mut lines = headline(report);
     lines.extend(ntpot_ranges(report));
+    lines.extend(send_lag_warning(report));
     if !lines.is_empty() {
         out.push('\n');
         for line in lines {

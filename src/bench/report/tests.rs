@@ -346,3 +346,24 @@ fn sweep_reports_each_strategys_best_and_worst_stage() {
         "no line for the baseline:\n{text}"
     );
 }
+
+#[test]
+fn a_late_live_client_is_called_out_under_the_tables() {
+    let mut report = report();
+    assert!(!comparison_table(&report).contains("sent late"));
+    report.pool.speedup = 5.0;
+    for (i, r) in report.stages[1].results.iter_mut().enumerate() {
+        r.send_lag = Some(SendLag {
+            p50_ms: 0.1,
+            p99_ms: [1.0, 12.0, 2.0][i],
+            max_ms: 20.0,
+        });
+    }
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "the client sent late in 1 of 3 runs (send lag p99 up to 12.0 ms of wall time, 60.0 ms of pool time)"
+        ),
+        "{text}"
+    );
+}
