@@ -516,20 +516,16 @@ impl Scenario {
             ));
         }
         if let Some(name) = &self.pool.profile
-            && crate::sim::profile::LatencyProfile::builtin(name).is_none()
+            && let Err(e) = crate::sim::profile::LatencyProfile::named(name)
         {
-            let hint = if name.ends_with(".yaml") || name.ends_with(".yml") || name.contains('/') {
+            let looks_like_a_file =
+                name.ends_with(".yaml") || name.ends_with(".yml") || name.contains('/');
+            let hint = if looks_like_a_file {
                 "; for a profile file use `profile_file`"
             } else {
                 ""
             };
-            return Err(invalid(
-                "pool.profile",
-                format!(
-                    "unknown profile `{name}` (built-in: {}){hint}",
-                    crate::sim::profile::BUILTIN_PROFILES.join(", ")
-                ),
-            ));
+            return Err(invalid("pool.profile", format!("{e}{hint}")));
         }
         self.pool
             .engine_options(self.seed)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::engine::EngineConfig;
-use super::profile::{BUILTIN_PROFILES, DEFAULT_PROFILE, LatencyProfile};
+use super::profile::{DEFAULT_PROFILE, LatencyProfile};
 
 /// Engine shape and pricing. Every flag left out comes from the profile.
 #[derive(Args, Clone, Debug, Default)]
@@ -64,12 +64,7 @@ impl EngineOptions {
             (_, Some(path)) => LatencyProfile::from_yaml_file(path)?,
             (name, None) => {
                 let name = name.as_deref().unwrap_or(DEFAULT_PROFILE);
-                LatencyProfile::builtin(name).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--profile: unknown profile `{name}` (built-in: {})",
-                        BUILTIN_PROFILES.join(", ")
-                    )
-                })?
+                LatencyProfile::named(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?
             }
         };
         if let Some(noise) = self.step_noise {

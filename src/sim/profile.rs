@@ -66,6 +66,16 @@ pub struct StepShape {
 }
 
 impl LatencyProfile {
+    /// A built-in profile by name, or an error listing the built-in names.
+    pub fn named(name: &str) -> Result<LatencyProfile, String> {
+        LatencyProfile::builtin(name).ok_or_else(|| {
+            format!(
+                "unknown profile `{name}` (built-in: {})",
+                BUILTIN_PROFILES.join(", ")
+            )
+        })
+    }
+
     /// Looks up a built-in profile by name.
     pub fn builtin(name: &str) -> Option<LatencyProfile> {
         let p = match name {

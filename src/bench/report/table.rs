@@ -218,16 +218,21 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
 /// With more than one stage, the sweep at a glance: a row per stage, a column per
 /// strategy, each cell p90 NTPOT and p90 end-to-end latency (the blog-style
 /// comparison), as ratios to the baseline's, whose column shows its values.
+/// A result's p90 NTPOT, seconds (none without successful requests).
+fn p90_ntpot(r: &StrategyResult) -> Option<f64> {
+    let l = &r.summary.successes.latency;
+    latency(&r.summary, l.normalized_time_per_output_token.p90)
+}
+
+/// A result's p90 end-to-end latency, seconds (none without successful requests).
+fn p90_e2e(r: &StrategyResult) -> Option<f64> {
+    latency(&r.summary, r.summary.successes.latency.request_latency.p90)
+}
+
 fn sweep_table(report: &BenchReport) -> Option<String> {
     if report.stages.len() < 2 {
         return None;
     }
-    let ntpot = |r: &StrategyResult| {
-        let l = &r.summary.successes.latency;
-        latency(&r.summary, l.normalized_time_per_output_token.p90)
-    };
-    let e2e =
-        |r: &StrategyResult| latency(&r.summary, r.summary.successes.latency.request_latency.p90);
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED);
     let mut header = vec!["p90 NTPOT / p90 e2e".to_string()];
@@ -239,7 +244,7 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
         for s in &report.strategies {
             let r = result(stage, s);
             let text = if *s == report.baseline {
-                match (r.and_then(ntpot), r.and_then(e2e)) {
+                match (r.and_then(p90_ntpot), r.and_then(p90_e2e)) {
                     (Some(n), Some(e)) => format!("{} ms / {} s", number(n * 1e3), number(e)),
                     _ => "-".into(),
                 }
@@ -251,7 +256,7 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
                     (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
                     _ => "-".into(),
                 };
-                format!("{} / {}", part(&ntpot), part(&e2e))
+                format!("{} / {}", part(&p90_ntpot), part(&p90_e2e))
             };
             row.push(text);
         }
@@ -278,10 +283,7 @@ fn headline(report: &BenchReport) -> Vec<String> {
     let Some(stage) = highest_stage(report) else {
         return Vec::new();
     };
-    let p90 = |name: &str| {
-        result(stage, name)
-            .and_then(|r| latency(&r.summary, r.summary.successes.latency.request_latency.p90))
-    };
+    let p90 = |name: &str| result(stage, name).and_then(p90_e2e);
     let base = p90(&report.baseline);
     report
         .strategies
@@ -327,18 +329,7 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     if stages.len() < 2 {
         return Vec::new();
     }
-    let p90 = |stage: &StageReport, name: &str| {
-        result(stage, name).and_then(|r| {
-            latency(
-                &r.summary,
-                r.summary
-                    .successes
-                    .latency
-                    .normalized_time_per_output_token
-                    .p90,
-            )
-        })
-    };
+    let p90 = |stage: &StageReport, name: &str| result(stage, name).and_then(p90_ntpot);
     let mut lines = Vec::new();
     for s in report.strategies.iter().filter(|s| **s != report.baseline) {
         let ratios: Vec<(f64, f64)> = stages
