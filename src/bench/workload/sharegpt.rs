@@ -188,37 +188,49 @@ fn default_num_requests() -> usize {
 impl ShareGptSpec {
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
         let data = load(&self.path)?;
-        let picked = sample_exchanges(&data, self.num_requests, self.output_len, seed);
-        if picked.is_empty() && self.num_requests > 0 {
+        let sampled = sample_exchanges(&data, self.num_requests, self.output_len, seed);
+        if sampled.picks.is_empty() && self.num_requests > 0 {
             return Err(WorkloadError::NoUsableEntries {
                 path: self.path.clone(),
                 what: "vLLM's ShareGPT length filter",
             });
         }
-        // Oversampling repeats entries: tokenise each distinct prompt once.
-        let mut tokenised: HashMap<String, Vec<u32>> = HashMap::new();
+        let wrap = |text: String| {
+            if self.chat {
+                PromptText::Chat(vec![ChatMessage {
+                    role: "user".into(),
+                    content: text,
+                }])
+            } else {
+                PromptText::Text(text)
+            }
+        };
+        // Two entries may hold the same prompt text: a prompt is a repeat once its
+        // text has been sent, whichever entry it came from. Each distinct text is
+        // tokenised once, when first drawn.
+        let mut first_with_text: HashMap<&str, usize> = HashMap::new();
+        let canonical: Vec<usize> = (sampled.exchanges.iter().enumerate())
+            .map(|(i, e)| *first_with_text.entry(e.prompt.as_str()).or_insert(i))
+            .collect();
+        let mut tokenised: Vec<Option<Vec<u32>>> = vec![None; sampled.exchanges.len()];
+        let mut markers = MarkerTokens::default();
         let mut repeats = 0usize;
-        Ok(picked
-            .into_iter()
-            .map(|e| {
+        Ok(sampled
+            .picks
+            .iter()
+            .map(|&i| {
+                let e = &sampled.exchanges[i];
                 let output = self.output_len.unwrap_or(e.output_len);
-                let wrap = |text: String| {
-                    if self.chat {
-                        PromptText::Chat(vec![ChatMessage {
-                            role: "user".into(),
-                            content: text,
-                        }])
-                    } else {
-                        PromptText::Text(text)
-                    }
-                };
-                let seen = tokenised.contains_key(&e.prompt);
-                let base = tokenised
-                    .entry(e.prompt.clone())
-                    .or_insert_with(|| tokens::encode(&wrap(e.prompt.clone()).flatten()));
+                let slot = &mut tokenised[canonical[i]];
+                let seen = slot.is_some();
+                let base =
+                    slot.get_or_insert_with(|| tokens::encode(&wrap(e.prompt.clone()).flatten()));
                 if !(seen && self.distinct_repeats) {
-                    let ids = base.clone();
-                    return WorkloadRequest::with_tokens(wrap(e.prompt), ids, output);
+                    return WorkloadRequest::with_tokens(
+                        wrap(e.prompt.clone()),
+                        base.clone(),
+                        output,
+                    );
                 }
                 repeats += 1;
                 let marker = repeat_marker(repeats);
@@ -227,7 +239,7 @@ impl ShareGptSpec {
                     // cl100k splits text into pieces before merging, and a newline
                     // followed by a non-space character always ends a piece, so the
                     // marked prompt's ids are the marker's followed by the prompt's.
-                    let mut ids = tokens::encode(&marker);
+                    let mut ids = markers.encode(repeats);
                     ids.extend_from_slice(base);
                     ids
                 } else {
@@ -239,11 +251,61 @@ impl ShareGptSpec {
     }
 }
 
+/// The token ids of [`repeat_marker`]s, built from cached pieces. cl100k's
+/// pre-tokenizer cuts `#<digits>\n` into `#`, the digits in groups of up to three
+/// from the left, and the newline, then merges within each piece only; so the ids are
+/// those of the pieces encoded alone, and a run needs at most a thousand distinct
+/// pieces however many repeats it marks. Tested against encoding the whole marker.
+#[derive(Default)]
+struct MarkerTokens {
+    /// Ids of a digit group, at `1000 × (digits − 1) + value` (`7`, `07` and `007`
+    /// are different pieces).
+    groups: Vec<Option<Vec<u32>>>,
+    hash_and_newline: Option<(Vec<u32>, Vec<u32>)>,
+}
+
+impl MarkerTokens {
+    fn encode(&mut self, n: usize) -> Vec<u32> {
+        let (hash, newline) = self
+            .hash_and_newline
+            .get_or_insert_with(|| (tokens::encode("#"), tokens::encode("\n")));
+        let digits = n.to_string();
+        let mut ids = Vec::with_capacity(2 + digits.len());
+        ids.extend_from_slice(hash);
+        for group in digits.as_bytes().chunks(3) {
+            let text = std::str::from_utf8(group).expect("ASCII digits");
+            let value: usize = text.parse().expect("digits");
+            let at = 1000 * (group.len() - 1) + value;
+            if self.groups.len() <= at {
+                self.groups.resize(at + 1, None);
+            }
+            ids.extend_from_slice(self.groups[at].get_or_insert_with(|| tokens::encode(text)));
+        }
+        ids.extend_from_slice(newline);
+        ids
+    }
+}
+
 /// The line that starts the `n`th repeated prompt (see
 /// [`ShareGptSpec::distinct_repeats`]). The filter judged the unmarked prompt; the
 /// marker adds a few tokens.
 fn repeat_marker(n: usize) -> String {
     format!("#{n}\n")
+}
+
+/// Exchanges drawn from a file: the distinct valid ones, and the draw as indices
+/// into them (oversampled entries appear more than once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampledExchanges {
+    pub exchanges: Vec<Exchange>,
+    pub picks: Vec<usize>,
+}
+
+impl SampledExchanges {
+    /// The drawn exchanges in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Exchange> {
+        self.picks.iter().map(|&i| &self.exchanges[i])
+    }
 }
 
 /// vLLM's `ShareGPTDataset.sample`: shuffle the ≥ 2-turn entries, take valid first
@@ -254,30 +316,30 @@ pub fn sample_exchanges(
     n: usize,
     output_len: Option<usize>,
     seed: u64,
-) -> Vec<Exchange> {
+) -> SampledExchanges {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut order: Vec<&Conversation> =
         data.iter().filter(|c| c.conversations.len() >= 2).collect();
     order.shuffle(&mut rng);
-    let mut picked = Vec::with_capacity(n);
+    let mut exchanges = Vec::new();
     for c in order {
-        if picked.len() >= n {
+        if exchanges.len() >= n {
             break;
         }
         let Some(e) = first_exchange(c) else { continue };
         let out = output_len.unwrap_or(e.output_len);
         if is_valid_sequence(e.prompt_len, out, output_len.is_none()) {
-            picked.push(e);
+            exchanges.push(e);
         }
     }
-    let valid = picked.len();
+    let valid = exchanges.len();
+    let mut picks: Vec<usize> = (0..valid).collect();
     if valid > 0 {
-        while picked.len() < n {
-            let e = picked[rng.random_range(0..valid)].clone();
-            picked.push(e);
+        while picks.len() < n {
+            picks.push(rng.random_range(0..valid));
         }
     }
-    picked
+    SampledExchanges { exchanges, picks }
 }
 
 #[cfg(test)]
@@ -311,6 +373,19 @@ mod tests {
             let distinct: std::collections::HashSet<_> =
                 plain.iter().map(|r| r.prompt.flatten()).collect();
             assert!(distinct.len() < 450);
+        }
+    }
+
+    #[test]
+    fn marker_ids_from_cached_pieces_equal_encoding_the_whole_marker() {
+        let mut markers = MarkerTokens::default();
+        let samples = (1..=3_000).chain([9_999, 10_000, 100_007, 1_000_000, 123_456_789]);
+        for n in samples {
+            assert_eq!(
+                markers.encode(n),
+                tokens::encode(&repeat_marker(n)),
+                "marker {n}"
+            );
         }
     }
 
@@ -365,7 +440,7 @@ mod tests {
                 turns.iter().map(|t| (t.0, t.1.len())).collect::<Vec<_>>()
             );
             let picked = sample_exchanges(&[c], 3, None, 0);
-            assert_eq!(picked.len(), if kept { 3 } else { 0 });
+            assert_eq!(picked.picks.len(), if kept { 3 } else { 0 });
         }
         assert!(is_valid_sequence(10, 0, false));
         assert!(!is_valid_sequence(10, 0, true));
@@ -421,17 +496,23 @@ mod tests {
                 serde_json::from_value(entry(&[("human", words(n)), ("gpt", words(n))])).unwrap()
             })
             .collect();
-        let a = sample_exchanges(&data, 10, None, 1);
-        assert_eq!(a, sample_exchanges(&data, 10, None, 1));
-        assert_ne!(a, sample_exchanges(&data, 10, None, 2));
+        let drawn = |n, output_len, seed| -> Vec<Exchange> {
+            sample_exchanges(&data, n, output_len, seed)
+                .iter()
+                .cloned()
+                .collect()
+        };
+        let a = drawn(10, None, 1);
+        assert_eq!(a, drawn(10, None, 1));
+        assert_ne!(a, drawn(10, None, 2));
         let mut lens: Vec<usize> = a.iter().map(|e| e.prompt_len).collect();
         lens.sort_unstable();
         lens.dedup();
         assert_eq!(lens.len(), 10, "no repeats while unused entries remain");
-        let over = sample_exchanges(&data, 50, None, 1);
+        let over = drawn(50, None, 1);
         assert_eq!(over.len(), 50);
-        assert_eq!(over[..20], sample_exchanges(&data, 20, None, 1)[..]);
-        let fixed = sample_exchanges(&data, 5, Some(1), 1);
+        assert_eq!(over[..20], drawn(20, None, 1)[..]);
+        let fixed = drawn(5, Some(1), 1);
         assert_eq!(
             fixed.len(),
             5,
