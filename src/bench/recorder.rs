@@ -8,6 +8,18 @@
 //! - ITL: gaps between consecutive tokens, when the driver observed them.
 //! - Throughput: tokens and requests per second of the stage's span.
 //! - Goodput: requests meeting every SLO constraint, per second and as a share.
+//! - Schedule delay: actual send − planned send (0 in virtual time).
+//!
+//! The JSON has the shape of inference-perf's `*_lifecycle_metrics.json` (its
+//! `reportgen/base.py`): `benchmark_time_seconds`, `load_summary` with
+//! `schedule_delay`, `successes` with `latency`, `throughput`, `prompt_tokens`,
+//! `output_tokens`, `output_len` and `goodput_metrics`, `failures` with
+//! `request_latency`, `prompt_tokens` and `by_label`; every distribution has `mean`,
+//! `min`, `max` and the percentiles `p0.1 p1 p5 p10 p25 median p75 p90 p95 p99 p99.9`
+//! (its default list). igw adds `prompt_len`, `prefix_cache_hit_rate` and a
+//! top-level `goodput` over all requests sent; `by_label` maps a label to its count
+//! (inference-perf also keeps up to 100 messages per label, which the client here
+//! does not collect).
 //!
 //! Pure bookkeeping: no clock, no I/O. Times are [`Duration`]s the driver measured
 //! (wall time live, virtual time in the simulation); histograms hold microseconds.
@@ -16,11 +28,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+
+mod summary;
+
+pub use summary::{
+    Failures, Goodput, GoodputMetrics, Latencies, LoadSummary, StageSummary, Stats, Successes,
+    Throughput, TokenUsage,
+};
 
 /// One finished (or failed) request as the driver saw it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestSample {
+    /// When the plan said to send it, from the stage's start.
+    pub scheduled: Duration,
     /// When the request was sent, from the stage's start.
     pub sent: Duration,
     /// First non-empty token; `None` if none arrived.
@@ -54,16 +74,33 @@ pub struct StageRecorder {
     e2e: Histogram<u64>,
     prompt_len: Histogram<u64>,
     output_len: Histogram<u64>,
+    schedule_delay: Histogram<u64>,
+    failed_latency: Histogram<u64>,
     successes: u64,
     good: u64,
+    /// Prompt plus output tokens of the requests in `good`.
+    good_tokens: u64,
+    /// Per SLO constraint that is set, the successes meeting it.
+    met: Attainment,
     input_tokens: u64,
     output_tokens: u64,
     cached_tokens: u64,
+    failed_prompt_tokens: u64,
+    failed_cached_tokens: u64,
     failures: BTreeMap<String, u64>,
     first_sent: Option<Duration>,
     last_sent: Duration,
     last_done: Duration,
     slo: Slo,
+}
+
+/// Successes meeting each SLO constraint.
+#[derive(Clone, Copy, Debug, Default)]
+struct Attainment {
+    ttft: u64,
+    tpot: u64,
+    ntpot: u64,
+    request_latency: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -85,11 +122,17 @@ impl StageRecorder {
             e2e: histogram(),
             prompt_len: histogram(),
             output_len: histogram(),
+            schedule_delay: histogram(),
+            failed_latency: histogram(),
             successes: 0,
             good: 0,
+            good_tokens: 0,
+            met: Attainment::default(),
             input_tokens: 0,
             output_tokens: 0,
             cached_tokens: 0,
+            failed_prompt_tokens: 0,
+            failed_cached_tokens: 0,
             failures: BTreeMap::new(),
             first_sent: None,
             last_sent: Duration::ZERO,
@@ -103,8 +146,16 @@ impl StageRecorder {
         self.first_sent = Some(self.first_sent.map_or(s.sent, |f| f.min(s.sent)));
         self.last_sent = self.last_sent.max(s.sent);
         self.last_done = self.last_done.max(s.done);
+        // On time is 0, not the 1 µs floor the latencies get.
+        let delay = s.sent.saturating_sub(s.scheduled).as_micros();
+        self.schedule_delay
+            .saturating_record(delay.min(u128::from(u64::MAX)) as u64);
+        let e2e = s.done.saturating_sub(s.sent);
         if let Some(error) = &s.error {
             *self.failures.entry(error.clone()).or_insert(0) += 1;
+            self.failed_latency.saturating_record(micros(e2e));
+            self.failed_prompt_tokens += s.prompt_tokens;
+            self.failed_cached_tokens += s.cached_tokens;
             return;
         }
         self.successes += 1;
@@ -113,7 +164,6 @@ impl StageRecorder {
         self.cached_tokens += s.cached_tokens;
         self.prompt_len.saturating_record(s.prompt_tokens.max(1));
         self.output_len.saturating_record(s.output_tokens.max(1));
-        let e2e = s.done.saturating_sub(s.sent);
         self.e2e.saturating_record(micros(e2e));
         let ttft = s.first_token.map(|t| t.saturating_sub(s.sent));
         if let Some(t) = ttft {
@@ -135,12 +185,27 @@ impl StageRecorder {
             (Some(v), Some(l)) => v <= l,
             (None, Some(_)) => false,
         };
-        if within(ttft, self.slo.ttft)
-            && within(tpot, self.slo.tpot)
-            && within(ntpot, self.slo.ntpot)
-            && within(Some(e2e), self.slo.request_latency)
+        let met = [
+            within(ttft, self.slo.ttft),
+            within(tpot, self.slo.tpot),
+            within(ntpot, self.slo.ntpot),
+            within(Some(e2e), self.slo.request_latency),
+        ];
+        let a = &mut self.met;
+        for (count, ok) in [
+            &mut a.ttft,
+            &mut a.tpot,
+            &mut a.ntpot,
+            &mut a.request_latency,
+        ]
+        .into_iter()
+        .zip(met)
         {
+            *count += u64::from(ok);
+        }
+        if met.iter().all(|&ok| ok) {
             self.good += 1;
+            self.good_tokens += s.prompt_tokens + s.output_tokens;
         }
     }
 
@@ -174,8 +239,10 @@ impl StageRecorder {
             .saturating_sub(self.first_sent.unwrap_or_default())
             .as_secs_f64();
         StageSummary {
+            benchmark_time_seconds: if count == 0 { 0.0 } else { span },
             load_summary: LoadSummary {
                 count,
+                schedule_delay: Stats::seconds(&self.schedule_delay),
                 send_duration,
                 requested_rate,
                 // n sends span n − 1 gaps; a single request has no rate of its own.
@@ -200,6 +267,12 @@ impl StageRecorder {
                     total_tokens_per_sec: (self.input_tokens + self.output_tokens) as f64 / span,
                     requests_per_sec: self.successes as f64 / span,
                 },
+                prompt_tokens: TokenUsage::new(
+                    self.input_tokens,
+                    Some(self.cached_tokens),
+                    &self.prompt_len,
+                ),
+                output_tokens: TokenUsage::new(self.output_tokens, None, &self.output_len),
                 prompt_len: Stats::plain(&self.prompt_len),
                 output_len: Stats::plain(&self.output_len),
                 prefix_cache_hit_rate: if self.input_tokens == 0 {
@@ -207,9 +280,15 @@ impl StageRecorder {
                 } else {
                     self.cached_tokens as f64 / self.input_tokens as f64
                 },
+                goodput_metrics: self.goodput_metrics(span),
             },
             failures: Failures {
                 count: failures,
+                request_latency: (failures > 0).then(|| Stats::seconds(&self.failed_latency)),
+                prompt_tokens: TokenUsage::totals(
+                    self.failed_prompt_tokens,
+                    Some(self.failed_cached_tokens),
+                ),
                 by_label: self.failures.clone(),
             },
             goodput: Goodput {
@@ -224,205 +303,37 @@ impl StageRecorder {
     }
 }
 
-/// Distribution statistics; latencies in seconds, lengths in tokens.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Stats {
-    pub mean: f64,
-    pub min: f64,
-    pub median: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-impl Stats {
-    fn from(h: &Histogram<u64>, scale: f64) -> Stats {
-        if h.is_empty() {
-            return Stats::default();
+impl StageRecorder {
+    /// inference-perf's `goodput_metrics`: over successful requests, present only
+    /// when the scenario sets an SLO.
+    fn goodput_metrics(&self, span: f64) -> Option<GoodputMetrics> {
+        let slo = &self.slo;
+        if slo.ttft.is_none()
+            && slo.tpot.is_none()
+            && slo.ntpot.is_none()
+            && slo.request_latency.is_none()
+        {
+            return None;
         }
-        let q = |q: f64| h.value_at_quantile(q) as f64 * scale;
-        Stats {
-            mean: h.mean() * scale,
-            min: h.min() as f64 * scale,
-            median: q(0.5),
-            p90: q(0.9),
-            p95: q(0.95),
-            p99: q(0.99),
-            max: h.max() as f64 * scale,
-        }
+        let total = self.successes;
+        let percent = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+        let attainment = |limit: Option<Duration>, n: u64| limit.map(|_| percent(n));
+        Some(GoodputMetrics {
+            goodput_percentage: percent(self.good),
+            request_goodput: self.good as f64 / span,
+            token_goodput: self.good_tokens as f64 / span,
+            good_requests: self.good,
+            total_requests: total,
+            ttft_attainment_percentage: attainment(slo.ttft, self.met.ttft),
+            tpot_attainment_percentage: attainment(slo.tpot, self.met.tpot),
+            ntpot_attainment_percentage: attainment(slo.ntpot, self.met.ntpot),
+            request_latency_attainment_percentage: attainment(
+                slo.request_latency,
+                self.met.request_latency,
+            ),
+        })
     }
-
-    fn seconds(h: &Histogram<u64>) -> Stats {
-        Stats::from(h, 1e-6)
-    }
-
-    fn plain(h: &Histogram<u64>) -> Stats {
-        Stats::from(h, 1.0)
-    }
-}
-
-/// One stage's report, with inference-perf's lifecycle-summary field names.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StageSummary {
-    pub load_summary: LoadSummary,
-    pub successes: Successes,
-    pub failures: Failures,
-    pub goodput: Goodput,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LoadSummary {
-    pub count: u64,
-    /// First send to last send, seconds.
-    pub send_duration: f64,
-    pub requested_rate: f64,
-    /// Requests sent per second of the send span (the rate the load generator kept).
-    pub achieved_rate: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Successes {
-    pub count: u64,
-    pub latency: Latencies,
-    pub throughput: Throughput,
-    pub prompt_len: Stats,
-    pub output_len: Stats,
-    /// Cached prompt tokens / prompt tokens, as the servers reported them.
-    pub prefix_cache_hit_rate: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Latencies {
-    pub request_latency: Stats,
-    pub normalized_time_per_output_token: Stats,
-    pub time_per_output_token: Stats,
-    pub time_to_first_token: Stats,
-    pub inter_token_latency: Stats,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Throughput {
-    pub input_tokens_per_sec: f64,
-    pub output_tokens_per_sec: f64,
-    pub total_tokens_per_sec: f64,
-    pub requests_per_sec: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Failures {
-    pub count: u64,
-    /// Failed requests by `"<status> - <reason>"`.
-    pub by_label: BTreeMap<String, u64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Goodput {
-    pub requests_per_sec: f64,
-    pub percent: f64,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
-
-    fn sample(sent: u64, first: u64, done: u64, out: u64) -> RequestSample {
-        RequestSample {
-            sent: ms(sent),
-            first_token: Some(ms(first)),
-            done: ms(done),
-            prompt_tokens: 100,
-            output_tokens: out,
-            cached_tokens: 50,
-            error: None,
-        }
-    }
-
-    #[test]
-    fn definitions_follow_inference_perf() {
-        let mut r = StageRecorder::new(Slo::default());
-        // TTFT 100 ms, e2e 1,000 ms, 10 tokens: TPOT 100 ms, NTPOT 100 ms.
-        r.record(&sample(0, 100, 1_000, 10));
-        let s = r.summary(1.0);
-        let l = &s.successes.latency;
-        assert!((l.time_to_first_token.mean - 0.1).abs() < 1e-3);
-        assert!((l.time_per_output_token.mean - 0.1).abs() < 1e-3);
-        assert!((l.normalized_time_per_output_token.mean - 0.1).abs() < 1e-3);
-        assert!((l.request_latency.max - 1.0).abs() < 1e-3);
-        assert_eq!(s.successes.prefix_cache_hit_rate, 0.5);
-        // One request over a 1 s span.
-        assert!((s.successes.throughput.output_tokens_per_sec - 10.0).abs() < 1e-9);
-        // One send has no rate of its own: the requested one stands.
-        assert_eq!(s.load_summary.achieved_rate, 1.0);
-    }
-
-    #[test]
-    fn one_token_requests_have_no_tpot_and_failures_are_labelled() {
-        let mut r = StageRecorder::new(Slo::default());
-        r.record(&sample(0, 50, 50, 1));
-        r.record(&RequestSample {
-            error: Some("429 - ResourceExhausted".into()),
-            first_token: None,
-            ..sample(10, 0, 20, 0)
-        });
-        let s = r.summary(2.0);
-        assert_eq!(s.successes.count, 1);
-        assert_eq!(s.successes.latency.time_per_output_token, Stats::default());
-        assert_eq!(s.failures.count, 1);
-        assert_eq!(s.failures.by_label["429 - ResourceExhausted"], 1);
-        assert_eq!(s.load_summary.count, 2);
-    }
-
-    #[test]
-    fn goodput_counts_requests_meeting_every_constraint() {
-        let mut r = StageRecorder::new(Slo {
-            ttft: Some(ms(200)),
-            ntpot: Some(ms(150)),
-            ..Slo::default()
-        });
-        r.record(&sample(0, 100, 1_000, 10)); // meets both
-        r.record(&sample(0, 300, 1_000, 10)); // TTFT too slow
-        r.record(&sample(0, 100, 2_000, 10)); // NTPOT 200 ms too slow
-        let s = r.summary(3.0);
-        assert!((s.goodput.percent - 100.0 / 3.0).abs() < 1e-9);
-        assert!(
-            (s.goodput.requests_per_sec - 0.5).abs() < 1e-9,
-            "1 good over 2 s"
-        );
-    }
-
-    #[test]
-    fn achieved_rate_is_over_the_send_span_not_the_drain() {
-        let mut r = StageRecorder::new(Slo::default());
-        // Ten sends 100 ms apart, each taking 5 s: 10 req/s sent, a 5.9 s span.
-        for i in 0..10 {
-            r.record(&sample(i * 100, i * 100 + 50, i * 100 + 5_000, 10));
-        }
-        let s = r.summary(10.0);
-        assert!((s.load_summary.achieved_rate - 10.0).abs() < 1e-9);
-        assert!((s.load_summary.send_duration - 0.9).abs() < 1e-9);
-        assert!((s.successes.throughput.requests_per_sec - 10.0 / 5.9).abs() < 1e-9);
-    }
-
-    #[test]
-    fn json_uses_the_lifecycle_field_names() {
-        let mut r = StageRecorder::new(Slo::default());
-        r.record(&sample(0, 100, 1_000, 10));
-        r.record_itl(ms(100));
-        let v = serde_json::to_value(r.summary(1.0)).unwrap();
-        for path in [
-            "/load_summary/achieved_rate",
-            "/successes/latency/time_to_first_token/p99",
-            "/successes/latency/inter_token_latency/median",
-            "/successes/throughput/output_tokens_per_sec",
-            "/failures/by_label",
-            "/goodput/percent",
-        ] {
-            assert!(v.pointer(path).is_some(), "missing {path} in {v}");
-        }
-    }
-}
+mod tests;

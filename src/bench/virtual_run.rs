@@ -110,6 +110,8 @@ fn measure(report: &DesReport, slo: &Slo, replicas: usize) -> (StageRecorder, Ve
         }
         let done = r.done.unwrap_or(report.end);
         recorder.record(&RequestSample {
+            // The simulation sends every request exactly on time.
+            scheduled: r.arrival,
             sent: r.arrival,
             first_token: r.first_token,
             done,

@@ -414,6 +414,7 @@ impl<'a> Measure<'a> {
     fn finish(self, done: Instant, due: Instant) -> Sent {
         let usage = self.usage.unwrap_or_default();
         let sample = RequestSample {
+            scheduled: self.at(due),
             sent: self.at(self.sent),
             first_token: self.first_token.map(|t| self.at(t)),
             done: self.at(done),
@@ -434,6 +435,7 @@ impl<'a> Measure<'a> {
 /// A request that never got going, at pool times `sent` and `done`.
 fn failed(sent: Duration, done: Duration, label: &str) -> RequestSample {
     RequestSample {
+        scheduled: sent,
         sent,
         first_token: None,
         done,

@@ -7,26 +7,44 @@ use std::path::{Path, PathBuf};
 use super::table::{number, rate, ratio, ratio_text};
 use super::*;
 use crate::bench::recorder::{
-    Failures, Goodput, Latencies, LoadSummary, Stats, Successes, Throughput,
+    Failures, Goodput, Latencies, LoadSummary, Stats, Successes, Throughput, TokenUsage,
 };
 
-/// Stats whose every field is `v`, except the mean (`v` too) and p90 (`p90`).
+/// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.
 fn stats(v: f64, p90: f64) -> Stats {
     Stats {
         mean: v,
         min: v / 2.0,
+        max: p90 * 2.0,
+        p0_1: v / 2.0,
+        p1: v / 2.0,
+        p5: v / 2.0,
+        p10: v / 2.0,
+        p25: v,
         median: v,
+        p75: v,
         p90,
         p95: p90,
         p99: p90,
-        max: p90 * 2.0,
+        p99_9: p90,
+    }
+}
+
+fn tokens(total: u64, cached: Option<u64>, per_request: Stats) -> TokenUsage {
+    TokenUsage {
+        total,
+        cached,
+        uncached: cached.map(|c| total - c),
+        distribution: Some(per_request),
     }
 }
 
 fn summary(requested: f64, scale: f64) -> StageSummary {
     StageSummary {
+        benchmark_time_seconds: 10.5,
         load_summary: LoadSummary {
             count: (requested * 10.0) as u64,
+            schedule_delay: Stats::default(),
             send_duration: 10.0,
             requested_rate: requested,
             achieved_rate: requested * 0.98,
@@ -46,12 +64,26 @@ fn summary(requested: f64, scale: f64) -> StageSummary {
                 total_tokens_per_sec: requested * 300.0,
                 requests_per_sec: requested * 0.98,
             },
+            prompt_tokens: tokens(
+                (requested * 2000.0) as u64,
+                Some((requested * 1000.0 / scale) as u64),
+                stats(200.0, 400.0),
+            ),
+            output_tokens: tokens((requested * 1000.0) as u64, None, stats(100.0, 180.0)),
             prompt_len: stats(200.0, 400.0),
             output_len: stats(100.0, 180.0),
             prefix_cache_hit_rate: 0.5 / scale,
+            goodput_metrics: None,
         },
         failures: Failures {
             count: 0,
+            request_latency: None,
+            prompt_tokens: TokenUsage {
+                total: 0,
+                cached: Some(0),
+                uncached: Some(0),
+                distribution: None,
+            },
             by_label: BTreeMap::new(),
         },
         goodput: Goodput {
