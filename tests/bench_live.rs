@@ -129,6 +129,14 @@ async fn target_mode_measures_an_external_server() {
             0.0 <= lag.p50_ms && lag.p50_ms <= lag.p99_ms && lag.p99_ms <= lag.max_ms,
             "{lag:?}"
         );
+        // The lifecycle file's schedule delay is the same lag in pool seconds.
+        let delay = &s.load_summary.schedule_delay;
+        let want = lag.max_ms / 1e3 * report.pool.speedup;
+        assert!(
+            (delay.max - want).abs() <= want * 0.01 + 2e-6,
+            "schedule delay max {} s vs send lag max {want} s",
+            delay.max
+        );
         let planned_out: usize = p.requests.iter().map(|q| q.request.output_tokens).sum();
         let measured_out = s.successes.throughput.output_tokens_per_sec
             / s.successes.throughput.requests_per_sec
@@ -137,6 +145,7 @@ async fn target_mode_measures_an_external_server() {
             (measured_out - planned_out as f64).abs() < 0.5,
             "output tokens {measured_out} vs {planned_out}"
         );
+        assert_eq!(s.successes.output_tokens.total, planned_out as u64);
         assert!(s.successes.latency.time_to_first_token.mean > 0.0);
         assert!(s.successes.latency.inter_token_latency.mean > 0.0);
     }
