@@ -254,7 +254,7 @@ impl ShareGptSpec {
 /// The token ids of [`repeat_marker`]s, built from cached pieces. cl100k's
 /// pre-tokenizer cuts `#<digits>\n` into `#`, the digits in groups of up to three
 /// from the left, and the newline, then merges within each piece only; so the ids are
-/// those of the pieces encoded alone, and a run needs at most a thousand distinct
+/// those of the pieces encoded alone, and a run needs at most 1,110 distinct
 /// pieces however many repeats it marks. Tested against encoding the whole marker.
 #[derive(Default)]
 struct MarkerTokens {
