@@ -64,6 +64,13 @@ pub struct Slo {
     pub request_latency: Option<Duration>,
 }
 
+impl Slo {
+    /// The limits in one fixed order: TTFT, TPOT, NTPOT, request latency.
+    fn limits(&self) -> [Option<Duration>; 4] {
+        [self.ttft, self.tpot, self.ntpot, self.request_latency]
+    }
+}
+
 /// Collects one stage's samples.
 #[derive(Debug)]
 pub struct StageRecorder {
@@ -80,8 +87,9 @@ pub struct StageRecorder {
     good: u64,
     /// Prompt plus output tokens of the requests in `good`.
     good_tokens: u64,
-    /// Per SLO constraint that is set, the successes meeting it.
-    met: Attainment,
+    /// Successes meeting each SLO constraint, in [`Slo::limits`] order (an unset
+    /// constraint is met by every request).
+    met: [u64; 4],
     input_tokens: u64,
     output_tokens: u64,
     cached_tokens: u64,
@@ -92,15 +100,6 @@ pub struct StageRecorder {
     last_sent: Duration,
     last_done: Duration,
     slo: Slo,
-}
-
-/// Successes meeting each SLO constraint.
-#[derive(Clone, Copy, Debug, Default)]
-struct Attainment {
-    ttft: u64,
-    tpot: u64,
-    ntpot: u64,
-    request_latency: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -127,7 +126,7 @@ impl StageRecorder {
             successes: 0,
             good: 0,
             good_tokens: 0,
-            met: Attainment::default(),
+            met: [0; 4],
             input_tokens: 0,
             output_tokens: 0,
             cached_tokens: 0,
@@ -185,22 +184,9 @@ impl StageRecorder {
             (Some(v), Some(l)) => v <= l,
             (None, Some(_)) => false,
         };
-        let met = [
-            within(ttft, self.slo.ttft),
-            within(tpot, self.slo.tpot),
-            within(ntpot, self.slo.ntpot),
-            within(Some(e2e), self.slo.request_latency),
-        ];
-        let a = &mut self.met;
-        for (count, ok) in [
-            &mut a.ttft,
-            &mut a.tpot,
-            &mut a.ntpot,
-            &mut a.request_latency,
-        ]
-        .into_iter()
-        .zip(met)
-        {
+        let (values, limits) = ([ttft, tpot, ntpot, Some(e2e)], self.slo.limits());
+        let met: [bool; 4] = std::array::from_fn(|i| within(values[i], limits[i]));
+        for (count, ok) in self.met.iter_mut().zip(met) {
             *count += u64::from(ok);
         }
         if met.iter().all(|&ok| ok) {
@@ -301,36 +287,28 @@ impl StageRecorder {
             },
         }
     }
-}
 
-impl StageRecorder {
     /// inference-perf's `goodput_metrics`: over successful requests, present only
     /// when the scenario sets an SLO.
     fn goodput_metrics(&self, span: f64) -> Option<GoodputMetrics> {
-        let slo = &self.slo;
-        if slo.ttft.is_none()
-            && slo.tpot.is_none()
-            && slo.ntpot.is_none()
-            && slo.request_latency.is_none()
-        {
+        let limits = self.slo.limits();
+        if limits.iter().all(Option::is_none) {
             return None;
         }
         let total = self.successes;
         let percent = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
-        let attainment = |limit: Option<Duration>, n: u64| limit.map(|_| percent(n));
+        let [ttft, tpot, ntpot, latency] =
+            std::array::from_fn(|i| limits[i].map(|_| percent(self.met[i])));
         Some(GoodputMetrics {
             goodput_percentage: percent(self.good),
             request_goodput: self.good as f64 / span,
             token_goodput: self.good_tokens as f64 / span,
             good_requests: self.good,
             total_requests: total,
-            ttft_attainment_percentage: attainment(slo.ttft, self.met.ttft),
-            tpot_attainment_percentage: attainment(slo.tpot, self.met.tpot),
-            ntpot_attainment_percentage: attainment(slo.ntpot, self.met.ntpot),
-            request_latency_attainment_percentage: attainment(
-                slo.request_latency,
-                self.met.request_latency,
-            ),
+            ttft_attainment_percentage: ttft,
+            tpot_attainment_percentage: tpot,
+            ntpot_attainment_percentage: ntpot,
+            request_latency_attainment_percentage: latency,
         })
     }
 }

@@ -34,7 +34,6 @@ pub fn picker_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
     })
 }
 
-/// A fresh router for one job (the EPP's plugins keep state, so no sharing).
 /// Roughly how much a simulated request costs under `strategy`, relative to the
 /// baselines: the picker's scorers about double it (`cargo bench --bench des`).
 fn relative_cost(strategy: &StrategySpec) -> usize {
@@ -44,6 +43,7 @@ fn relative_cost(strategy: &StrategySpec) -> usize {
     }
 }
 
+/// A fresh router for one job (the EPP's plugins keep state, so no sharing).
 fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
     Ok(match strategy.router {
         RouterKind::Epp => Router::Epp(picker_config(strategy)?.scheduler),

@@ -48,8 +48,6 @@ use crate::sim::server::{Listen, LoraModule, SimServer, SimServerConfig, spawn};
 
 /// How long a fresh gateway may take to see every simulator with fresh metrics.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
-/// A send-schedule lag p99 above this (wall milliseconds) is worth a warning: the
-/// offered load was not quite the planned one.
 /// Pause between two looks at the gateway's view while waiting for it.
 const READY_POLL: Duration = Duration::from_millis(1);
 
