@@ -57,9 +57,33 @@ fn a_virtual_run_prints_the_comparison_and_writes_json_and_charts() {
     ] {
         assert!(out.join(file).is_file(), "{file} not written");
     }
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap()
+    };
+    let summary = read("summary.json");
     assert_eq!(summary["stages"].as_array().unwrap().len(), 2);
+    // The run summary holds both stages' requests, time and tokens.
+    let stages = [0, 1].map(|i| read(&format!("random/stage_{i}_lifecycle_metrics.json")));
+    let run = read("random/summary_lifecycle_metrics.json");
+    let sum = |path: &str| -> f64 {
+        stages
+            .iter()
+            .map(|s| s.pointer(path).unwrap().as_f64().unwrap())
+            .sum()
+    };
+    for path in [
+        "/load_summary/count",
+        "/benchmark_time_seconds",
+        "/successes/output_tokens/total",
+    ] {
+        let total = run.pointer(path).unwrap().as_f64().unwrap();
+        assert!(
+            (total - sum(path)).abs() < 1e-6 * total.max(1.0),
+            "{path}: {total} vs {}",
+            sum(path)
+        );
+    }
+    assert!(run["load_summary"].get("requested_rate").is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -40,6 +40,8 @@ use router::Routing;
 
 use hdrhistogram::Histogram;
 
+use super::recorder::Failure;
+
 use crate::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, EndpointState, Health};
 use crate::epp::endpoint::{Endpoint, EndpointLoad, EndpointMetrics, InFlightGuard};
 use crate::epp::scrape::DEFAULT_REFRESH_INTERVAL;
@@ -113,8 +115,8 @@ pub struct RequestRecord {
     pub cached_tokens: u32,
     /// `None` if it failed.
     pub finish_reason: Option<FinishReason>,
-    /// Why it failed: the router's or the engine's message (an HTTP error, live).
-    pub error: Option<String>,
+    /// Why it failed, as the gateway or the simulator would have answered live.
+    pub error: Option<Failure>,
 }
 
 /// One engine's totals over the run.
@@ -398,7 +400,10 @@ impl Sim<'_> {
         );
         let e = match picked {
             Ok(e) => e,
-            Err(error) => return self.fail(id, error),
+            Err(error) => {
+                let failure = Failure::http(error.status(), error.to_string().as_bytes());
+                return self.fail(id, failure);
+            }
         };
         self.records[id].endpoint = Some(e);
         // The gateway counts the request as it forwards it.
@@ -417,7 +422,8 @@ impl Sim<'_> {
         let replica = &mut self.replicas[e];
         if let Err(error) = replica.engine.add_request(new, now) {
             self.guards[id] = None;
-            return self.fail(id, error.to_string());
+            let failure = Failure::http(error.status(), error.to_string().as_bytes());
+            return self.fail(id, failure);
         }
         self.unfinished += 1;
         if !replica.busy {
@@ -425,7 +431,7 @@ impl Sim<'_> {
         }
     }
 
-    fn fail(&mut self, id: usize, error: String) {
+    fn fail(&mut self, id: usize, error: Failure) {
         let r = &mut self.records[id];
         r.done = Some(self.now);
         r.error = Some(error);

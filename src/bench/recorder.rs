@@ -9,6 +9,10 @@
 //! - Throughput: tokens and requests per second of the stage's span.
 //! - Goodput: requests meeting every SLO constraint, per second and as a share.
 //! - Schedule delay: actual send − planned send (0 in virtual time).
+//! - Achieved rate: requests / first-to-last send span.
+//!
+//! A run's summary appends its stages' recorders back to back
+//! ([`StageRecorder::append`]): histograms add, so its percentiles are exact.
 //!
 //! The JSON has the shape of inference-perf's `*_lifecycle_metrics.json` (its
 //! `reportgen/base.py`): `benchmark_time_seconds`, `load_summary` with
@@ -17,19 +21,20 @@
 //! `request_latency`, `prompt_tokens` and `by_label`; every distribution has `mean`,
 //! `min`, `max` and the percentiles `p0.1 p1 p5 p10 p25 median p75 p90 p95 p99 p99.9`
 //! (its default list). igw adds `prompt_len`, `prefix_cache_hit_rate` and a
-//! top-level `goodput` over all requests sent; `by_label` maps a label to its count
-//! (inference-perf also keeps up to 100 messages per label, which the client here
-//! does not collect).
+//! top-level `goodput` over all requests sent. `by_label` labels and groups failures
+//! as inference-perf does (see `failure`).
 //!
 //! Pure bookkeeping: no clock, no I/O. Times are [`Duration`]s the driver measured
 //! (wall time live, virtual time in the simulation); histograms hold microseconds.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+mod failure;
 mod summary;
+
+pub use failure::{Failure, FailureCounts, FailureKind, LabelCount, error_message};
 
 pub use summary::{
     Failures, Goodput, GoodputMetrics, Latencies, LoadSummary, StageSummary, Stats, Successes,
@@ -51,8 +56,8 @@ pub struct RequestSample {
     pub output_tokens: u64,
     /// Prompt tokens the server reported as served from its prefix cache.
     pub cached_tokens: u64,
-    /// Why the request failed, e.g. `"429 - ResourceExhausted"`; `None` on success.
-    pub error: Option<String>,
+    /// Why the request failed; `None` on success.
+    pub error: Option<Failure>,
 }
 
 /// Service-level objectives for goodput; unset constraints always pass.
@@ -95,7 +100,7 @@ pub struct StageRecorder {
     cached_tokens: u64,
     failed_prompt_tokens: u64,
     failed_cached_tokens: u64,
-    failures: BTreeMap<String, u64>,
+    failures: FailureCounts,
     first_sent: Option<Duration>,
     last_sent: Duration,
     last_done: Duration,
@@ -105,6 +110,16 @@ pub struct StageRecorder {
 fn histogram() -> Histogram<u64> {
     // 1 µs to ~2.8 hours at 3 significant digits; values outside are clamped.
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds are valid")
+}
+
+/// Adds `from`'s counts into `into`; both have [`histogram`]'s bounds, so nothing
+/// can fall outside, but a value that did would be clamped rather than lost.
+fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    if into.add(from).is_err() {
+        for v in from.iter_recorded() {
+            into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        }
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -132,7 +147,7 @@ impl StageRecorder {
             cached_tokens: 0,
             failed_prompt_tokens: 0,
             failed_cached_tokens: 0,
-            failures: BTreeMap::new(),
+            failures: FailureCounts::default(),
             first_sent: None,
             last_sent: Duration::ZERO,
             last_done: Duration::ZERO,
@@ -151,7 +166,7 @@ impl StageRecorder {
             .saturating_record(delay.min(u128::from(u64::MAX)) as u64);
         let e2e = s.done.saturating_sub(s.sent);
         if let Some(error) = &s.error {
-            *self.failures.entry(error.clone()).or_insert(0) += 1;
+            self.failures.add(error);
             self.failed_latency.saturating_record(micros(e2e));
             self.failed_prompt_tokens += s.prompt_tokens;
             self.failed_cached_tokens += s.cached_tokens;
@@ -202,23 +217,72 @@ impl StageRecorder {
 
     /// Adds inter-token gaps recorded elsewhere (microseconds, as here).
     pub fn add_itl(&mut self, gaps: &Histogram<u64>) {
-        // Both histograms have the same bounds, so adding cannot fail; clamp anyway.
-        if self.itl.add(gaps).is_err() {
-            for v in gaps.iter_recorded() {
-                self.itl
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        add(&mut self.itl, gaps);
+    }
+
+    /// Adds `next`, a later stage's recorder, as if its stage had begun when this one's
+    /// last response arrived: the stages back to back, as inference-perf runs them for
+    /// its `summary_lifecycle_metrics.json`. Both must share one SLO.
+    pub fn append(&mut self, next: &StageRecorder) {
+        debug_assert_eq!(self.slo, next.slo, "one run, one SLO");
+        let Some(next_first) = next.first_sent else {
+            return; // nothing was sent in `next`
+        };
+        let base = match self.first_sent {
+            Some(_) => self.last_done,
+            None => {
+                self.first_sent = Some(Duration::ZERO);
+                Duration::ZERO
             }
+        };
+        self.last_sent = base + next.last_sent.saturating_sub(next_first);
+        self.last_done = base + next.last_done.saturating_sub(next_first);
+        for (ours, theirs) in [
+            (&mut self.ttft, &next.ttft),
+            (&mut self.tpot, &next.tpot),
+            (&mut self.ntpot, &next.ntpot),
+            (&mut self.e2e, &next.e2e),
+            (&mut self.prompt_len, &next.prompt_len),
+            (&mut self.output_len, &next.output_len),
+            (&mut self.schedule_delay, &next.schedule_delay),
+            (&mut self.failed_latency, &next.failed_latency),
+        ] {
+            add(ours, theirs);
         }
+        self.add_itl(&next.itl);
+        self.successes += next.successes;
+        self.good += next.good;
+        self.good_tokens += next.good_tokens;
+        for (ours, theirs) in self.met.iter_mut().zip(next.met) {
+            *ours += theirs;
+        }
+        self.input_tokens += next.input_tokens;
+        self.output_tokens += next.output_tokens;
+        self.cached_tokens += next.cached_tokens;
+        self.failed_prompt_tokens += next.failed_prompt_tokens;
+        self.failed_cached_tokens += next.failed_cached_tokens;
+        self.failures.merge(&next.failures);
     }
 
     /// The stage's summary, with `requested_rate` as the load asked for.
     pub fn summary(&self, requested_rate: f64) -> StageSummary {
+        self.summarize(Some(requested_rate))
+    }
+
+    /// The summary of appended stages (see [`StageRecorder::append`]): no requested
+    /// rate, so no `send_duration`, `requested_rate` or `achieved_rate`, as in
+    /// inference-perf's run summary.
+    pub fn run_summary(&self) -> StageSummary {
+        self.summarize(None)
+    }
+
+    fn summarize(&self, requested_rate: Option<f64>) -> StageSummary {
         let span = self
             .last_done
             .saturating_sub(self.first_sent.unwrap_or_default())
             .as_secs_f64()
             .max(1e-9);
-        let failures: u64 = self.failures.values().sum();
+        let failures = self.failures.total();
         let count = self.successes + failures;
         let send_duration = self
             .last_sent
@@ -229,14 +293,17 @@ impl StageRecorder {
             load_summary: LoadSummary {
                 count,
                 schedule_delay: Stats::seconds(&self.schedule_delay),
-                send_duration,
+                send_duration: requested_rate.map(|_| send_duration),
                 requested_rate,
-                // n sends span n − 1 gaps; a single request has no rate of its own.
-                achieved_rate: if count > 1 && send_duration > 0.0 {
-                    (count - 1) as f64 / send_duration
-                } else {
-                    requested_rate
-                },
+                // inference-perf's definition: n over the first-to-last send span, 0
+                // when that span is empty.
+                achieved_rate: requested_rate.map(|_| {
+                    if send_duration > 0.0 {
+                        count as f64 / send_duration
+                    } else {
+                        0.0
+                    }
+                }),
             },
             successes: Successes {
                 count: self.successes,

@@ -16,8 +16,8 @@ use anyhow::Context;
 use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
 use super::plan::StagePlan;
 use super::progress::Progress;
-use super::recorder::{RequestSample, Slo, StageRecorder};
-use super::report::{BenchReport, PoolInfo, StrategyResult};
+use super::recorder::{Failure, RequestSample, Slo, StageRecorder};
+use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use crate::epp::config::{self, LoadedConfig};
 use crate::sim::engine::EngineConfig;
@@ -120,7 +120,10 @@ fn measure(report: &DesReport, slo: &Slo, replicas: usize) -> (StageRecorder, Ve
             cached_tokens: u64::from(r.cached_tokens),
             error: match (&r.error, r.done) {
                 (Some(e), _) => Some(e.clone()),
-                (None, None) => Some("unfinished".into()),
+                (None, None) => Some(Failure::other(
+                    "unfinished",
+                    "still in an engine when the simulation ended",
+                )),
                 (None, Some(_)) => None,
             },
         });
@@ -160,7 +163,7 @@ pub fn run(
     // the same for every strategy: built by the stage's first job, cloned by the rest.
     let inputs: Vec<OnceLock<Vec<DesRequest>>> = plans.iter().map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<StrategyResult>>>> = (0..jobs.len())
+    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Measured>>>> = (0..jobs.len())
         .map(|_| std::sync::Mutex::new(None))
         .collect();
     std::thread::scope(|scope| {
@@ -175,17 +178,20 @@ pub fn run(
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let (recorder, per_endpoint) =
                             measure(&report, &slo, scenario.pool.replicas);
-                        Ok(StrategyResult {
-                            strategy: names[s].clone(),
-                            summary: recorder.summary(plan.stage.rate),
-                            requests_per_endpoint: per_endpoint,
-                            send_lag: None,
+                        Ok(Measured {
+                            result: StrategyResult {
+                                strategy: names[s].clone(),
+                                summary: recorder.summary(plan.stage.rate),
+                                requests_per_endpoint: per_endpoint,
+                                send_lag: None,
+                            },
+                            recorder,
                         })
                     });
                     bars[stage][s].finish_with_message(match &result {
-                        Ok(r) => format!(
+                        Ok(m) => format!(
                             "p90 e2e {:.2} s",
-                            r.summary.successes.latency.request_latency.p90
+                            m.result.summary.successes.latency.request_latency.p90
                         ),
                         Err(_) => "failed".into(),
                     });

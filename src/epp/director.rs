@@ -132,11 +132,7 @@ impl Director {
             })
             .collect();
         if candidates.is_empty() {
-            return Err(EppError::ServiceUnavailable(
-                "failed to find endpoint candidates for serving the request: no endpoint has \
-                 fresh metrics"
-                    .into(),
-            ));
+            return Err(EppError::no_fresh_candidates());
         }
         if should_shed(request.priority, self.detector.saturation(&candidates, now)) {
             return Err(EppError::ResourceExhausted(

@@ -51,6 +51,15 @@ impl EppError {
         }
     }
 
+    /// No endpoint has metrics fresh enough to route on (GIE's wording, 503).
+    pub fn no_fresh_candidates() -> EppError {
+        EppError::ServiceUnavailable(
+            "failed to find endpoint candidates for serving the request: no endpoint has fresh \
+             metrics"
+                .into(),
+        )
+    }
+
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
         matches!(

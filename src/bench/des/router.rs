@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng};
 use super::DesRequest;
 use crate::epp::datastore::EndpointState;
 use crate::epp::endpoint::Candidate;
+use crate::epp::error::EppError;
 use crate::epp::request::{ApiKind, LlmRequest};
 use crate::epp::scheduler::{CycleState, Scheduler, SchedulingContext};
 
@@ -98,7 +99,7 @@ impl Routing {
         states: &[EndpointState],
         now: Duration,
         staleness_threshold: Duration,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, EppError> {
         let n = states.len();
         match &self.router {
             Router::RoundRobin => {
@@ -132,11 +133,7 @@ impl Routing {
                     }
                 }
                 if self.candidates.is_empty() {
-                    return Err(
-                        "failed to find endpoint candidates for serving the request: \
-                                no endpoint has fresh metrics"
-                            .into(),
-                    );
+                    return Err(EppError::no_fresh_candidates());
                 }
                 let r = &mut self.request;
                 r.request_id.clear();
@@ -149,9 +146,7 @@ impl Routing {
                 self.text.prompt_bytes(&request.prompt, &mut r.prefix_bytes);
                 r.body_len = r.prefix_bytes.len();
                 let mut ctx = SchedulingContext::new(now, &mut self.rng, &mut self.cycle);
-                let result = scheduler
-                    .schedule(&self.request, &self.candidates, &mut ctx)
-                    .map_err(|e| e.to_string())?;
+                let result = scheduler.schedule(&self.request, &self.candidates, &mut ctx)?;
                 let target = result.target();
                 scheduler.on_scheduled(&self.request, &self.candidates[target], &mut self.cycle);
                 Ok(self.rows[target])

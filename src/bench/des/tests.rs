@@ -273,11 +273,12 @@ fn refusals_and_missing_candidates_are_recorded_not_lost() {
     reqs[1].prompt = vec![42; 9_000]; // longer than max_model_len
     let report = simulate(&pool(2), Router::RoundRobin, &reqs).unwrap();
     let r = &report.records[1];
+    // As the simulator's server would answer: 400, its message, vLLM's wording.
+    let error = r.error.as_ref().unwrap();
+    assert_eq!(error.label(), "400 - Context Window");
     assert!(
-        r.error
-            .as_deref()
-            .unwrap()
-            .contains("maximum context length")
+        error.message.contains("maximum context length"),
+        "{error:?}"
     );
     assert_eq!(r.done, Some(r.arrival));
     assert_eq!(report.finished, 2);
@@ -288,13 +289,15 @@ fn refusals_and_missing_candidates_are_recorded_not_lost() {
     let reqs = workload(9, 2, Duration::from_secs(3), 10, 5);
     let report = simulate(&stale, Router::Epp(gie_default().scheduler), &reqs).unwrap();
     assert!(report.records[0].error.is_none());
+    // As the gateway would answer: 503 with GIE's plain-text body.
+    let error = report.records[1].error.as_ref().unwrap();
+    assert_eq!(error.label(), "503 - Service Unavailable");
     assert!(
-        report.records[1]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("fresh metrics")
+        error
+            .message
+            .starts_with("inference error: ServiceUnavailable - ")
     );
+    assert!(error.message.contains("fresh metrics"), "{error:?}");
 }
 
 #[test]

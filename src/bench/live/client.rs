@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
 use crate::bench::plan::StagePlan;
-use crate::bench::recorder::{RequestSample, Slo, StageRecorder};
+use crate::bench::recorder::{Failure, RequestSample, Slo, StageRecorder, error_message};
 use crate::bench::workload::{ChatMessage, PromptText, WorkloadRequest};
 use crate::epp::proxy::SERVED_HEADER;
 
@@ -226,7 +226,11 @@ pub async fn run_stage(
     let mut requests = Vec::with_capacity(tasks.len());
     for (task, p) in tasks.into_iter().zip(&plan.requests) {
         requests.push(task.await.unwrap_or_else(|_| Sent {
-            sample: failed(p.at, p.at, "client - task failed"),
+            sample: failed(
+                p.at,
+                p.at,
+                Failure::other("client error", "the request task failed"),
+            ),
             itl: Vec::new(),
             served_by: None,
             lag: Duration::ZERO,
@@ -289,7 +293,7 @@ async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) 
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(payload);
     match request.send().await {
-        Err(e) => m.error = Some(label(&e)),
+        Err(e) => m.error = Some(transport_failure(&e)),
         Ok(resp) => {
             m.served_by = resp
                 .headers()
@@ -300,13 +304,9 @@ async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) 
             if status.is_success() {
                 read_stream(resp, &mut m).await;
             } else {
-                m.error = Some(format!(
-                    "{} - {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("Unknown")
-                ));
-                // Drain so the connection can be reused; its content is not needed.
-                let _ = resp.bytes().await;
+                // The body says why (it also drains the connection for reuse).
+                let body = error_body(resp).await;
+                m.error = Some(Failure::http(status.as_u16(), &body));
             }
         }
     }
@@ -325,9 +325,9 @@ async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
             Ok(b) => b,
             Err(e) => {
                 m.error = Some(if e.is_timeout() {
-                    "timeout".into()
+                    Failure::timeout()
                 } else {
-                    "connection - closed".into()
+                    Failure::connection(format!("the response stream broke: {}", chain(&e)))
                 });
                 return;
             }
@@ -348,7 +348,12 @@ async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
                     }
                 }
                 Event::Error => {
-                    m.error.get_or_insert_with(|| "stream - error".into());
+                    m.error.get_or_insert_with(|| {
+                        Failure::other(
+                            "stream error",
+                            error_message(&String::from_utf8_lossy(data)),
+                        )
+                    });
                 }
                 Event::Other => {}
             }
@@ -370,7 +375,7 @@ struct Measure<'a> {
     itl: Vec<Duration>,
     usage: Option<super::sse::Usage>,
     served_by: Option<String>,
-    error: Option<String>,
+    error: Option<Failure>,
 }
 
 impl<'a> Measure<'a> {
@@ -433,7 +438,7 @@ impl<'a> Measure<'a> {
 }
 
 /// A request that never got going, at pool times `sent` and `done`.
-fn failed(sent: Duration, done: Duration, label: &str) -> RequestSample {
+fn failed(sent: Duration, done: Duration, failure: Failure) -> RequestSample {
     RequestSample {
         scheduled: sent,
         sent,
@@ -442,33 +447,62 @@ fn failed(sent: Duration, done: Duration, label: &str) -> RequestSample {
         prompt_tokens: 0,
         output_tokens: 0,
         cached_tokens: 0,
-        error: Some(label.to_string()),
+        error: Some(failure),
     }
 }
 
-/// The failure label of a request that got no response.
-fn label(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timeout".into();
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            return match io.kind() {
-                K::ConnectionRefused => "connection - refused".into(),
-                K::ConnectionReset => "connection - reset".into(),
-                K::ConnectionAborted => "connection - aborted".into(),
-                K::TimedOut => "timeout".into(),
-                K::AddrNotAvailable => "connection - address not available".into(),
-                _ => "connection - failed".into(),
-            };
+/// Bytes of an error answer's body kept for its message; the rest is not read.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+/// The start of an error answer's body (empty if it cannot be read).
+async fn error_body(resp: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == ERROR_BODY_LIMIT {
+            break;
         }
-        source = err.source();
     }
-    if e.is_connect() {
-        "connection - failed".into()
+    body
+}
+
+/// Why a request got no response: a timeout, a connection failure, or else.
+fn transport_failure(e: &reqwest::Error) -> Failure {
+    let timed_out = e.is_timeout()
+        || sources(e).any(|err| {
+            err.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        });
+    if timed_out {
+        Failure::timeout()
+    } else if e.is_connect() || sources(e).any(|err| err.is::<std::io::Error>()) {
+        Failure::connection(chain(e))
     } else {
-        "request - failed".into()
+        Failure::other("request error", chain(e))
     }
+}
+
+/// `e` and the errors under it, outermost first.
+fn sources<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| err.source())
+}
+
+/// Every message in `e`'s chain, joined with `: ` (a message its parent already
+/// repeats is left out).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    for err in sources(e) {
+        let message = err.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }

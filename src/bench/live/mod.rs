@@ -39,7 +39,7 @@ use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::Slo;
-use super::report::{BenchReport, PoolInfo, SEND_LAG_WARN_MS, SendLag, StrategyResult};
+use super::report::{BenchReport, Measured, PoolInfo, SEND_LAG_WARN_MS, SendLag, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
 use crate::epp::config::{self, LoadedConfig};
@@ -73,8 +73,9 @@ fn result(
     slo: &Slo,
     per_endpoint: Vec<u64>,
     bar: &ProgressBar,
-) -> StrategyResult {
-    let summary = outcome.recorder(slo).summary(plan.stage.rate);
+) -> Measured {
+    let recorder = outcome.recorder(slo);
+    let summary = recorder.summary(plan.stage.rate);
     let lag = outcome.lag_micros();
     let ms = |micros: u64| micros as f64 / 1e3;
     let send_lag = SendLag {
@@ -94,11 +95,14 @@ fn result(
         "p90 e2e {:.2} s · send lag p99 {lag_p99_ms:.1} ms",
         summary.successes.latency.request_latency.p90
     ));
-    StrategyResult {
-        strategy: name.to_string(),
-        summary,
-        requests_per_endpoint: per_endpoint,
-        send_lag: Some(send_lag),
+    Measured {
+        result: StrategyResult {
+            strategy: name.to_string(),
+            summary,
+            requests_per_endpoint: per_endpoint,
+            send_lag: Some(send_lag),
+        },
+        recorder,
     }
 }
 
@@ -157,7 +161,7 @@ async fn run_live(
     }
     let bars = progress.stage_bars(plans, &names);
     let slo = scenario.slo.slo();
-    let mut rows: Vec<Vec<Option<StrategyResult>>> = plans
+    let mut rows: Vec<Vec<Option<Measured>>> = plans
         .iter()
         .map(|_| strategies.iter().map(|_| None).collect())
         .collect();
@@ -195,7 +199,7 @@ async fn job(
     plan: &StagePlan,
     slo: &Slo,
     bar: &ProgressBar,
-) -> anyhow::Result<StrategyResult> {
+) -> anyhow::Result<Measured> {
     let name = strategy.display_name();
     if strategy.router == RouterKind::Target {
         // An external router runs in real time: nothing to start, nothing to speed up.

@@ -1,10 +1,10 @@
 //! The recorder's report types: one stage's summary in the shape of inference-perf's
 //! `*_lifecycle_metrics.json`, and the distributions inside it.
 
-use std::collections::BTreeMap;
-
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use super::FailureCounts;
 
 /// Distribution statistics; latencies in seconds, lengths in tokens. The
 /// percentiles are inference-perf's default list, named as it names them.
@@ -77,11 +77,14 @@ pub struct LoadSummary {
     pub count: u64,
     /// Actual send − planned send, seconds: how late the client sent.
     pub schedule_delay: Stats,
-    /// First send to last send, seconds.
-    pub send_duration: f64,
-    pub requested_rate: f64,
+    /// First send to last send, seconds (a stage's file only, as the two below).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_rate: Option<f64>,
     /// Requests sent per second of the send span (the rate the load generator kept).
-    pub achieved_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub achieved_rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -174,8 +177,9 @@ pub struct Failures {
     /// Send to failure, seconds; `null` when nothing failed.
     pub request_latency: Option<Stats>,
     pub prompt_tokens: TokenUsage,
-    /// Failed requests by `"<status> - <reason>"`.
-    pub by_label: BTreeMap<String, u64>,
+    /// Failed requests by inference-perf's label (`"429 - Rate Limit"`), with
+    /// their distinct messages.
+    pub by_label: FailureCounts,
 }
 
 /// igw's goodput: requests meeting every SLO among all requests sent (failures

@@ -33,8 +33,9 @@ fn definitions_follow_inference_perf() {
     assert_eq!(s.successes.prefix_cache_hit_rate, 0.5);
     // One request over a 1 s span.
     assert!((s.successes.throughput.output_tokens_per_sec - 10.0).abs() < 1e-9);
-    // One send has no rate of its own: the requested one stands.
-    assert_eq!(s.load_summary.achieved_rate, 1.0);
+    // One send spans no time: inference-perf writes an achieved rate of 0.
+    assert_eq!(s.load_summary.achieved_rate, Some(0.0));
+    assert_eq!(s.load_summary.requested_rate, Some(1.0));
 }
 
 #[test]
@@ -42,7 +43,10 @@ fn one_token_requests_have_no_tpot_and_failures_are_labelled() {
     let mut r = StageRecorder::new(Slo::default());
     r.record(&sample(0, 50, 50, 1));
     r.record(&RequestSample {
-        error: Some("429 - ResourceExhausted".into()),
+        error: Some(Failure::http(
+            429,
+            b"inference error: ResourceExhausted - system saturated",
+        )),
         first_token: None,
         ..sample(10, 0, 20, 0)
     });
@@ -50,7 +54,7 @@ fn one_token_requests_have_no_tpot_and_failures_are_labelled() {
     assert_eq!(s.successes.count, 1);
     assert_eq!(s.successes.latency.time_per_output_token, Stats::default());
     assert_eq!(s.failures.count, 1);
-    assert_eq!(s.failures.by_label["429 - ResourceExhausted"], 1);
+    assert_eq!(s.failures.by_label.count("429 - Rate Limit"), 1);
     assert_eq!(s.load_summary.count, 2);
 }
 
@@ -104,7 +108,7 @@ fn schedule_delay_is_how_late_each_request_left() {
 fn failures_keep_their_latency_and_prompt_tokens() {
     let mut r = StageRecorder::new(Slo::default());
     r.record(&RequestSample {
-        error: Some("503 - Service Unavailable".into()),
+        error: Some(Failure::http(503, b"busy")),
         first_token: None,
         ..sample(0, 0, 250, 0)
     });
@@ -125,9 +129,61 @@ fn achieved_rate_is_over_the_send_span_not_the_drain() {
         r.record(&sample(i * 100, i * 100 + 50, i * 100 + 5_000, 10));
     }
     let s = r.summary(10.0);
-    assert!((s.load_summary.achieved_rate - 10.0).abs() < 1e-9);
-    assert!((s.load_summary.send_duration - 0.9).abs() < 1e-9);
+    // inference-perf's definition: n over the first-to-last send span.
+    assert!((s.load_summary.achieved_rate.unwrap() - 10.0 / 0.9).abs() < 1e-9);
+    assert!((s.load_summary.send_duration.unwrap() - 0.9).abs() < 1e-9);
     assert!((s.successes.throughput.requests_per_sec - 10.0 / 5.9).abs() < 1e-9);
+}
+
+#[test]
+fn appended_stages_run_back_to_back() {
+    let slo = Slo {
+        ttft: Some(ms(200)),
+        ..Slo::default()
+    };
+    // Stage 0: two requests over a 2 s span. Stage 1 (its own clock from 0): one
+    // success and one failure over a 3 s span starting at 1 s.
+    let mut first = StageRecorder::new(slo.clone());
+    first.record(&sample(0, 100, 1_000, 10));
+    first.record(&sample(500, 900, 2_000, 10));
+    let mut second = StageRecorder::new(slo.clone());
+    second.record(&sample(1_000, 1_100, 4_000, 20));
+    second.record(&RequestSample {
+        error: Some(Failure::timeout()),
+        first_token: None,
+        ..sample(1_500, 0, 2_500, 0)
+    });
+    let mut all = StageRecorder::new(slo);
+    all.append(&first);
+    all.append(&second);
+    all.append(&StageRecorder::new(Slo {
+        ttft: Some(ms(200)),
+        ..Slo::default()
+    })); // an empty stage changes nothing
+
+    let s = all.run_summary();
+    assert!((s.benchmark_time_seconds - 5.0).abs() < 1e-9, "2 s + 3 s");
+    assert_eq!(s.load_summary.count, 4);
+    assert_eq!((s.successes.count, s.failures.count), (3, 1));
+    assert_eq!(s.failures.by_label.count("Timeout"), 1);
+    assert_eq!(s.successes.output_tokens.total, 40);
+    assert!((s.successes.throughput.output_tokens_per_sec - 40.0 / 5.0).abs() < 1e-9);
+    let l = &s.successes.latency;
+    assert!(
+        (l.time_to_first_token.max - 0.4).abs() < 1e-3,
+        "the slowest of both"
+    );
+    assert!((l.request_latency.min - 1.0).abs() < 1e-3);
+    // Goodput: two of three successes have TTFT ≤ 200 ms.
+    let g = s.successes.goodput_metrics.as_ref().expect("an SLO is set");
+    assert_eq!((g.good_requests, g.total_requests), (2, 3));
+    // A run summary has no single rate: the rate fields are left out, as
+    // inference-perf leaves them out of its summary file.
+    let json = serde_json::to_value(&s).unwrap();
+    let load = json["load_summary"].as_object().unwrap();
+    let mut keys: Vec<&str> = load.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["count", "schedule_delay"]);
 }
 
 #[test]

@@ -89,7 +89,7 @@ const THROUGHPUT: [Panel; 2] = [
     Panel {
         title: "request throughput",
         y_label: "achieved requests/s",
-        value: |s| Some(s.load_summary.achieved_rate),
+        value: |s| s.load_summary.achieved_rate,
         requested_line: true,
     },
 ];

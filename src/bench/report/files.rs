@@ -4,9 +4,10 @@
 //! - `<strategy>/stage_<N>_lifecycle_metrics.json`: one strategy's
 //!   [`StageSummary`](crate::bench::recorder::StageSummary) for stage `N` (0-based),
 //!   as inference-perf names its per-stage files, so its tooling reads them.
-//!   inference-perf also writes a `summary_lifecycle_metrics.json` over all stages;
-//!   that aggregate needs the raw samples (percentiles do not combine), which a
-//!   report no longer has, so it is not written.
+//! - `<strategy>/summary_lifecycle_metrics.json`: the same over every stage, as
+//!   inference-perf's run summary. Each stage runs on a cold pool of its own, so the
+//!   run's time base is the stages back to back (the sum of their spans), where
+//!   inference-perf measures one server from the first send to the last response.
 //! - `latency_vs_qps.svg` and `throughput_vs_qps.svg`: every strategy against the
 //!   requested rate (see `chart.rs`).
 //!
@@ -75,9 +76,17 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     put(dir.join("summary.json"), &json(report)?, &mut written)?;
-    for (name, slug) in report.strategies.iter().zip(slugs(&report.strategies)) {
+    let folders = report.strategies.iter().zip(slugs(&report.strategies));
+    for (i, (name, slug)) in folders.enumerate() {
         let folder = dir.join(slug);
         std::fs::create_dir_all(&folder)?;
+        if let Some(overall) = report.overall.get(i) {
+            put(
+                folder.join("summary_lifecycle_metrics.json"),
+                &json(overall)?,
+                &mut written,
+            )?;
+        }
         for stage in &report.stages {
             let Some(result) = stage.results.iter().find(|r| r.strategy == *name) else {
                 continue;

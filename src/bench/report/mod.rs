@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::plan::StagePlan;
-use super::recorder::StageSummary;
+use super::recorder::{StageRecorder, StageSummary};
 use super::scenario::Scenario;
 
 mod chart;
@@ -42,6 +42,18 @@ pub struct BenchReport {
     /// Strategy names in column order.
     pub strategies: Vec<String>,
     pub stages: Vec<StageReport>,
+    /// One per strategy, in [`BenchReport::strategies`] order: every stage back to
+    /// back, written as inference-perf's `summary_lifecycle_metrics.json` (not part of
+    /// `summary.json`, whose stages already say it all).
+    #[serde(skip)]
+    pub overall: Vec<StageSummary>,
+}
+
+/// What one job measured: its result and the recorder behind it, kept until the run's
+/// overall summary has been made.
+pub struct Measured {
+    pub result: StrategyResult,
+    pub recorder: StageRecorder,
 }
 
 /// The pool the run used (as the scenario stated it; `target` runs know only the URL).
@@ -104,16 +116,30 @@ impl BenchReport {
         mode: &str,
         pool: PoolInfo,
         strategies: Vec<String>,
-        rows: Vec<Vec<StrategyResult>>,
+        rows: Vec<Vec<Measured>>,
     ) -> BenchReport {
+        // Stage order, so the same run appends the same way (failure messages keep
+        // the order they were first seen in).
+        let slo = scenario.slo.slo();
+        let mut overall: Vec<StageRecorder> = strategies
+            .iter()
+            .map(|_| StageRecorder::new(slo.clone()))
+            .collect();
         let stages = plans
             .iter()
             .zip(rows)
-            .map(|(plan, results)| StageReport {
+            .map(|(plan, row)| StageReport {
                 stage: plan.index,
                 rate: plan.stage.rate,
                 duration_seconds: plan.stage.duration.as_secs_f64(),
-                results,
+                results: row
+                    .into_iter()
+                    .zip(&mut overall)
+                    .map(|(m, all)| {
+                        all.append(&m.recorder);
+                        m.result
+                    })
+                    .collect(),
             })
             .collect();
         let baseline = if mode == "target" {
@@ -130,6 +156,7 @@ impl BenchReport {
             baseline,
             strategies,
             stages,
+            overall: overall.iter().map(StageRecorder::run_summary).collect(),
         }
     }
 

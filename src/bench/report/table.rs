@@ -29,7 +29,7 @@ fn latency(s: &StageSummary, v: f64) -> Option<f64> {
 pub(super) const METRICS: &[Metric] = &[
     Metric {
         label: "achieved (req/s)",
-        value: |s| Some(s.load_summary.achieved_rate),
+        value: |s| s.load_summary.achieved_rate,
         integer: false,
     },
     Metric {
@@ -165,7 +165,11 @@ fn failure_lines(report: &BenchReport) -> Vec<String> {
             if labels.is_empty() {
                 continue;
             }
-            let why: Vec<String> = labels.iter().map(|(l, n)| format!("{n} × {l}")).collect();
+            let why: Vec<String> = labels
+                .by_count()
+                .iter()
+                .map(|(label, c)| format!("{} × {label}", c.count))
+                .collect();
             lines.push(format!(
                 "failed at {} req/s, {}: {}",
                 rate(stage.rate),

@@ -1,13 +1,13 @@
 //! Tests of the report's table and files on a small hand-made report: two stages,
 //! three strategies, `random` the baseline.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::table::{number, rate, ratio, ratio_text};
 use super::*;
 use crate::bench::recorder::{
-    Failures, Goodput, Latencies, LoadSummary, Stats, Successes, Throughput, TokenUsage,
+    Failure, FailureCounts, Failures, Goodput, Latencies, LoadSummary, Stats, Successes,
+    Throughput, TokenUsage,
 };
 
 /// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.
@@ -45,9 +45,9 @@ fn summary(requested: f64, scale: f64) -> StageSummary {
         load_summary: LoadSummary {
             count: (requested * 10.0) as u64,
             schedule_delay: Stats::default(),
-            send_duration: 10.0,
-            requested_rate: requested,
-            achieved_rate: requested * 0.98,
+            send_duration: Some(10.0),
+            requested_rate: Some(requested),
+            achieved_rate: Some(requested * 0.98),
         },
         successes: Successes {
             count: (requested * 10.0) as u64,
@@ -84,7 +84,7 @@ fn summary(requested: f64, scale: f64) -> StageSummary {
                 uncached: Some(0),
                 distribution: None,
             },
-            by_label: BTreeMap::new(),
+            by_label: FailureCounts::default(),
         },
         goodput: Goodput {
             requests_per_sec: requested * 0.9,
@@ -132,6 +132,10 @@ fn report() -> BenchReport {
         baseline: "random".into(),
         strategies: STRATEGIES.iter().map(|s| s.0.to_string()).collect(),
         stages,
+        overall: STRATEGIES
+            .iter()
+            .map(|&(_, scale)| summary(20.0, scale))
+            .collect(),
     }
 }
 
@@ -196,12 +200,16 @@ fn failures_are_listed_with_their_reasons() {
     let mut r = report();
     let f = &mut r.stages[1].results[2].summary.failures;
     f.count = 3;
-    f.by_label.insert("connection - refused".into(), 2);
-    f.by_label.insert("503 - Service Unavailable".into(), 1);
+    f.by_label.add(&Failure::http(503, b"no endpoint"));
+    for _ in 0..2 {
+        f.by_label.add(&Failure::connection(
+            "tcp connect error: Connection refused",
+        ));
+    }
     let text = comparison_table(&r);
     assert!(
         text.contains(
-            "failed at 30 req/s, random: 1 × 503 - Service Unavailable, 2 × connection - refused"
+            "failed at 30 req/s, random: 2 × Connection Error, 1 × 503 - Service Unavailable"
         ),
         "{text}"
     );
@@ -254,13 +262,14 @@ fn write_is_byte_deterministic() {
         "summary.json",
         "epp-igw-default/stage_0_lifecycle_metrics.json",
         "random/stage_1_lifecycle_metrics.json",
+        "random/summary_lifecycle_metrics.json",
         "latency_vs_qps.svg",
         "throughput_vs_qps.svg",
     ] {
         assert!(rel_a.contains(&PathBuf::from(expected)), "{expected}");
     }
-    // 1 summary + 3 strategies × 2 stages + 2 charts.
-    assert_eq!(rel_a.len(), 9);
+    // 1 summary + 3 strategies × (2 stages + their run summary) + 2 charts.
+    assert_eq!(rel_a.len(), 12);
     for (fa, fb) in files_a.iter().zip(&files_b) {
         let (x, y) = (std::fs::read(fa).unwrap(), std::fs::read(fb).unwrap());
         assert_eq!(x, y, "{} differs", fa.display());

@@ -115,6 +115,20 @@ pub enum AddError {
     ExceedsKvCapacity { needed: usize, capacity: usize },
 }
 
+impl AddError {
+    /// The HTTP status the simulator's server answers with: 400 when the request
+    /// itself cannot be served, 500 for what its own validation should have caught
+    /// earlier (a duplicate id, no output asked for).
+    pub fn status(&self) -> u16 {
+        match self {
+            AddError::TooLong { .. }
+            | AddError::ExceedsKvCapacity { .. }
+            | AddError::EmptyPrompt => 400,
+            AddError::DuplicateId(_) | AddError::NoOutput => 500,
+        }
+    }
+}
+
 /// Something a step produced, visible at the step's end time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineEvent {

@@ -72,13 +72,21 @@ pub async fn submit(driver: &DriverHandle, request: NewRequest) -> Result<Runnin
 
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
-        SubmitError::Rejected(
-            e @ (AddError::ExceedsKvCapacity { .. } | AddError::TooLong { .. }),
-        ) => ApiError::bad_request(e.to_string()).with_param("prompt"),
-        SubmitError::Rejected(AddError::EmptyPrompt) => {
-            ApiError::bad_request("The prompt cannot be empty.").with_param("prompt")
+        SubmitError::Rejected(e) => {
+            let status = axum::http::StatusCode::from_u16(e.status())
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            match e {
+                AddError::EmptyPrompt => {
+                    ApiError::new(status, "The prompt cannot be empty.").with_param("prompt")
+                }
+                AddError::ExceedsKvCapacity { .. } | AddError::TooLong { .. } => {
+                    ApiError::new(status, e.to_string()).with_param("prompt")
+                }
+                AddError::DuplicateId(_) | AddError::NoOutput => {
+                    ApiError::new(status, e.to_string())
+                }
+            }
         }
-        SubmitError::Rejected(e) => ApiError::internal(e.to_string()),
         SubmitError::Stopped => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "The server is shutting down.",
