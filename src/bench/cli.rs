@@ -29,8 +29,8 @@ pub struct BenchOptions {
     /// scenario's traffic; nothing is started, the strategies are ignored.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Where to write the report (default: the scenario's `output.dir`, else
-    /// bench-results/<scenario name>).
+    /// Where to write the report (default: the scenario's `output.dir`, else a
+    /// directory named after the scenario under bench-results/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Override the scenario's seed.

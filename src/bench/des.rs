@@ -9,10 +9,12 @@
 //! it has work, exactly as `igw sim serve`'s driver runs it (DESIGN invariant 2).
 //!
 //! Lag is modelled (DESIGN invariant 6). Every scrape interval (50 ms by default, the
-//! first at time 0) each endpoint's [`EndpointMetrics`] are rebuilt from its engine's
-//! gauges, stamped with the tick's time, and published as the live scraper and
-//! datastore do: `scrape_started` then `metrics_refreshed` on the endpoint's
-//! [`EndpointLoad`], so "sent since scrape" restarts there. A scrape is taken as
+//! first at time 0) each endpoint's metrics
+//! ([`EndpointMetrics`](crate::epp::endpoint::EndpointMetrics)) are rebuilt from its
+//! engine's gauges, stamped with the tick's time, and published as the live scraper
+//! and datastore do: `scrape_started` then `metrics_refreshed` on the endpoint's
+//! [`EndpointLoad`](crate::epp::endpoint::EndpointLoad), so "sent since scrape"
+//! restarts there. A scrape is taken as
 //! instantaneous. Between ticks the EPP sees only those numbers plus its own load
 //! counters, which count a request from its routing until its last token is delivered
 //! (the live gateway's in-flight guard). The baselines ignore metrics.
@@ -26,24 +28,25 @@
 //! No I/O, no tokio, no clock reads: times are [`Duration`]s since the run's start.
 
 mod router;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use router::Router;
 use router::Routing;
+use snapshot::{endpoint_state, metrics_of};
 
 use hdrhistogram::Histogram;
 
 use super::recorder::Failure;
 
 use crate::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, EndpointState, Health};
-use crate::epp::endpoint::{Endpoint, EndpointLoad, EndpointMetrics, InFlightGuard};
+use crate::epp::endpoint::InFlightGuard;
 use crate::epp::scrape::DEFAULT_REFRESH_INTERVAL;
 use crate::sim::engine::{Engine, EngineConfig, EngineEvent, NewRequest, StepResult};
 use crate::sim::metrics::FinishReason;
@@ -152,6 +155,14 @@ pub struct DesReport {
     /// Gaps between consecutive visible tokens of each request, microseconds (the
     /// inter-token latency a streaming client would see).
     pub inter_token: Histogram<u64>,
+    /// The same for the requests of each LoRA adapter, adapters in name order (none
+    /// without adapters).
+    pub inter_token_by_adapter: Vec<(Arc<str>, Histogram<u64>)>,
+}
+
+/// A histogram of inter-token gaps: 1 µs to ~2.8 hours at 3 significant digits.
+fn gap_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds are valid")
 }
 
 /// Why a run could not start.
@@ -207,6 +218,25 @@ pub fn simulate(
             error: None,
         })
         .collect();
+    // Inter-token gaps are kept per adapter ("slot" 0: the base model) for the
+    // per-adapter reports; a pool without adapters keeps one histogram.
+    let mut adapters: Vec<Arc<str>> = requests.iter().filter_map(|r| r.lora.clone()).collect();
+    adapters.sort();
+    adapters.dedup();
+    let slot_of = if adapters.is_empty() {
+        Vec::new()
+    } else {
+        requests
+            .iter()
+            .map(|r| {
+                r.lora.as_ref().map_or(0, |name| {
+                    1 + adapters
+                        .binary_search(name)
+                        .expect("every adapter is listed") as u16
+                })
+            })
+            .collect()
+    };
     let sim = Sim {
         now: Duration::ZERO,
         queue: EventQueue::default(),
@@ -216,8 +246,9 @@ pub fn simulate(
         guards: (0..requests.len()).map(|_| None).collect(),
         last_token: vec![Duration::ZERO; requests.len()],
         previous: Vec::new(),
-        inter_token: Histogram::new_with_bounds(1, 10_000_000_000, 3)
-            .expect("static bounds are valid"),
+        inter_token: (0..=adapters.len()).map(|_| gap_histogram()).collect(),
+        adapters,
+        slot_of,
         requests,
         order,
         next_arrival: 0,
@@ -228,22 +259,6 @@ pub fn simulate(
         pool,
     };
     Ok(sim.run())
-}
-
-/// The endpoint that stands for engine `i`: named like a pod, on a made-up address
-/// (nothing connects to it), never scraped yet.
-fn endpoint_state(i: usize) -> EndpointState {
-    let port = 8000 + (i % 50_000) as u16;
-    EndpointState {
-        endpoint: Arc::new(Endpoint {
-            name: format!("des-{i}"),
-            address: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), port)),
-        }),
-        load: Arc::new(EndpointLoad::default()),
-        metrics: None,
-        health: Health::Pending,
-        last_error: None,
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -318,7 +333,12 @@ struct Sim<'a> {
     last_token: Vec<Duration>,
     /// Per event of the step being delivered, `last_token` of its request.
     previous: Vec<Duration>,
-    inter_token: Histogram<u64>,
+    /// Inter-token gaps per slot: 0 the base model, `1 + i` adapter `adapters[i]`.
+    inter_token: Vec<Histogram<u64>>,
+    /// The LoRA adapters the requests name, sorted.
+    adapters: Vec<Arc<str>>,
+    /// Per request: its slot in `inter_token` (empty when there are no adapters).
+    slot_of: Vec<u16>,
     /// Requests inside engines.
     unfinished: usize,
     scrapes: u64,
@@ -367,13 +387,21 @@ impl Sim<'_> {
                 t
             })
             .collect();
+        let mut slots = self.inter_token.into_iter();
+        let mut inter_token = slots.next().expect("slot 0 always exists");
+        let inter_token_by_adapter: Vec<_> = self.adapters.into_iter().zip(slots).collect();
+        for (_, gaps) in &inter_token_by_adapter {
+            // Same bounds, so adding cannot fail.
+            let _ = inter_token.add(gaps);
+        }
         DesReport {
             records: self.records,
             engines,
             end: self.now,
             scrapes: self.scrapes,
             finished: self.finished,
-            inter_token: self.inter_token,
+            inter_token,
+            inter_token_by_adapter,
         }
     }
 
@@ -476,8 +504,9 @@ impl Sim<'_> {
                 EngineEvent::Finished { .. } => Duration::ZERO,
             }));
         // Most requests in a step share one gap (they also ran in the previous
-        // step): equal gaps are recorded as one run, not one by one.
-        let mut gap_run: Option<(u64, u64)> = None;
+        // step): equal gaps of one slot are recorded as one run, not one by one.
+        let mut gap_run: Option<(usize, u64, u64)> = None;
+        let by_adapter = !self.slot_of.is_empty();
         for (event, &previous) in r.events.iter().zip(&self.previous) {
             match *event {
                 EngineEvent::Token { id, index, .. } => {
@@ -487,13 +516,18 @@ impl Sim<'_> {
                     } else if index > 0 {
                         let gap = now.saturating_sub(previous);
                         let micros = gap.as_micros().clamp(1, u64::MAX as u128) as u64;
+                        let slot = if by_adapter {
+                            usize::from(self.slot_of[id as usize])
+                        } else {
+                            0
+                        };
                         gap_run = match gap_run {
-                            Some((v, n)) if v == micros => Some((v, n + 1)),
-                            Some((v, n)) => {
-                                self.inter_token.saturating_record_n(v, n);
-                                Some((micros, 1))
+                            Some((k, v, n)) if k == slot && v == micros => Some((k, v, n + 1)),
+                            Some((k, v, n)) => {
+                                self.inter_token[k].saturating_record_n(v, n);
+                                Some((slot, micros, 1))
                             }
-                            None => Some((micros, 1)),
+                            None => Some((slot, micros, 1)),
                         };
                     }
                     self.last_token[id as usize] = now;
@@ -518,8 +552,8 @@ impl Sim<'_> {
                 }
             }
         }
-        if let Some((v, n)) = gap_run {
-            self.inter_token.saturating_record_n(v, n);
+        if let Some((k, v, n)) = gap_run {
+            self.inter_token[k].saturating_record_n(v, n);
         }
         let events = std::mem::take(&mut r.events);
         r.engine.recycle_events(events);
@@ -540,24 +574,5 @@ impl Sim<'_> {
         for state in &self.states {
             state.load.metrics_refreshed();
         }
-    }
-}
-
-/// What the scraper would extract from the engine's `/metrics` at `now`: vLLM's
-/// gauges, `lora_requests_info` and `cache_config_info`, mapped as the vLLM engine spec
-/// maps them.
-fn metrics_of(engine: &Engine, now: Duration) -> EndpointMetrics {
-    let g = engine.gauges();
-    let c = engine.config();
-    EndpointMetrics {
-        waiting_queue_size: g.num_requests_waiting as u64,
-        running_requests: g.num_requests_running as u64,
-        kv_cache_usage: g.kv_cache_usage_perc.min(1.0),
-        active_adapters: g.running_lora_adapters,
-        waiting_adapters: g.waiting_lora_adapters,
-        max_active_adapters: c.max_loras as u32,
-        cache_block_size: Some(c.block_size as u32),
-        cache_num_blocks: Some(c.num_blocks as u64),
-        updated_at: now,
     }
 }

@@ -31,9 +31,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+mod adapters;
 mod failure;
 mod summary;
 
+pub use adapters::{RunSummary, StageRecorders};
 pub use failure::{Failure, FailureCounts, FailureKind, LabelCount, error_message};
 
 pub use summary::{

@@ -16,7 +16,7 @@ use anyhow::Context;
 use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
 use super::plan::StagePlan;
 use super::progress::Progress;
-use super::recorder::{Failure, RequestSample, Slo, StageRecorder};
+use super::recorder::{Failure, RequestSample, Slo, StageRecorders};
 use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use crate::epp::config::{self, LoadedConfig};
@@ -100,16 +100,22 @@ fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
         .collect()
 }
 
-/// One job's measurements.
-fn measure(report: &DesReport, slo: &Slo, replicas: usize) -> (StageRecorder, Vec<u64>) {
-    let mut recorder = StageRecorder::new(slo.clone());
+/// One job's measurements; `input` is what the simulation ran, in the same order as
+/// the report's records.
+fn measure(
+    report: &DesReport,
+    input: &[DesRequest],
+    slo: &Slo,
+    replicas: usize,
+) -> (StageRecorders, Vec<u64>) {
+    let mut recorders = StageRecorders::new(slo.clone());
     let mut per_endpoint = vec![0u64; replicas];
-    for r in &report.records {
+    for (r, request) in report.records.iter().zip(input) {
         if let Some(e) = r.endpoint {
             per_endpoint[e] += 1;
         }
         let done = r.done.unwrap_or(report.end);
-        recorder.record(&RequestSample {
+        let sample = RequestSample {
             // The simulation sends every request exactly on time.
             scheduled: r.arrival,
             sent: r.arrival,
@@ -126,10 +132,14 @@ fn measure(report: &DesReport, slo: &Slo, replicas: usize) -> (StageRecorder, Ve
                 )),
                 (None, Some(_)) => None,
             },
-        });
+        };
+        recorders.record(&sample, request.lora.as_deref());
     }
-    recorder.add_itl(&report.inter_token);
-    (recorder, per_endpoint)
+    recorders.all.add_itl(&report.inter_token);
+    for (adapter, gaps) in &report.inter_token_by_adapter {
+        recorders.add_adapter_itl(adapter, gaps);
+    }
+    (recorders, per_endpoint)
 }
 
 /// Runs the scenario's plan in virtual time with up to `threads` jobs at once.
@@ -176,16 +186,16 @@ pub fn run(
                         let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));
                         let report = simulate(&pool, router, input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
-                        let (recorder, per_endpoint) =
-                            measure(&report, &slo, scenario.pool.replicas);
+                        let (recorders, per_endpoint) =
+                            measure(&report, input, &slo, scenario.pool.replicas);
                         Ok(Measured {
                             result: StrategyResult {
                                 strategy: names[s].clone(),
-                                summary: recorder.summary(plan.stage.rate),
+                                summary: recorders.all.summary(plan.stage.rate),
                                 requests_per_endpoint: per_endpoint,
                                 send_lag: None,
                             },
-                            recorder,
+                            recorders,
                         })
                     });
                     bars[stage][s].finish_with_message(match &result {

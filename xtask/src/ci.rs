@@ -22,6 +22,8 @@ pub const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
+    // Dead doc links are errors (the crate's `[lints.rustdoc]`).
+    &["cargo", "doc", "--workspace", "--no-deps"],
     // The README's test command, character for character.
     &["cargo", "test", "--workspace"],
 ];

@@ -20,7 +20,7 @@ usage: cargo xtask <task>
 
 tasks:
   tidy    check the repository's conventions (also run by `cargo test --workspace`)
-  ci      run what CI runs: fetch --locked, fmt check, clippy -D warnings, tests
+  ci      run what CI runs: fetch --locked, fmt check, clippy -D warnings, doc, tests
   gen-sharegpt
           regenerate testdata/sharegpt/sample.json (the bundled ShareGPT sample)
 ";

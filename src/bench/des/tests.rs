@@ -349,3 +349,36 @@ fn prompt_bytes_through_one_cache_match_the_decoded_text() {
         assert_eq!(bytes, crate::sim::tokens::decode(ids).into_bytes());
     }
 }
+
+#[test]
+fn inter_token_gaps_are_kept_per_adapter_too() {
+    // Every third request names no adapter, the rest alternate between two.
+    let mut reqs = workload(5, 30, ms(20), 40, 5);
+    for (i, r) in reqs.iter_mut().enumerate() {
+        r.lora = match i % 3 {
+            0 => None,
+            1 => Some("a-lora".into()),
+            _ => Some("b-lora".into()),
+        };
+    }
+    let mut slots = engine();
+    slots.max_loras = 2;
+    let with_slots = PoolConfig::replicas(&slots, 2, MODEL, 7);
+    let report = simulate(&with_slots, Router::RoundRobin, &reqs).unwrap();
+    check_complete(&report, &[5; 30]);
+    // Five tokens: four gaps per request.
+    assert_eq!(report.inter_token.len(), 30 * 4);
+    let names: Vec<&str> = report
+        .inter_token_by_adapter
+        .iter()
+        .map(|(n, _)| &**n)
+        .collect();
+    assert_eq!(names, ["a-lora", "b-lora"]);
+    for (_, gaps) in &report.inter_token_by_adapter {
+        assert_eq!(gaps.len(), 10 * 4);
+    }
+    // Without adapters there is nothing per adapter.
+    let plain = simulate(&pool(2), Router::RoundRobin, &workload(5, 6, ms(20), 40, 5)).unwrap();
+    assert!(plain.inter_token_by_adapter.is_empty());
+    assert_eq!(plain.inter_token.len(), 6 * 4);
+}

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
 use crate::bench::plan::StagePlan;
-use crate::bench::recorder::{Failure, RequestSample, Slo, StageRecorder, error_message};
+use crate::bench::recorder::{Failure, RequestSample, Slo, StageRecorders, error_message};
 use crate::bench::workload::{ChatMessage, PromptText, WorkloadRequest};
 use crate::epp::proxy::SERVED_HEADER;
 
@@ -105,6 +105,8 @@ pub struct Sent {
     pub served_by: Option<String>,
     /// Actual send − scheduled send, wall time.
     pub lag: Duration,
+    /// The LoRA adapter the request named, if any.
+    pub adapter: Option<String>,
 }
 
 /// One stage as the client saw it.
@@ -117,18 +119,20 @@ pub struct StageOutcome {
 }
 
 impl StageOutcome {
-    /// The stage's measurements with inference-perf's definitions.
-    pub fn recorder(&self, slo: &Slo) -> StageRecorder {
-        let mut recorder = StageRecorder::new(slo.clone());
+    /// The stage's measurements with inference-perf's definitions, over all requests
+    /// and per LoRA adapter.
+    pub fn recorders(&self, slo: &Slo) -> StageRecorders {
+        let mut recorders = StageRecorders::new(slo.clone());
         for s in &self.requests {
-            recorder.record(&s.sample);
+            let adapter = s.adapter.as_deref();
+            recorders.record(&s.sample, adapter);
             if s.sample.error.is_none() {
                 for &gap in &s.itl {
-                    recorder.record_itl(gap);
+                    recorders.record_itl(gap, adapter);
                 }
             }
         }
-        recorder
+        recorders
     }
 
     /// Requests served by each of `endpoints` (addresses as the gateway names them,
@@ -234,6 +238,7 @@ pub async fn run_stage(
             itl: Vec::new(),
             served_by: None,
             lag: Duration::ZERO,
+            adapter: p.request.lora.clone(),
         }));
     }
     StageOutcome {
@@ -312,7 +317,10 @@ async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) 
     }
     let done = Instant::now();
     shared.bar.inc(1);
-    m.finish(done, due)
+    Sent {
+        adapter: r.lora.clone(),
+        ..m.finish(done, due)
+    }
 }
 
 /// Reads the SSE body into `m`.
@@ -433,6 +441,7 @@ impl<'a> Measure<'a> {
             itl: self.itl,
             served_by: self.served_by,
             lag: self.sent.saturating_duration_since(due),
+            adapter: None,
         }
     }
 }

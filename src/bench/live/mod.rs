@@ -74,8 +74,8 @@ fn result(
     per_endpoint: Vec<u64>,
     bar: &ProgressBar,
 ) -> Measured {
-    let recorder = outcome.recorder(slo);
-    let summary = recorder.summary(plan.stage.rate);
+    let recorders = outcome.recorders(slo);
+    let summary = recorders.all.summary(plan.stage.rate);
     let lag = outcome.lag_micros();
     let ms = |micros: u64| micros as f64 / 1e3;
     let send_lag = SendLag {
@@ -102,7 +102,7 @@ fn result(
             requests_per_endpoint: per_endpoint,
             send_lag: Some(send_lag),
         },
-        recorder,
+        recorders,
     }
 }
 

@@ -180,7 +180,7 @@ pub struct FailureCounts {
 pub struct LabelCount {
     /// Every failure with this label, however many messages were kept.
     pub count: u64,
-    /// Distinct messages in the order first seen, at most [`MAX_MESSAGES`].
+    /// Distinct messages in the order first seen, at most `MAX_MESSAGES` (100).
     pub messages: Vec<FailureMessage>,
 }
 

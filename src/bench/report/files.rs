@@ -8,6 +8,9 @@
 //!   inference-perf's run summary. Each stage runs on a cold pool of its own, so the
 //!   run's time base is the stages back to back (the sum of their spans), where
 //!   inference-perf measures one server from the first send to the last response.
+//! - `<strategy>/adapter_<name>_lifecycle_metrics.json`: the run summary of the
+//!   requests that named LoRA adapter `<name>` (characters unsafe in a file name as
+//!   `-`), as inference-perf's per-adapter reports.
 //! - `latency_vs_qps.svg` and `throughput_vs_qps.svg`: every strategy against the
 //!   requested rate (see `chart.rs`).
 //!
@@ -55,6 +58,20 @@ pub(super) fn slug(name: &str) -> String {
     }
 }
 
+/// `name` with anything but ASCII letters, digits, `.`, `_` and `-` as `-` (case
+/// kept, so an adapter's file names it as it is named).
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// One distinct slug per strategy, in order.
 pub(super) fn slugs(names: &[String]) -> Vec<String> {
     let mut taken: Vec<String> = Vec::with_capacity(names.len());
@@ -83,9 +100,19 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
         if let Some(overall) = report.overall.get(i) {
             put(
                 folder.join("summary_lifecycle_metrics.json"),
-                &json(overall)?,
+                &json(&overall.all)?,
                 &mut written,
             )?;
+            for (adapter, summary) in &overall.by_adapter {
+                put(
+                    folder.join(format!(
+                        "adapter_{}_lifecycle_metrics.json",
+                        file_safe(adapter)
+                    )),
+                    &json(summary)?,
+                    &mut written,
+                )?;
+            }
         }
         for stage in &report.stages {
             let Some(result) = stage.results.iter().find(|r| r.strategy == *name) else {

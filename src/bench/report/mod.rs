@@ -5,7 +5,7 @@
 //!
 //! - `table`: [`comparison_table`], the strategies side by side with ratios to the
 //!   baseline.
-//! - `files`: [`write`], `summary.json`, per-strategy lifecycle-metrics files and
+//! - `files`: [`write()`], `summary.json`, per-strategy lifecycle-metrics files and
 //!   the charts.
 //! - `chart`: the SVG charts.
 //!
@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::plan::StagePlan;
-use super::recorder::{StageRecorder, StageSummary};
+use super::recorder::{RunSummary, StageRecorders, StageSummary};
 use super::scenario::Scenario;
 
 mod chart;
@@ -43,17 +43,17 @@ pub struct BenchReport {
     pub strategies: Vec<String>,
     pub stages: Vec<StageReport>,
     /// One per strategy, in [`BenchReport::strategies`] order: every stage back to
-    /// back, written as inference-perf's `summary_lifecycle_metrics.json` (not part of
-    /// `summary.json`, whose stages already say it all).
+    /// back, written as inference-perf's `summary_lifecycle_metrics.json` and its
+    /// per-adapter files (not part of `summary.json`, whose stages already say it all).
     #[serde(skip)]
-    pub overall: Vec<StageSummary>,
+    pub overall: Vec<RunSummary>,
 }
 
-/// What one job measured: its result and the recorder behind it, kept until the run's
-/// overall summary has been made.
+/// What one job measured: its result and the recorders behind it, kept until the
+/// run's overall summaries have been made.
 pub struct Measured {
     pub result: StrategyResult,
-    pub recorder: StageRecorder,
+    pub recorders: StageRecorders,
 }
 
 /// The pool the run used (as the scenario stated it; `target` runs know only the URL).
@@ -121,9 +121,9 @@ impl BenchReport {
         // Stage order, so the same run appends the same way (failure messages keep
         // the order they were first seen in).
         let slo = scenario.slo.slo();
-        let mut overall: Vec<StageRecorder> = strategies
+        let mut overall: Vec<StageRecorders> = strategies
             .iter()
-            .map(|_| StageRecorder::new(slo.clone()))
+            .map(|_| StageRecorders::new(slo.clone()))
             .collect();
         let stages = plans
             .iter()
@@ -136,7 +136,7 @@ impl BenchReport {
                     .into_iter()
                     .zip(&mut overall)
                     .map(|(m, all)| {
-                        all.append(&m.recorder);
+                        all.append(&m.recorders);
                         m.result
                     })
                     .collect(),
@@ -156,7 +156,7 @@ impl BenchReport {
             baseline,
             strategies,
             stages,
-            overall: overall.iter().map(StageRecorder::run_summary).collect(),
+            overall: overall.iter().map(StageRecorders::run_summary).collect(),
         }
     }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use super::table::{number, rate, ratio, ratio_text};
 use super::*;
 use crate::bench::recorder::{
-    Failure, FailureCounts, Failures, Goodput, Latencies, LoadSummary, Stats, Successes,
-    Throughput, TokenUsage,
+    Failure, FailureCounts, Failures, Goodput, Latencies, LoadSummary, RunSummary, Stats,
+    Successes, Throughput, TokenUsage,
 };
 
 /// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.
@@ -134,7 +134,10 @@ fn report() -> BenchReport {
         stages,
         overall: STRATEGIES
             .iter()
-            .map(|&(_, scale)| summary(20.0, scale))
+            .map(|&(_, scale)| RunSummary {
+                all: summary(20.0, scale),
+                by_adapter: [("sql/lora v2".to_string(), summary(5.0, scale))].into(),
+            })
             .collect(),
     }
 }
@@ -263,13 +266,15 @@ fn write_is_byte_deterministic() {
         "epp-igw-default/stage_0_lifecycle_metrics.json",
         "random/stage_1_lifecycle_metrics.json",
         "random/summary_lifecycle_metrics.json",
+        // The adapter's name made file-safe.
+        "random/adapter_sql-lora-v2_lifecycle_metrics.json",
         "latency_vs_qps.svg",
         "throughput_vs_qps.svg",
     ] {
         assert!(rel_a.contains(&PathBuf::from(expected)), "{expected}");
     }
-    // 1 summary + 3 strategies × (2 stages + their run summary) + 2 charts.
-    assert_eq!(rel_a.len(), 12);
+    // 1 summary + 3 strategies × (2 stages + run summary + 1 adapter) + 2 charts.
+    assert_eq!(rel_a.len(), 15);
     for (fa, fb) in files_a.iter().zip(&files_b) {
         let (x, y) = (std::fs::read(fa).unwrap(), std::fs::read(fb).unwrap());
         assert_eq!(x, y, "{} differs", fa.display());

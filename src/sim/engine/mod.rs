@@ -2,7 +2,7 @@
 //!
 //! The engine never reads a clock and never blocks: its driver calls
 //! [`Engine::step`] with the current time, and the engine plans one forward pass,
-//! prices it with the [`LatencyProfile`], applies its effects and returns the tokens it
+//! prices it with the [`LatencyProfile`](super::profile::LatencyProfile), applies its effects and returns the tokens it
 //! produced, which become visible at `now + duration`. `igw sim serve` drives it with
 //! tokio's clock; `igw sim calibrate` and the benchmark's virtual mode drive it with a
 //! virtual one. Both see exactly the same behaviour.
@@ -160,6 +160,9 @@ impl Engine {
                 prompt: req.prompt.len(),
                 output: req.output.len(),
             });
+        }
+        if let (Some(lora), 0) = (&req.lora, self.config.max_loras) {
+            return Err(AddError::LoraDisabled(lora.clone()));
         }
         // The last output token is never fed back, so it needs no KV.
         let needed = (total - 1).div_ceil(self.config.block_size);

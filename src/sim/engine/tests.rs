@@ -404,6 +404,19 @@ fn bad_requests_are_refused_with_a_reason() {
             capacity: 2
         })
     ));
+    // Without adapter slots a LoRA request would wait forever: it is refused, and
+    // a base-model request still runs.
+    let mut c = config();
+    c.max_loras = 0;
+    let mut no_lora = Engine::new(c).unwrap();
+    let mut adapter = request(1, prompt(4, 0), 1);
+    adapter.lora = Some("sql-lora".into());
+    let refused = no_lora.add_request(adapter, Duration::ZERO);
+    assert_eq!(refused, Err(AddError::LoraDisabled("sql-lora".into())));
+    assert_eq!(refused.unwrap_err().status(), 400);
+    no_lora
+        .add_request(request(2, prompt(4, 0), 1), Duration::ZERO)
+        .unwrap();
 }
 
 #[test]

@@ -113,6 +113,10 @@ pub enum AddError {
     },
     #[error("the request needs {needed} KV blocks but the cache holds only {capacity}")]
     ExceedsKvCapacity { needed: usize, capacity: usize },
+    /// With no adapter slots a LoRA request could never join a batch; refusing it
+    /// here keeps it from waiting forever.
+    #[error("LoRA adapter {0} was requested but the engine has no adapter slots (max_loras 0)")]
+    LoraDisabled(Arc<str>),
 }
 
 impl AddError {
@@ -123,7 +127,8 @@ impl AddError {
         match self {
             AddError::TooLong { .. }
             | AddError::ExceedsKvCapacity { .. }
-            | AddError::EmptyPrompt => 400,
+            | AddError::EmptyPrompt
+            | AddError::LoraDisabled(_) => 400,
             AddError::DuplicateId(_) | AddError::NoOutput => 500,
         }
     }
@@ -156,7 +161,7 @@ pub struct Usage {
     pub cached_tokens: u32,
 }
 
-/// What one call to [`Engine::step`] did.
+/// What one call to [`Engine::step`](super::Engine::step) did.
 #[derive(Debug)]
 pub enum StepResult {
     /// A forward pass ran; its events happen at `end`.

@@ -82,6 +82,9 @@ fn submit_error(e: SubmitError) -> ApiError {
                 AddError::ExceedsKvCapacity { .. } | AddError::TooLong { .. } => {
                     ApiError::new(status, e.to_string()).with_param("prompt")
                 }
+                AddError::LoraDisabled(_) => {
+                    ApiError::new(status, e.to_string()).with_param("model")
+                }
                 AddError::DuplicateId(_) | AddError::NoOutput => {
                     ApiError::new(status, e.to_string())
                 }
