@@ -4,6 +4,11 @@
 //! - `latency_vs_qps.svg`: p90 NTPOT (ms), p90 end-to-end latency (s), mean TTFT (s).
 //! - `throughput_vs_qps.svg`: achieved output tokens/s, achieved requests/s (with the
 //!   requested rate as a grey reference line).
+//! - `ratio_vs_qps.svg`: p90 NTPOT and p90 end-to-end latency of each strategy divided
+//!   by the baseline's at the same stage, the numbers of the report's sweep table. The
+//!   baseline is the dashed line at 1; below it is better. Latencies grow by orders of
+//!   magnitude past a pool's knee, which flattens the differences on the latency
+//!   chart; ratios keep every stage on one scale.
 //!
 //! Drawn with plotters' SVG backend without fonts: text is emitted as SVG `<text>` and
 //! laid out with a size estimate. Each strategy has its own colour; the baseline is a
@@ -17,8 +22,8 @@ use std::io;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::BenchReport;
 use super::table::rate;
+use super::{BenchReport, StageReport};
 use crate::bench::recorder::StageSummary;
 
 /// Colours for the strategies that are not the baseline, in column order.
@@ -40,12 +45,14 @@ const TITLE_HEIGHT: u32 = 40;
 const FONT: &str = "sans-serif";
 
 /// One panel: a title, the y axis label with units, and the value it plots.
-struct Panel {
+pub(super) struct Panel {
     title: &'static str,
     y_label: &'static str,
     value: fn(&StageSummary) -> Option<f64>,
     /// Also draw y = requested rate.
     requested_line: bool,
+    /// Plot the value divided by the baseline's at the same stage.
+    ratio: bool,
 }
 
 /// A latency in the given unit, absent when no request succeeded.
@@ -64,18 +71,21 @@ const LATENCY: [Panel; 3] = [
             )
         },
         requested_line: false,
+        ratio: false,
     },
     Panel {
         title: "p90 end-to-end latency",
         y_label: "p90 request latency (s)",
         value: |s| latency(s, s.successes.latency.request_latency.p90),
         requested_line: false,
+        ratio: false,
     },
     Panel {
         title: "mean TTFT",
         y_label: "mean time to first token (s)",
         value: |s| latency(s, s.successes.latency.time_to_first_token.mean),
         requested_line: false,
+        ratio: false,
     },
 ];
 
@@ -85,12 +95,31 @@ const THROUGHPUT: [Panel; 2] = [
         y_label: "achieved output tokens/s",
         value: |s| Some(s.successes.throughput.output_tokens_per_sec),
         requested_line: false,
+        ratio: false,
     },
     Panel {
         title: "request throughput",
         y_label: "achieved requests/s",
         value: |s| s.load_summary.achieved_rate,
         requested_line: true,
+        ratio: false,
+    },
+];
+
+pub(super) const RATIO: [Panel; 2] = [
+    Panel {
+        title: "p90 NTPOT vs baseline",
+        y_label: "p90 NTPOT, ratio to baseline",
+        value: LATENCY[0].value,
+        requested_line: false,
+        ratio: true,
+    },
+    Panel {
+        title: "p90 end-to-end latency vs baseline",
+        y_label: "p90 request latency, ratio to baseline",
+        value: LATENCY[1].value,
+        requested_line: false,
+        ratio: true,
     },
 ];
 
@@ -102,6 +131,11 @@ pub fn latency_svg(report: &BenchReport) -> io::Result<String> {
 /// `throughput_vs_qps.svg`'s text.
 pub fn throughput_svg(report: &BenchReport) -> io::Result<String> {
     svg(report, "throughput vs requested rate", &THROUGHPUT)
+}
+
+/// `ratio_vs_qps.svg`'s text.
+pub fn ratio_svg(report: &BenchReport) -> io::Result<String> {
+    svg(report, "latency relative to the baseline", &RATIO)
 }
 
 fn error(e: impl std::fmt::Display) -> io::Error {
@@ -136,14 +170,19 @@ fn svg(report: &BenchReport, what: &str, panels: &[Panel]) -> io::Result<String>
     Ok(text)
 }
 
-/// Each strategy's (requested rate, value) points in rising rate order.
-fn series(report: &BenchReport, panel: &Panel) -> Vec<(String, Vec<(f64, f64)>)> {
+/// Each strategy's (requested rate, value) points in rising rate order. A ratio
+/// panel's point is left out where the baseline has no value or a zero one.
+pub(super) fn series(report: &BenchReport, panel: &Panel) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut stages: Vec<_> = report
         .stages
         .iter()
         .filter(|s| s.rate.is_finite())
         .collect();
     stages.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let value = |stage: &StageReport, name: &str| {
+        let r = stage.results.iter().find(|r| r.strategy == name)?;
+        (panel.value)(&r.summary).filter(|v| v.is_finite())
+    };
     report
         .strategies
         .iter()
@@ -151,9 +190,12 @@ fn series(report: &BenchReport, panel: &Panel) -> Vec<(String, Vec<(f64, f64)>)>
             let points = stages
                 .iter()
                 .filter_map(|stage| {
-                    let r = stage.results.iter().find(|r| r.strategy == *name)?;
-                    let v = (panel.value)(&r.summary).filter(|v| v.is_finite())?;
-                    Some((stage.rate, v))
+                    let v = value(stage, name)?;
+                    if !panel.ratio {
+                        return Some((stage.rate, v));
+                    }
+                    let base = value(stage, &report.baseline).filter(|b| *b > 0.0)?;
+                    Some((stage.rate, v / base))
                 })
                 .collect();
             (name.clone(), points)
@@ -176,19 +218,30 @@ fn x_range(rates: &[f64]) -> (f64, f64) {
     ((lo - pad).max(0.0), hi + pad)
 }
 
-/// The top of the y axis: the largest value with headroom for the legend.
-fn y_top(max: f64) -> f64 {
-    if max.is_finite() && max > 0.0 {
-        max * 1.35
-    } else {
-        1.0
+/// The y axis: from 0 to the largest value with headroom for the legend; a ratio
+/// axis spans its values and 1 (the baseline) instead, since ratios sit near 1.
+fn y_range(values: &[f64], ratio: bool) -> (f64, f64) {
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !ratio {
+        return (
+            0.0,
+            if hi.is_finite() && hi > 0.0 {
+                hi * 1.35
+            } else {
+                1.0
+            },
+        );
     }
+    let lo = values.iter().copied().fold(1.0, f64::min);
+    let hi = hi.max(1.0);
+    let span = (hi - lo).max(0.1);
+    ((lo - span * 0.1).max(0.0), hi + span * 0.6)
 }
 
-/// Decimals for y tick labels on `0..top`: enough to tell ticks apart, the same for
-/// every tick of the axis.
-pub(super) fn y_decimals(top: f64) -> usize {
-    let step = top / Y_LABELS as f64;
+/// Decimals for y tick labels on `bottom..top`: enough to tell ticks apart, the same
+/// for every tick of the axis.
+pub(super) fn y_decimals(bottom: f64, top: f64) -> usize {
+    let step = (top - bottom) / Y_LABELS as f64;
     if !(step.is_finite() && step > 0.0) {
         return 0;
     }
@@ -210,21 +263,22 @@ fn draw_panel<DB: DrawingBackend>(
         .filter(|r| r.is_finite())
         .collect();
     let (x0, x1) = x_range(&rates);
-    let mut max = lines
+    let mut values: Vec<f64> = lines
         .iter()
         .flat_map(|(_, points)| points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
+        .collect();
     if panel.requested_line {
-        max = max.max(rates.iter().copied().fold(0.0, f64::max));
+        values.extend(&rates);
     }
+    let (y0, y1) = y_range(&values, panel.ratio);
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, (FONT, 16))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(x0..x1, 0.0..y_top(max))
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(error)?;
-    let decimals = y_decimals(y_top(max));
+    let decimals = y_decimals(y0, y1);
     chart
         .configure_mesh()
         .x_desc("requested rate (req/s)")

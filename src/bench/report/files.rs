@@ -11,8 +11,8 @@
 //! - `<strategy>/adapter_<name>_lifecycle_metrics.json`: the run summary of the
 //!   requests that named LoRA adapter `<name>` (characters unsafe in a file name as
 //!   `-`), as inference-perf's per-adapter reports.
-//! - `latency_vs_qps.svg` and `throughput_vs_qps.svg`: every strategy against the
-//!   requested rate (see `chart.rs`).
+//! - `latency_vs_qps.svg`, `throughput_vs_qps.svg` and `ratio_vs_qps.svg`: every
+//!   strategy against the requested rate (see `chart.rs`).
 //!
 //! `<strategy>` is a slug of the strategy's name (`epp igw-default` →
 //! `epp-igw-default`), made unique with a numeric suffix if two names slug alike.
@@ -133,6 +133,11 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     put(
         dir.join("throughput_vs_qps.svg"),
         &chart::throughput_svg(report)?,
+        &mut written,
+    )?;
+    put(
+        dir.join("ratio_vs_qps.svg"),
+        &chart::ratio_svg(report)?,
         &mut written,
     )?;
     Ok(written)

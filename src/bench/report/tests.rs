@@ -248,10 +248,12 @@ fn numbers_have_fixed_formats() {
     assert_eq!(rate(2.5), "2.5");
     assert_eq!(ratio(0.5, 1.0).map(ratio_text).as_deref(), Some("0.50×"));
     assert_eq!(ratio(1.0, 0.0), None);
-    assert_eq!(super::chart::y_decimals(0.044 * 1.35), 3);
-    assert_eq!(super::chart::y_decimals(3.6), 1);
-    assert_eq!(super::chart::y_decimals(13_000.0), 0);
-    assert_eq!(super::chart::y_decimals(f64::NAN), 0);
+    assert_eq!(super::chart::y_decimals(0.0, 0.044 * 1.35), 3);
+    assert_eq!(super::chart::y_decimals(0.0, 3.6), 1);
+    assert_eq!(super::chart::y_decimals(0.0, 13_000.0), 0);
+    assert_eq!(super::chart::y_decimals(0.0, f64::NAN), 0);
+    // A ratio axis from 0.8 to 1.1 needs hundredths.
+    assert_eq!(super::chart::y_decimals(0.8, 1.1), 2);
 }
 
 #[test]
@@ -270,11 +272,12 @@ fn write_is_byte_deterministic() {
         "random/adapter_sql-lora-v2_lifecycle_metrics.json",
         "latency_vs_qps.svg",
         "throughput_vs_qps.svg",
+        "ratio_vs_qps.svg",
     ] {
         assert!(rel_a.contains(&PathBuf::from(expected)), "{expected}");
     }
-    // 1 summary + 3 strategies × (2 stages + run summary + 1 adapter) + 2 charts.
-    assert_eq!(rel_a.len(), 15);
+    // 1 summary + 3 strategies × (2 stages + run summary + 1 adapter) + 3 charts.
+    assert_eq!(rel_a.len(), 16);
     for (fa, fb) in files_a.iter().zip(&files_b) {
         let (x, y) = (std::fs::read(fa).unwrap(), std::fs::read(fb).unwrap());
         assert_eq!(x, y, "{} differs", fa.display());
@@ -299,6 +302,10 @@ fn charts_are_svg_with_legends_and_axis_labels() {
             "throughput_vs_qps.svg",
             &["requested rate (req/s)", "achieved output tokens/s"][..],
         ),
+        (
+            "ratio_vs_qps.svg",
+            &["requested rate (req/s)", "p90 NTPOT, ratio to baseline"][..],
+        ),
     ] {
         let svg = std::fs::read_to_string(dir.0.join(file)).unwrap();
         assert!(svg.starts_with("<svg"), "{file}");
@@ -310,6 +317,32 @@ fn charts_are_svg_with_legends_and_axis_labels() {
             assert!(svg.contains(label), "{file} lacks {label}");
         }
         assert!(svg.contains("synthetic") && svg.contains("2 × h100-llama3-8b"));
+    }
+}
+
+#[test]
+fn the_ratio_chart_divides_by_the_baseline_stage_by_stage() {
+    let mut r = report();
+    // The baseline has no successful request in stage 1: no ratio there.
+    let random = r.stages[1]
+        .results
+        .iter_mut()
+        .find(|x| x.strategy == "random");
+    random.unwrap().summary.successes.count = 0;
+    for panel in &super::chart::RATIO {
+        let lines = super::chart::series(&r, panel);
+        let names: Vec<_> = lines.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["epp igw-default", "epp gie-default", "random"]);
+        // Every latency of a strategy is its scale × random's.
+        for ((_, points), (_, scale)) in lines.iter().zip(STRATEGIES) {
+            assert_eq!(points.len(), 1, "stage 1 has no baseline value");
+            assert_eq!(points[0].0, 10.0);
+            assert!(
+                (points[0].1 - scale).abs() < 1e-12,
+                "{} vs {scale}",
+                points[0].1
+            );
+        }
     }
 }
 
