@@ -93,6 +93,7 @@ name: target
 seed: 3
 workload: {type: shared_prefix, num_groups: 2, num_prompts_per_group: 4, system_prompt_len: 200, question_len: 20, output_len: 8, num_requests: 16}
 load: {type: constant, stages: [{rate: 200, duration: 100ms}, {rate: 100, duration: 100ms}]}
+output: {per_request: true}
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +149,29 @@ async fn target_mode_measures_an_external_server() {
         assert_eq!(s.successes.output_tokens.total, planned_out as u64);
         assert!(s.successes.latency.time_to_first_token.mean > 0.0);
         assert!(s.successes.latency.inter_token_latency.mean > 0.0);
+    }
+    // The per-request records: every request, stage after stage, each streamed token's
+    // time between its first token and its end.
+    let records = &report.per_request[0];
+    let planned: Vec<_> = plans
+        .iter()
+        .flat_map(|p| p.requests.iter().map(move |q| (p.index, q)))
+        .collect();
+    assert_eq!(records.len(), planned.len());
+    for (r, (stage, q)) in records.iter().zip(planned) {
+        assert_eq!(r.stage_id, stage);
+        assert!(r.error.is_none(), "{r:?}");
+        let times = &r.info.output_token_times;
+        assert_eq!(
+            times.len(),
+            q.request.output_tokens,
+            "one chunk per token: {r:?}"
+        );
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
+        let first = r.start_time + r.ttft.expect("a success has a TTFT");
+        assert!((times[0] - first).abs() < 1e-6, "{r:?}");
+        assert!(times[times.len() - 1] <= r.end_time + 1e-9, "{r:?}");
+        assert!(r.scheduled_time <= r.start_time, "{r:?}");
     }
     // The second stage repeats the first one's prefixes: the cache serves them.
     let cached = report.stages[1].results[0]

@@ -125,6 +125,77 @@ fn every_planned_request_is_measured_for_every_strategy() {
     assert!(max - min <= 1, "{:?}", rr.requests_per_endpoint);
 }
 
+/// The seconds at `key` of a per-request record.
+fn seconds(record: &serde_json::Value, key: &str) -> f64 {
+    record[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} in {record}"))
+}
+
+#[test]
+fn the_per_request_report_has_every_request_and_token() {
+    let text = format!("{SCENARIO}output: {{per_request: true}}\n");
+    let (a, files) = run(&text, 2, "per-request-a");
+    let (b, _) = run(&text, 1, "per-request-b");
+    let scenario = from_yaml_str(&text, "small.yaml").unwrap();
+    let plans = plan(&scenario).unwrap();
+    let planned: usize = plans.iter().map(|p| p.requests.len()).sum();
+    for slug in [
+        "epp-gie-default",
+        "epp-igw-default",
+        "round-robin",
+        "least-request",
+        "random",
+    ] {
+        let file = Path::new(slug).join("per_request_lifecycle_metrics.json");
+        assert!(files.contains(&file), "{} missing", file.display());
+        let bytes = read(&a, &file);
+        assert!(
+            bytes == read(&b, &file),
+            "{} differs between runs",
+            file.display()
+        );
+        let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(records.len(), planned, "{slug}: one record per request");
+        // Stage after stage, each request's plan in order.
+        let mut stage_of = Vec::new();
+        for p in &plans {
+            stage_of.extend(std::iter::repeat_n(p.index as u64, p.requests.len()));
+        }
+        let planned_out = plans
+            .iter()
+            .flat_map(|p| &p.requests)
+            .map(|q| q.request.output_tokens);
+        for ((r, stage), want_out) in records.iter().zip(stage_of).zip(planned_out) {
+            assert_eq!(r["stage_id"], stage, "{r}");
+            assert!(r["error"].is_null(), "{r}");
+            let times: Vec<f64> = r["info"]["output_token_times"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_f64().unwrap())
+                .collect();
+            assert_eq!(r["info"]["output_tokens"], want_out as u64, "{r}");
+            assert_eq!(times.len(), want_out, "every token's time: {r}");
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "{r}");
+            let (start, end) = (seconds(r, "start_time"), seconds(r, "end_time"));
+            // Virtual time sends exactly on schedule.
+            assert_eq!(start, seconds(r, "scheduled_time"));
+            assert!(
+                (times[0] - (start + seconds(r, "ttft"))).abs() < 1e-9,
+                "{r}"
+            );
+            assert!(
+                (times[want_out - 1] - end).abs() < 1e-9,
+                "the last token ends it: {r}"
+            );
+        }
+    }
+    for dir in [a, b] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
 #[test]
 fn an_external_target_cannot_run_in_virtual_time() {
     let text = "strategies: [{router: random}, {router: target, url: 'http://127.0.0.1:1'}]\nload: {stages: [{rate: 1, duration: 1s}]}\n";

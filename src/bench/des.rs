@@ -27,16 +27,16 @@
 //!
 //! No I/O, no tokio, no clock reads: times are [`Duration`]s since the run's start.
 
+mod events;
 mod router;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use events::{Event, EventQueue};
 pub use router::Router;
 use router::Routing;
 use snapshot::{endpoint_state, metrics_of};
@@ -79,6 +79,9 @@ pub struct PoolConfig {
     pub model: String,
     /// Seeds the router's RNG (tie-breaks, random picks).
     pub seed: u64,
+    /// Keep every token's time per request ([`DesReport::token_times`]), for the
+    /// per-request report; off by default, as it costs memory per token.
+    pub keep_token_times: bool,
 }
 
 impl PoolConfig {
@@ -96,6 +99,7 @@ impl PoolConfig {
             staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
             model: model.to_string(),
             seed,
+            keep_token_times: false,
         }
     }
 }
@@ -158,6 +162,9 @@ pub struct DesReport {
     /// The same for the requests of each LoRA adapter, adapters in name order (none
     /// without adapters).
     pub inter_token_by_adapter: Vec<(Arc<str>, Histogram<u64>)>,
+    /// Per request, in input order: when each of its tokens became visible. Empty
+    /// unless [`PoolConfig::keep_token_times`].
+    pub token_times: Vec<Vec<Duration>>,
 }
 
 /// A histogram of inter-token gaps: 1 µs to ~2.8 hours at 3 significant digits.
@@ -245,6 +252,14 @@ pub fn simulate(
         routing: Routing::new(router, pool.seed),
         guards: (0..requests.len()).map(|_| None).collect(),
         last_token: vec![Duration::ZERO; requests.len()],
+        token_times: if pool.keep_token_times {
+            requests
+                .iter()
+                .map(|r| Vec::with_capacity(r.output.len()))
+                .collect()
+        } else {
+            Vec::new()
+        },
         previous: Vec::new(),
         inter_token: (0..=adapters.len()).map(|_| gap_histogram()).collect(),
         adapters,
@@ -259,35 +274,6 @@ pub fn simulate(
         pool,
     };
     Ok(sim.run())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    /// The next request in arrival order arrives.
-    Arrival,
-    /// Engine `i`'s step in flight ends.
-    StepEnd(u32),
-    /// Engine `i` may have a request out of the frontend.
-    Wake(u32),
-    Scrape,
-}
-
-/// Earliest first; equal times in scheduling order.
-#[derive(Default)]
-struct EventQueue {
-    heap: BinaryHeap<Reverse<(Duration, u64, Event)>>,
-    seq: u64,
-}
-
-impl EventQueue {
-    fn push(&mut self, at: Duration, event: Event) {
-        self.heap.push(Reverse((at, self.seq, event)));
-        self.seq += 1;
-    }
-
-    fn pop(&mut self) -> Option<(Duration, Event)> {
-        self.heap.pop().map(|Reverse((at, _, e))| (at, e))
-    }
 }
 
 /// One engine and its driver's state.
@@ -331,6 +317,8 @@ struct Sim<'a> {
     guards: Vec<Option<InFlightGuard>>,
     /// Per request: when its latest token became visible.
     last_token: Vec<Duration>,
+    /// Per request, every token's time (empty unless the pool keeps them).
+    token_times: Vec<Vec<Duration>>,
     /// Per event of the step being delivered, `last_token` of its request.
     previous: Vec<Duration>,
     /// Inter-token gaps per slot: 0 the base model, `1 + i` adapter `adapters[i]`.
@@ -402,6 +390,7 @@ impl Sim<'_> {
             finished: self.finished,
             inter_token,
             inter_token_by_adapter,
+            token_times: self.token_times,
         }
     }
 
@@ -511,6 +500,11 @@ impl Sim<'_> {
             match *event {
                 EngineEvent::Token { id, index, .. } => {
                     let rec = &mut self.records[id as usize];
+                    let new_token = index > 0 || rec.first_token.is_none();
+                    if let (true, Some(times)) = (new_token, self.token_times.get_mut(id as usize))
+                    {
+                        times.push(now);
+                    }
                     if index == 0 && rec.first_token.is_none() {
                         rec.first_token = Some(now);
                     } else if index > 0 {

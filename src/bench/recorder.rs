@@ -33,10 +33,12 @@ use hdrhistogram::Histogram;
 
 mod adapters;
 mod failure;
+mod per_request;
 mod summary;
 
 pub use adapters::{RunSummary, StageRecorders};
 pub use failure::{Failure, FailureCounts, FailureKind, LabelCount, error_message};
+pub use per_request::{ExtraInfo, RequestError, RequestInfo, RequestLifecycle};
 
 pub use summary::{
     Failures, Goodput, GoodputMetrics, Latencies, LoadSummary, StageSummary, Stats, Successes,
@@ -60,6 +62,18 @@ pub struct RequestSample {
     pub cached_tokens: u64,
     /// Why the request failed; `None` on success.
     pub error: Option<Failure>,
+}
+
+/// A request's TTFT (send to first token) and TPOT ((e2e − TTFT) / (output tokens −
+/// 1), defined from two tokens), as inference-perf computes them.
+pub fn ttft_and_tpot(s: &RequestSample) -> (Option<Duration>, Option<Duration>) {
+    let e2e = s.done.saturating_sub(s.sent);
+    let ttft = s.first_token.map(|t| t.saturating_sub(s.sent));
+    let tpot = match (ttft, s.output_tokens) {
+        (Some(t), n) if n >= 2 => Some(e2e.saturating_sub(t) / (n - 1) as u32),
+        _ => None,
+    };
+    (ttft, tpot)
 }
 
 /// Service-level objectives for goodput; unset constraints always pass.
@@ -181,14 +195,10 @@ impl StageRecorder {
         self.prompt_len.saturating_record(s.prompt_tokens.max(1));
         self.output_len.saturating_record(s.output_tokens.max(1));
         self.e2e.saturating_record(micros(e2e));
-        let ttft = s.first_token.map(|t| t.saturating_sub(s.sent));
+        let (ttft, tpot) = ttft_and_tpot(s);
         if let Some(t) = ttft {
             self.ttft.saturating_record(micros(t));
         }
-        let tpot = match (ttft, s.output_tokens) {
-            (Some(t), n) if n >= 2 => Some(e2e.saturating_sub(t) / (n - 1) as u32),
-            _ => None,
-        };
         if let Some(t) = tpot {
             self.tpot.saturating_record(micros(t));
         }

@@ -373,6 +373,10 @@ pub struct OutputSpec {
     /// Defaults to `bench-results/<name>`; `--out` overrides.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Also write each strategy's `per_request_lifecycle_metrics.json` (one record
+    /// per request with every token's time; large for long runs).
+    #[serde(default)]
+    pub per_request: bool,
 }
 
 fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

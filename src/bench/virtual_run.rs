@@ -16,7 +16,7 @@ use anyhow::Context;
 use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
 use super::plan::StagePlan;
 use super::progress::Progress;
-use super::recorder::{Failure, RequestSample, Slo, StageRecorders};
+use super::recorder::{Failure, RequestLifecycle, RequestSample, Slo, StageRecorders};
 use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use crate::epp::config::{self, LoadedConfig};
@@ -71,6 +71,7 @@ pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
         scenario.seed,
     );
     pool.scrape_interval = scenario.pool.scrape_interval;
+    pool.keep_token_times = scenario.output.per_request;
     Ok(pool)
 }
 
@@ -100,17 +101,20 @@ fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
         .collect()
 }
 
-/// One job's measurements; `input` is what the simulation ran, in the same order as
-/// the report's records.
+/// One job's measurements: its recorders, requests per endpoint and (when the
+/// simulation kept token times) per-request records for stage `stage`. `input` is
+/// what the simulation ran, in the same order as the report's records.
 fn measure(
     report: &DesReport,
     input: &[DesRequest],
     slo: &Slo,
     replicas: usize,
-) -> (StageRecorders, Vec<u64>) {
+    stage: usize,
+) -> (StageRecorders, Vec<u64>, Vec<RequestLifecycle>) {
     let mut recorders = StageRecorders::new(slo.clone());
     let mut per_endpoint = vec![0u64; replicas];
-    for (r, request) in report.records.iter().zip(input) {
+    let mut per_request = Vec::with_capacity(report.token_times.len());
+    for (i, (r, request)) in report.records.iter().zip(input).enumerate() {
         if let Some(e) = r.endpoint {
             per_endpoint[e] += 1;
         }
@@ -134,12 +138,16 @@ fn measure(
             },
         };
         recorders.record(&sample, request.lora.as_deref());
+        if let Some(times) = report.token_times.get(i) {
+            let adapter = request.lora.as_deref();
+            per_request.push(RequestLifecycle::new(stage, &sample, times, adapter));
+        }
     }
     recorders.all.add_itl(&report.inter_token);
     for (adapter, gaps) in &report.inter_token_by_adapter {
         recorders.add_adapter_itl(adapter, gaps);
     }
-    (recorders, per_endpoint)
+    (recorders, per_endpoint, per_request)
 }
 
 /// Runs the scenario's plan in virtual time with up to `threads` jobs at once.
@@ -186,8 +194,9 @@ pub fn run(
                         let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));
                         let report = simulate(&pool, router, input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
-                        let (recorders, per_endpoint) =
-                            measure(&report, input, &slo, scenario.pool.replicas);
+                        let replicas = scenario.pool.replicas;
+                        let (recorders, per_endpoint, per_request) =
+                            measure(&report, input, &slo, replicas, plan.index);
                         Ok(Measured {
                             result: StrategyResult {
                                 strategy: names[s].clone(),
@@ -196,6 +205,7 @@ pub fn run(
                                 send_lag: None,
                             },
                             recorders,
+                            per_request,
                         })
                     });
                     bars[stage][s].finish_with_message(match &result {

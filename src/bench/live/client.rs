@@ -28,7 +28,9 @@ use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
 use crate::bench::plan::StagePlan;
-use crate::bench::recorder::{Failure, RequestSample, Slo, StageRecorders, error_message};
+use crate::bench::recorder::{
+    Failure, RequestLifecycle, RequestSample, Slo, StageRecorders, error_message,
+};
 use crate::bench::workload::{ChatMessage, PromptText, WorkloadRequest};
 use crate::epp::proxy::SERVED_HEADER;
 
@@ -133,6 +135,29 @@ impl StageOutcome {
             }
         }
         recorders
+    }
+
+    /// Every request's per-request record for stage `stage`: its token chunks' times
+    /// are the first token's followed by the recorded gaps.
+    pub fn per_request(&self, stage: usize) -> Vec<RequestLifecycle> {
+        self.requests
+            .iter()
+            .map(|s| {
+                let times: Vec<Duration> = s
+                    .sample
+                    .first_token
+                    .map(|first| {
+                        std::iter::once(first)
+                            .chain(s.itl.iter().scan(first, |t, gap| {
+                                *t += *gap;
+                                Some(*t)
+                            }))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                RequestLifecycle::new(stage, &s.sample, &times, s.adapter.as_deref())
+            })
+            .collect()
     }
 
     /// Requests served by each of `endpoints` (addresses as the gateway names them,

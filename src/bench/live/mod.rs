@@ -73,6 +73,7 @@ fn result(
     slo: &Slo,
     per_endpoint: Vec<u64>,
     bar: &ProgressBar,
+    per_request: bool,
 ) -> Measured {
     let recorders = outcome.recorders(slo);
     let summary = recorders.all.summary(plan.stage.rate);
@@ -103,6 +104,11 @@ fn result(
             send_lag: Some(send_lag),
         },
         recorders,
+        per_request: if per_request {
+            outcome.per_request(plan.index)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -135,6 +141,7 @@ async fn run_target(
             &slo,
             Vec::new(),
             &bars[0],
+            scenario.output.per_request,
         )]);
     }
     let pool = PoolInfo {
@@ -214,7 +221,16 @@ async fn job(
             bar,
         )
         .await;
-        return Ok(result(&name, plan, &outcome, slo, Vec::new(), bar));
+        let per_request = scenario.output.per_request;
+        return Ok(result(
+            &name,
+            plan,
+            &outcome,
+            slo,
+            Vec::new(),
+            bar,
+            per_request,
+        ));
     }
     let speedup = scenario.pool.speedup;
     let pool = start_pool(scenario).await?;
@@ -244,7 +260,16 @@ async fn job(
     pool.shutdown().await.context("simulator pool")?;
     let outcome = outcome?;
     let per_endpoint = outcome.per_endpoint(&addrs);
-    Ok(result(&name, plan, &outcome, slo, per_endpoint, bar))
+    let per_request = scenario.output.per_request;
+    Ok(result(
+        &name,
+        plan,
+        &outcome,
+        slo,
+        per_endpoint,
+        bar,
+        per_request,
+    ))
 }
 
 /// `pool.replicas` simulators of the scenario's engine, on free loopback ports, with

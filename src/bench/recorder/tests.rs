@@ -215,3 +215,38 @@ fn json_uses_the_lifecycle_field_names() {
         assert!(v.pointer(path).is_some(), "missing {path} in {v}");
     }
 }
+
+#[test]
+fn per_request_records_use_inference_perf_names() {
+    // TTFT 100 ms, e2e 1,000 ms, 10 tokens: TPOT 100 ms.
+    let ok = sample(0, 100, 1000, 10);
+    let times: Vec<Duration> = (0..10).map(|i| ms(100 + i * 100)).collect();
+    let r = RequestLifecycle::new(2, &ok, &times, Some("sql-lora"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["stage_id"], 2);
+    assert_eq!(json["start_time"], 0.0);
+    assert_eq!(json["end_time"], 1.0);
+    assert_eq!(json["ttft"], 0.1);
+    assert!((json["tpot"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+    assert!(json["request"].is_null() && json["response"].is_null());
+    let info = &json["info"];
+    assert_eq!(info["input_tokens"], 100);
+    assert_eq!(info["output_tokens"], 10);
+    assert_eq!(info["output_token_times"].as_array().unwrap().len(), 10);
+    assert_eq!(info["output_token_times"][9], 1.0);
+    assert_eq!(info["lora_adapter"], "sql-lora");
+    assert_eq!(info["extra_info"]["cached_tokens"], 50);
+    assert!(json["error"].is_null());
+
+    let mut failed = sample(0, 0, 300, 0);
+    failed.first_token = None;
+    failed.error = Some(Failure::http(
+        503,
+        br#"{"error":{"message":"no endpoint"}}"#,
+    ));
+    let json = serde_json::to_value(RequestLifecycle::new(0, &failed, &[], None)).unwrap();
+    assert_eq!(json["error"]["error_type"], "503 - Service Unavailable");
+    assert_eq!(json["error"]["error_msg"], "no endpoint");
+    assert!(json["ttft"].is_null() && json["tpot"].is_null());
+    assert!(json["info"]["lora_adapter"].is_null());
+}

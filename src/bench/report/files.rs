@@ -11,6 +11,11 @@
 //! - `<strategy>/adapter_<name>_lifecycle_metrics.json`: the run summary of the
 //!   requests that named LoRA adapter `<name>` (characters unsafe in a file name as
 //!   `-`), as inference-perf's per-adapter reports.
+//! - `<strategy>/per_request_lifecycle_metrics.json`, when the scenario sets
+//!   `output.per_request`: one record per request, stage after stage, as
+//!   inference-perf's per-request report (see
+//!   [`RequestLifecycle`](crate::bench::recorder::RequestLifecycle)); one record per
+//!   line.
 //! - `latency_vs_qps.svg`, `throughput_vs_qps.svg` and `ratio_vs_qps.svg`: every
 //!   strategy against the requested rate (see `chart.rs`).
 //!
@@ -19,7 +24,7 @@
 //! Every file ends with a newline and holds nothing but the report, so the same
 //! report writes the same bytes.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -31,6 +36,26 @@ fn json<T: Serialize>(value: &T) -> io::Result<String> {
     let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     text.push('\n');
     Ok(text)
+}
+
+/// A JSON array with one compact record per line: a long run's per-request file is
+/// still valid JSON for any reader, and a line-oriented tool can read it record by
+/// record. Written through a buffer, never whole in memory.
+fn put_records<T: Serialize>(
+    path: PathBuf,
+    records: &[T],
+    written: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::new(std::fs::File::create(&path)?);
+    out.write_all(b"[")?;
+    for (i, record) in records.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer(&mut out, record).map_err(io::Error::other)?;
+    }
+    out.write_all(b"\n]\n")?;
+    out.flush()?;
+    written.push(path);
+    Ok(())
 }
 
 fn put(path: PathBuf, text: &str, written: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -113,6 +138,10 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
                     &mut written,
                 )?;
             }
+        }
+        if let Some(records) = report.per_request.get(i) {
+            let path = folder.join("per_request_lifecycle_metrics.json");
+            put_records(path, records, &mut written)?;
         }
         for stage in &report.stages {
             let Some(result) = stage.results.iter().find(|r| r.strategy == *name) else {

@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::plan::StagePlan;
-use super::recorder::{RunSummary, StageRecorders, StageSummary};
+use super::recorder::{RequestLifecycle, RunSummary, StageRecorders, StageSummary};
 use super::scenario::Scenario;
 
 mod chart;
@@ -47,6 +47,10 @@ pub struct BenchReport {
     /// per-adapter files (not part of `summary.json`, whose stages already say it all).
     #[serde(skip)]
     pub overall: Vec<RunSummary>,
+    /// One per strategy when the scenario asks for the per-request report (else
+    /// empty): its requests, stage after stage.
+    #[serde(skip)]
+    pub per_request: Vec<Vec<RequestLifecycle>>,
 }
 
 /// What one job measured: its result and the recorders behind it, kept until the
@@ -54,6 +58,8 @@ pub struct BenchReport {
 pub struct Measured {
     pub result: StrategyResult,
     pub recorders: StageRecorders,
+    /// Every request's record, when the scenario asks for the per-request report.
+    pub per_request: Vec<RequestLifecycle>,
 }
 
 /// The pool the run used (as the scenario stated it; `target` runs know only the URL).
@@ -125,6 +131,11 @@ impl BenchReport {
             .iter()
             .map(|_| StageRecorders::new(slo.clone()))
             .collect();
+        let mut per_request: Vec<Vec<RequestLifecycle>> = if scenario.output.per_request {
+            strategies.iter().map(|_| Vec::new()).collect()
+        } else {
+            Vec::new()
+        };
         let stages = plans
             .iter()
             .zip(rows)
@@ -134,9 +145,12 @@ impl BenchReport {
                 duration_seconds: plan.stage.duration.as_secs_f64(),
                 results: row
                     .into_iter()
-                    .zip(&mut overall)
-                    .map(|(m, all)| {
-                        all.append(&m.recorders);
+                    .enumerate()
+                    .map(|(i, mut m)| {
+                        overall[i].append(&m.recorders);
+                        if let Some(records) = per_request.get_mut(i) {
+                            records.append(&mut m.per_request);
+                        }
                         m.result
                     })
                     .collect(),
@@ -157,6 +171,7 @@ impl BenchReport {
             strategies,
             stages,
             overall: overall.iter().map(StageRecorders::run_summary).collect(),
+            per_request,
         }
     }
 

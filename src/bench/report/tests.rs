@@ -2,12 +2,13 @@
 //! three strategies, `random` the baseline.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::table::{number, rate, ratio, ratio_text};
 use super::*;
 use crate::bench::recorder::{
-    Failure, FailureCounts, Failures, Goodput, Latencies, LoadSummary, RunSummary, Stats,
-    Successes, Throughput, TokenUsage,
+    Failure, FailureCounts, Failures, Goodput, Latencies, LoadSummary, RequestLifecycle,
+    RequestSample, RunSummary, Stats, Successes, Throughput, TokenUsage,
 };
 
 /// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.
@@ -139,6 +140,7 @@ fn report() -> BenchReport {
                 by_adapter: [("sql/lora v2".to_string(), summary(5.0, scale))].into(),
             })
             .collect(),
+        per_request: Vec::new(),
     }
 }
 
@@ -344,6 +346,40 @@ fn the_ratio_chart_divides_by_the_baseline_stage_by_stage() {
             );
         }
     }
+}
+
+#[test]
+fn per_request_files_hold_one_record_per_line() {
+    let mut r = report();
+    let sample = RequestSample {
+        scheduled: Duration::ZERO,
+        sent: Duration::ZERO,
+        first_token: Some(Duration::from_millis(100)),
+        done: Duration::from_millis(300),
+        prompt_tokens: 10,
+        output_tokens: 3,
+        cached_tokens: 0,
+        error: None,
+    };
+    let times = [100, 200, 300].map(Duration::from_millis);
+    let record = RequestLifecycle::new(1, &sample, &times, None);
+    // Two records for the first strategy, none for the others.
+    r.per_request = vec![vec![record.clone(), record], Vec::new(), Vec::new()];
+    let dir = TempDir::new("per-request");
+    let files = write(&r, &dir.0).unwrap();
+    let path = dir
+        .0
+        .join("epp-igw-default/per_request_lifecycle_metrics.json");
+    assert!(files.contains(&path));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "[, two records, ]: {text}");
+    assert!(lines[1].starts_with("{\"stage_id\":1,") && lines[1].ends_with("},"));
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0]["info"]["output_token_times"][2], 0.3);
+    let empty = dir.0.join("random/per_request_lifecycle_metrics.json");
+    assert_eq!(std::fs::read_to_string(empty).unwrap(), "[\n]\n");
 }
 
 #[test]
