@@ -31,11 +31,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let engine = EngineOptions {
-        max_loras: 1,
-        ..EngineOptions::default()
-    }
-    .engine_config()?;
+    let engine = EngineOptions::default().engine_config()?;
     let mut config = SimServerConfig::new(MODEL, engine);
     config.speedup = 1000.0;
     let sims = spawn(config, Listen::local(REPLICAS)).await?;

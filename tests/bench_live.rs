@@ -98,12 +98,7 @@ output: {per_request: true}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_mode_measures_an_external_server() {
-    let engine = EngineOptions {
-        max_loras: 1,
-        ..EngineOptions::default()
-    }
-    .engine_config()
-    .unwrap();
+    let engine = EngineOptions::default().engine_config().unwrap();
     let mut config = SimServerConfig::new(MODEL, engine);
     config.speedup = 100.0;
     let sim = spawn(config, Listen::local(1)).await.unwrap();

@@ -14,7 +14,8 @@ use super::engine::EngineConfig;
 use super::profile::{DEFAULT_PROFILE, LatencyProfile};
 
 /// Engine shape and pricing. Every flag left out comes from the profile.
-#[derive(Args, Clone, Debug, Default)]
+/// [`Default`] is what the command line gives with no flags.
+#[derive(Args, Clone, Debug, PartialEq)]
 pub struct EngineOptions {
     /// Built-in latency profile: h100-llama3-8b (default), h100-llama2-7b, a100-llama3-8b.
     #[arg(long, value_name = "NAME", conflicts_with = "profile_file")]
@@ -44,10 +45,10 @@ pub struct EngineOptions {
     #[arg(long)]
     pub no_chunked_prefill: bool,
     /// LoRA adapters the running batch may use at once.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LORAS)]
     pub max_loras: usize,
     /// Time to load an adapter that is not resident into a GPU slot, ms.
-    #[arg(long, value_name = "MS", default_value_t = 10.0)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_LORA_LOAD_MS)]
     pub lora_load_ms: f64,
     /// Relative std dev of per-step latency noise (0 = off); overrides the profile.
     #[arg(long, value_name = "X")]
@@ -55,6 +56,31 @@ pub struct EngineOptions {
     /// Seed for every random choice (noise, generated text, failures).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Adapters a running batch may use at once unless `--max-loras` says otherwise.
+const DEFAULT_MAX_LORAS: usize = 1;
+/// Time to load an adapter into a GPU slot unless `--lora-load-ms` says otherwise.
+const DEFAULT_LORA_LOAD_MS: f64 = 10.0;
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            profile: None,
+            profile_file: None,
+            max_num_seqs: None,
+            max_num_batched_tokens: None,
+            kv_blocks: None,
+            block_size: None,
+            max_model_len: None,
+            no_prefix_caching: false,
+            no_chunked_prefill: false,
+            max_loras: DEFAULT_MAX_LORAS,
+            lora_load_ms: DEFAULT_LORA_LOAD_MS,
+            step_noise: None,
+            seed: 0,
+        }
+    }
 }
 
 impl EngineOptions {
@@ -107,5 +133,30 @@ impl EngineOptions {
         c.seed = self.seed;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::EngineOptions;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        engine: EngineOptions,
+    }
+
+    #[test]
+    fn the_default_is_the_command_line_without_flags() {
+        let parsed = Cli::try_parse_from(["igw"]).unwrap().engine;
+        assert_eq!(EngineOptions::default(), parsed);
+        // One adapter slot, as vLLM's `--max-loras` default, so LoRA requests are
+        // served by a default engine.
+        assert_eq!(
+            EngineOptions::default().engine_config().unwrap().max_loras,
+            1
+        );
     }
 }
