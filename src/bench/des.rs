@@ -239,7 +239,7 @@ pub fn simulate(
                 r.lora.as_ref().map_or(0, |name| {
                     1 + adapters
                         .binary_search(name)
-                        .expect("every adapter is listed") as u16
+                        .expect("every adapter is listed") as u32
                 })
             })
             .collect()
@@ -326,7 +326,7 @@ struct Sim<'a> {
     /// The LoRA adapters the requests name, sorted.
     adapters: Vec<Arc<str>>,
     /// Per request: its slot in `inter_token` (empty when there are no adapters).
-    slot_of: Vec<u16>,
+    slot_of: Vec<u32>,
     /// Requests inside engines.
     unfinished: usize,
     scrapes: u64,
@@ -501,8 +501,7 @@ impl Sim<'_> {
                 EngineEvent::Token { id, index, .. } => {
                     let rec = &mut self.records[id as usize];
                     let new_token = index > 0 || rec.first_token.is_none();
-                    if let (true, Some(times)) = (new_token, self.token_times.get_mut(id as usize))
-                    {
+                    if new_token && let Some(times) = self.token_times.get_mut(id as usize) {
                         times.push(now);
                     }
                     if index == 0 && rec.first_token.is_none() {
@@ -511,7 +510,7 @@ impl Sim<'_> {
                         let gap = now.saturating_sub(previous);
                         let micros = gap.as_micros().clamp(1, u64::MAX as u128) as u64;
                         let slot = if by_adapter {
-                            usize::from(self.slot_of[id as usize])
+                            self.slot_of[id as usize] as usize
                         } else {
                             0
                         };

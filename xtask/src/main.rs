@@ -7,7 +7,8 @@
 //! - `cargo xtask gen-sharegpt` rewrites `testdata/sharegpt/sample.json` by running
 //!   `igw bench gen-sharegpt` (the generator lives in the library).
 //!
-//! It depends on std only and never links the igw crate, so it compiles in seconds. Paths are resolved from the workspace root, not the current directory.
+//! It depends on std only and never links the igw crate, so it compiles in seconds.
+//! Paths are resolved from the workspace root, not the current directory.
 
 mod ci;
 mod tidy;

@@ -2,10 +2,11 @@
 //!
 //! The engine never reads a clock and never blocks: its driver calls
 //! [`Engine::step`] with the current time, and the engine plans one forward pass,
-//! prices it with the [`LatencyProfile`](super::profile::LatencyProfile), applies its effects and returns the tokens it
-//! produced, which become visible at `now + duration`. `igw sim serve` drives it with
-//! tokio's clock; `igw sim calibrate` and the benchmark's virtual mode drive it with a
-//! virtual one. Both see exactly the same behaviour.
+//! prices it with the [`LatencyProfile`](super::profile::LatencyProfile), applies
+//! its effects and returns the tokens it produced, which become visible at
+//! `now + duration`. `igw sim serve` drives it with tokio's clock; `igw sim
+//! calibrate` and the benchmark's virtual mode drive it with a virtual one. Both see
+//! exactly the same behaviour.
 //!
 //! One step, as in vLLM V1 (`vllm/v1/core/sched/scheduler.py`, sim-facts §4.3):
 //! 1. Running requests first, in admission order: each gets the tokens it still needs
