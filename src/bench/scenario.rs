@@ -249,11 +249,11 @@ fn default_model() -> String {
 }
 
 fn default_max_loras() -> usize {
-    1
+    crate::sim::options::DEFAULT_MAX_LORAS
 }
 
 fn default_lora_load_ms() -> f64 {
-    10.0
+    crate::sim::options::DEFAULT_LORA_LOAD_MS
 }
 
 fn default_speedup() -> f64 {

@@ -58,10 +58,12 @@ pub struct EngineOptions {
     pub seed: u64,
 }
 
-/// Adapters a running batch may use at once unless `--max-loras` says otherwise.
-const DEFAULT_MAX_LORAS: usize = 1;
-/// Time to load an adapter into a GPU slot unless `--lora-load-ms` says otherwise.
-const DEFAULT_LORA_LOAD_MS: f64 = 10.0;
+/// Adapters a running batch may use at once unless `--max-loras` says otherwise
+/// (vLLM's `--max-loras` default, sim-facts §4.7).
+pub const DEFAULT_MAX_LORAS: usize = 1;
+/// Time to load an adapter into a GPU slot unless `--lora-load-ms` says otherwise
+/// (activation from the CPU cache takes 1–20 ms, sim-facts §4.7).
+pub const DEFAULT_LORA_LOAD_MS: f64 = 10.0;
 
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
