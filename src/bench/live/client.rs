@@ -342,10 +342,7 @@ async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) 
     }
     let done = Instant::now();
     shared.bar.inc(1);
-    Sent {
-        adapter: r.lora.clone(),
-        ..m.finish(done, due)
-    }
+    m.finish(done, due, r.lora.clone())
 }
 
 /// Reads the SSE body into `m`.
@@ -449,7 +446,8 @@ impl<'a> Measure<'a> {
         self.pool(t.saturating_duration_since(self.shared.start))
     }
 
-    fn finish(self, done: Instant, due: Instant) -> Sent {
+    /// The request's result; `adapter` is the LoRA adapter it named.
+    fn finish(self, done: Instant, due: Instant, adapter: Option<String>) -> Sent {
         let usage = self.usage.unwrap_or_default();
         let sample = RequestSample {
             scheduled: self.at(due),
@@ -466,7 +464,7 @@ impl<'a> Measure<'a> {
             itl: self.itl,
             served_by: self.served_by,
             lag: self.sent.saturating_duration_since(due),
-            adapter: None,
+            adapter,
         }
     }
 }
