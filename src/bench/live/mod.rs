@@ -38,7 +38,6 @@ use indicatif::ProgressBar;
 use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
-use super::recorder::Slo;
 use super::report::{BenchReport, Measured, PoolInfo, SEND_LAG_WARN_MS, SendLag, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
@@ -65,17 +64,17 @@ pub async fn run(
     }
 }
 
-/// The result of one job, its bar finished with the stage's p90.
+/// The result of one job, measured against the scenario's SLOs (and with per-request
+/// records if it asks for them), its bar finished with the stage's p90.
 fn result(
+    scenario: &Scenario,
     name: &str,
     plan: &StagePlan,
     outcome: &StageOutcome,
-    slo: &Slo,
     per_endpoint: Vec<u64>,
     bar: &ProgressBar,
-    per_request: bool,
 ) -> Measured {
-    let recorders = outcome.recorders(slo);
+    let recorders = outcome.recorders(&scenario.slo.slo());
     let summary = recorders.all.summary(plan.stage.rate);
     let lag = outcome.lag_micros();
     let ms = |micros: u64| micros as f64 / 1e3;
@@ -104,7 +103,7 @@ fn result(
             send_lag: Some(send_lag),
         },
         recorders,
-        per_request: if per_request {
+        per_request: if scenario.output.per_request {
             outcome.per_request(plan.index)
         } else {
             Vec::new()
@@ -121,7 +120,6 @@ async fn run_target(
     let destination = Destination::new(&[url.to_string()])?;
     let names = vec!["target".to_string()];
     let bars = progress.stage_bars(plans, &names);
-    let slo = scenario.slo.slo();
     let client = http_client()?;
     let mut rows = Vec::with_capacity(plans.len());
     for (plan, bars) in plans.iter().zip(&bars) {
@@ -135,13 +133,12 @@ async fn run_target(
         )
         .await;
         rows.push(vec![result(
+            scenario,
             "target",
             plan,
             &outcome,
-            &slo,
             Vec::new(),
             &bars[0],
-            scenario.output.per_request,
         )]);
     }
     let pool = PoolInfo {
@@ -167,7 +164,6 @@ async fn run_live(
         gateway_config(s)?;
     }
     let bars = progress.stage_bars(plans, &names);
-    let slo = scenario.slo.slo();
     let mut rows: Vec<Vec<Option<Measured>>> = plans
         .iter()
         .map(|_| strategies.iter().map(|_| None).collect())
@@ -175,7 +171,7 @@ async fn run_live(
     for (s, strategy) in strategies.iter().enumerate() {
         for (stage, plan) in plans.iter().enumerate() {
             let bar = &bars[stage][s];
-            let r = job(scenario, strategy, plan, &slo, bar)
+            let r = job(scenario, strategy, plan, bar)
                 .await
                 .with_context(|| format!("strategy `{}`, stage {}", names[s], plan.index));
             if r.is_err() {
@@ -204,7 +200,6 @@ async fn job(
     scenario: &Scenario,
     strategy: &StrategySpec,
     plan: &StagePlan,
-    slo: &Slo,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
     let name = strategy.display_name();
@@ -221,16 +216,7 @@ async fn job(
             bar,
         )
         .await;
-        let per_request = scenario.output.per_request;
-        return Ok(result(
-            &name,
-            plan,
-            &outcome,
-            slo,
-            Vec::new(),
-            bar,
-            per_request,
-        ));
+        return Ok(result(scenario, &name, plan, &outcome, Vec::new(), bar));
     }
     let speedup = scenario.pool.speedup;
     let pool = start_pool(scenario).await?;
@@ -260,16 +246,7 @@ async fn job(
     pool.shutdown().await.context("simulator pool")?;
     let outcome = outcome?;
     let per_endpoint = outcome.per_endpoint(&addrs);
-    let per_request = scenario.output.per_request;
-    Ok(result(
-        &name,
-        plan,
-        &outcome,
-        slo,
-        per_endpoint,
-        bar,
-        per_request,
-    ))
+    Ok(result(scenario, &name, plan, &outcome, per_endpoint, bar))
 }
 
 /// `pool.replicas` simulators of the scenario's engine, on free loopback ports, with
