@@ -25,10 +25,13 @@ struct FixedRouter {
     failed: Mutex<Vec<String>>,
     completed: Mutex<Vec<(String, u16, Completion)>>,
     rejected: Mutex<Vec<u16>>,
+    /// The estimated tokens of each request routed.
+    routed_tokens: Mutex<Vec<u64>>,
 }
 
 impl RequestRouter for FixedRouter {
-    fn route(&self, _: &mut LlmRequest, _: Option<&str>) -> Result<Vec<Target>, EppError> {
+    fn route(&self, r: &mut LlmRequest, _: Option<&str>) -> Result<Vec<Target>, EppError> {
+        self.routed_tokens.lock().unwrap().push(r.estimated_tokens());
         Ok(self.targets.clone())
     }
     fn endpoint_failed(&self, endpoint: &Endpoint, _: &str) {
@@ -265,6 +268,13 @@ async fn streams_pass_through_frame_by_frame() {
         1,
         "in flight while streaming"
     );
+    let booked = router.routed_tokens.lock().unwrap()[0];
+    assert!(booked > 0);
+    assert_eq!(
+        router.targets[0].load.in_flight_tokens(),
+        booked,
+        "the request's estimated tokens are booked while it streams"
+    );
     release_tx.send(()).unwrap();
     let mut rest = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -275,6 +285,11 @@ async fn streams_pass_through_frame_by_frame() {
     assert!(done.complete);
     assert_eq!(done.usage.unwrap().prompt_tokens, 1);
     assert_eq!(router.targets[0].load.in_flight(), 0);
+    assert_eq!(
+        router.targets[0].load.in_flight_tokens(),
+        0,
+        "and released with the last frame"
+    );
 }
 
 #[tokio::test]
@@ -313,6 +328,7 @@ async fn a_client_leaving_mid_stream_releases_load_and_the_server_slot() {
         if router.targets[0].load.in_flight() == 0 && running == "0.0" {
             let done = router.completed.lock().unwrap()[0].2.clone();
             assert!(!done.complete, "reported as abandoned");
+            assert_eq!(router.targets[0].load.in_flight_tokens(), 0);
             return;
         }
         tokio::task::yield_now().await;

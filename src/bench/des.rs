@@ -424,7 +424,8 @@ impl Sim<'_> {
         };
         self.records[id].endpoint = Some(e);
         // The gateway counts the request as it forwards it.
-        self.guards[id] = Some(self.states[e].load.start_request());
+        let tokens = self.routing.booked_tokens();
+        self.guards[id] = Some(self.states[e].load.start_request(tokens));
         // The engine appends the output to the prompt: one allocation holds both.
         let req = &self.requests[id];
         let mut prompt = Vec::with_capacity(req.prompt.len() + req.output.len());

@@ -60,6 +60,18 @@ impl EndpointState {
         }
     }
 
+    /// This endpoint as one row of the scheduler's candidate table: its metrics and its
+    /// load counters as they are now.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            endpoint: self.endpoint.clone(),
+            metrics: self.metrics.clone(),
+            in_flight: self.load.in_flight(),
+            in_flight_tokens: self.load.in_flight_tokens(),
+            sent_since_scrape: self.load.sent_since_scrape(),
+        }
+    }
+
     /// Healthy with metrics no older than `threshold` at `now`: the endpoint may take
     /// requests and counts in pool averages.
     pub fn is_routable(&self, now: Duration, threshold: Duration) -> bool {
@@ -88,14 +100,7 @@ impl PoolSnapshot {
     /// The scheduler's candidate table at `now`: routable endpoints, with their load
     /// counters copied, in pool order.
     pub fn candidates(&self, now: Duration) -> Vec<Candidate> {
-        self.routable(now)
-            .map(|e| Candidate {
-                endpoint: e.endpoint.clone(),
-                metrics: e.metrics.clone(),
-                in_flight: e.load.in_flight(),
-                sent_since_scrape: e.load.sent_since_scrape(),
-            })
-            .collect()
+        self.routable(now).map(EndpointState::candidate).collect()
     }
 
     /// The endpoint named `name`, whatever its health.

@@ -122,15 +122,7 @@ impl Director {
             .iter()
             .filter(|e| e.is_routable(now, threshold))
             .collect();
-        let candidates: Vec<Candidate> = states
-            .iter()
-            .map(|e| Candidate {
-                endpoint: e.endpoint.clone(),
-                metrics: e.metrics.clone(),
-                in_flight: e.load.in_flight(),
-                sent_since_scrape: e.load.sent_since_scrape(),
-            })
-            .collect();
+        let candidates: Vec<Candidate> = states.iter().map(|e| e.candidate()).collect();
         if candidates.is_empty() {
             return Err(EppError::no_fresh_candidates());
         }

@@ -4,7 +4,8 @@
 //! Metrics arrive by scraping and are up to one scrape interval old; [`EndpointLoad`]
 //! counts what the picker has done in the meantime (requests in flight, requests sent
 //! since the last scrape), so load-aware scorers need not herd onto the endpoint that
-//! looked idlest at the last scrape. Times are [`Duration`]s since a driver-chosen
+//! looked idlest at the last scrape. Requests are also counted in estimated tokens
+//! (GIE's `inflight-load-producer`), for `token-load-scorer`. Times are [`Duration`]s since a driver-chosen
 //! epoch (process start when live, zero in virtual time), never wall-clock reads.
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct EndpointMetrics {
 pub struct EndpointLoad {
     /// Requests forwarded whose response has not finished.
     in_flight: AtomicU64,
+    /// The estimated tokens (prompt + expected output) of those requests.
+    in_flight_tokens: AtomicU64,
     /// Requests forwarded, ever.
     sent_total: AtomicU64,
     /// `sent_total` when the scrape now in flight started.
@@ -71,6 +74,11 @@ impl EndpointLoad {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// The estimated tokens of the requests in flight.
+    pub fn in_flight_tokens(&self) -> u64 {
+        self.in_flight_tokens.load(Ordering::Relaxed)
+    }
+
     /// Requests sent that the current metrics cannot include yet.
     pub fn sent_since_scrape(&self) -> u64 {
         self.sent_total
@@ -78,12 +86,19 @@ impl EndpointLoad {
             .saturating_sub(self.baseline.load(Ordering::Relaxed))
     }
 
-    /// Counts a request sent now; the guard un-counts it when dropped (response done,
-    /// client gone or error), so no path can leak load.
-    pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
+    /// Counts a request of an estimated `tokens` ([`LlmRequest::estimated_tokens`])
+    /// sent now; the guard un-counts it when dropped (response done, client gone or
+    /// error), so no path can leak load.
+    ///
+    /// [`LlmRequest::estimated_tokens`]: crate::epp::request::LlmRequest::estimated_tokens
+    pub fn start_request(self: &Arc<Self>, tokens: u64) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight_tokens.fetch_add(tokens, Ordering::Relaxed);
         self.sent_total.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard { load: self.clone() }
+        InFlightGuard {
+            load: self.clone(),
+            tokens,
+        }
     }
 
     /// A scrape of this endpoint starts now.
@@ -104,11 +119,16 @@ impl EndpointLoad {
 #[derive(Debug)]
 pub struct InFlightGuard {
     load: Arc<EndpointLoad>,
+    /// What this request added to `in_flight_tokens`.
+    tokens: u64,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.load
+            .in_flight_tokens
+            .fetch_sub(self.tokens, Ordering::Relaxed);
     }
 }
 
@@ -121,6 +141,8 @@ pub struct Candidate {
     pub metrics: Option<EndpointMetrics>,
     /// Requests in flight from this picker.
     pub in_flight: u64,
+    /// Their estimated tokens (prompt + expected output).
+    pub in_flight_tokens: u64,
     /// Requests sent since `metrics` were scraped.
     pub sent_since_scrape: u64,
 }
@@ -141,23 +163,25 @@ mod tests {
     #[test]
     fn guards_count_in_flight_until_dropped() {
         let load = Arc::new(EndpointLoad::default());
-        let a = load.start_request();
-        let b = load.start_request();
+        let a = load.start_request(100);
+        let b = load.start_request(30);
         assert_eq!((load.in_flight(), load.sent_since_scrape()), (2, 2));
+        assert_eq!(load.in_flight_tokens(), 130);
         drop(a);
         load.scrape_started();
         load.metrics_refreshed();
         assert_eq!((load.in_flight(), load.sent_since_scrape()), (1, 0));
+        assert_eq!(load.in_flight_tokens(), 30, "a's tokens go with a");
         drop(b);
-        assert_eq!(load.in_flight(), 0);
+        assert_eq!((load.in_flight(), load.in_flight_tokens()), (0, 0));
     }
 
     #[test]
     fn requests_sent_during_a_scrape_stay_counted() {
         let load = Arc::new(EndpointLoad::default());
-        let _a = load.start_request();
+        let _a = load.start_request(1);
         load.scrape_started(); // the scrape can see request a
-        let _b = load.start_request(); // sent while the scrape is in flight
+        let _b = load.start_request(1); // sent while the scrape is in flight
         load.metrics_refreshed();
         assert_eq!(load.sent_since_scrape(), 1, "b is not in the metrics yet");
         // A publish without a new scrape never rewinds the baseline.

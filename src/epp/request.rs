@@ -34,3 +34,52 @@ pub struct LlmRequest {
     /// The body's length in bytes.
     pub body_len: usize,
 }
+
+/// Bytes per token GIE's in-flight load producer assumes for a request body.
+const BYTES_PER_TOKEN: usize = 4;
+/// Expected output tokens per input token in that estimate.
+const OUTPUT_RATIO: f64 = 1.5;
+
+impl LlmRequest {
+    /// The tokens this request is expected to hold on its endpoint, as GIE's
+    /// `inflight-load-producer` books them for `token-load-scorer` (its
+    /// `SimpleTokenEstimator`): input ≈ body bytes / 4 (at least 1), output ≈ 1.5 ×
+    /// input, the sum of both. A rough size, not a tokenisation: it costs nothing on
+    /// the request path and orders requests by how much KV they are likely to take.
+    pub fn estimated_tokens(&self) -> u64 {
+        let input = (self.body_len / BYTES_PER_TOKEN).max(1) as u64;
+        let output = (input as f64 * OUTPUT_RATIO).round() as u64;
+        input + output
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body_len: usize) -> LlmRequest {
+        LlmRequest {
+            request_id: "r".into(),
+            incoming_model: "m".into(),
+            target_model: "m".into(),
+            api: ApiKind::Completions,
+            prefix_bytes: Vec::new(),
+            cache_salt: None,
+            priority: 0,
+            stream: false,
+            body_len,
+        }
+    }
+
+    #[test]
+    fn estimated_tokens_follow_gie_simple_estimator() {
+        // 4,000 bytes → 1,000 input + 1,500 output.
+        assert_eq!(request(4_000).estimated_tokens(), 2_500);
+        // 10 bytes → 2 input + 3 output.
+        assert_eq!(request(10).estimated_tokens(), 5);
+        // 6 bytes → 1 input + round(1.5) = 2 output.
+        assert_eq!(request(6).estimated_tokens(), 3);
+        // An empty body still counts as one input token.
+        assert_eq!(request(0).estimated_tokens(), 3);
+    }
+}

@@ -42,6 +42,7 @@ mod tests {
                 ..EndpointMetrics::default()
             }),
             in_flight: 100,
+            in_flight_tokens: 25_000,
             sent_since_scrape: 100,
         }
     }

@@ -89,6 +89,17 @@ impl Routing {
         }
     }
 
+    /// The tokens the gateway books for the request just picked, as the live picker
+    /// does ([`LlmRequest::estimated_tokens`], from its body's length). Only the EPP
+    /// reads token counts, so only its runs build the body the estimate needs; the
+    /// baselines book 0.
+    pub(super) fn booked_tokens(&self) -> u64 {
+        match self.router {
+            Router::Epp(_) => self.request.estimated_tokens(),
+            _ => 0,
+        }
+    }
+
     /// The endpoint (index into `states`) that serves request `id`, or why none does
     /// (GIE's error text).
     pub(super) fn pick(
@@ -123,12 +134,7 @@ impl Routing {
                 self.rows.clear();
                 for (i, s) in states.iter().enumerate() {
                     if s.is_routable(now, staleness_threshold) {
-                        self.candidates.push(Candidate {
-                            endpoint: s.endpoint.clone(),
-                            metrics: s.metrics.clone(),
-                            in_flight: s.load.in_flight(),
-                            sent_since_scrape: s.load.sent_since_scrape(),
-                        });
+                        self.candidates.push(s.candidate());
                         self.rows.push(i);
                     }
                 }

@@ -25,6 +25,7 @@ use crate::epp::scheduler::plugins::random::{self, RandomPicker};
 use crate::epp::scheduler::plugins::round_robin::{self, RoundRobinPicker};
 use crate::epp::scheduler::plugins::running_requests::{self, RunningRequestsScorer};
 use crate::epp::scheduler::plugins::single_profile::{self, SingleProfileHandler};
+use crate::epp::scheduler::plugins::token_load::{self, TokenLoadScorer};
 use crate::epp::scheduler::plugins::utilization::{self, UtilizationDetector};
 use crate::epp::scheduler::plugins::weighted_random::{self, WeightedRandomPicker};
 use crate::epp::scheduler::plugins::weighted_round_robin::{self, WeightedRoundRobinPicker};
@@ -52,7 +53,7 @@ const FLOW_CONTROL_POLICIES: [&str; 6] = [
 const IGNORED: [(&str, &str); 3] = [
     (
         "inflight-load-producer",
-        "igw counts in-flight requests itself",
+        "igw counts in-flight requests and their estimated tokens itself",
     ),
     (
         "k8s-notification-source",
@@ -65,11 +66,7 @@ const IGNORED: [(&str, &str); 3] = [
 ];
 
 /// GIE (and llm-d) types igw refuses, with the reason.
-const UNSUPPORTED: [(&str, &str); 14] = [
-    (
-        "token-load-scorer",
-        "it needs in-flight token counts, which igw does not track; inflight-load-scorer is igw's lag-aware load scorer",
-    ),
+const UNSUPPORTED: [(&str, &str); 13] = [
     (
         "concurrency-detector",
         "igw implements utilization-detector only",
@@ -136,6 +133,7 @@ pub fn known_types() -> Vec<&'static str> {
         weighted_round_robin::TYPE,
         load_aware_prefix::TYPE,
         inflight_load::TYPE,
+        token_load::TYPE,
         METRICS_DATA_SOURCE,
         CORE_METRICS_EXTRACTOR,
         OPENAI_PARSER,
@@ -208,6 +206,7 @@ pub fn build(type_name: &str, p: Option<&Value>) -> Result<Built, BuildError> {
         lora_affinity::TYPE => Scorer(Arc::new(LoraAffinityScorer::new(params(p)?))),
         prefix_cache::TYPE => Scorer(Arc::new(PrefixCacheScorer::new(params(p)?))),
         inflight_load::TYPE => Scorer(Arc::new(InflightLoadScorer::new(params(p)?))),
+        token_load::TYPE => Scorer(Arc::new(TokenLoadScorer::new(params(p)?))),
         load_aware_prefix::TYPE => Scorer(Arc::new(LoadAwarePrefixScorer::new(params(p)?))),
         max_score::TYPE => Picker(Arc::new(MaxScorePicker::new(params(p)?))),
         random::TYPE => Picker(Arc::new(RandomPicker::new(params(p)?))),

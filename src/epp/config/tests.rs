@@ -316,8 +316,16 @@ fn errors_name_the_file_plugin_and_field() {
             &["(type `openai-parser`)", "strict"],
         ),
         (
-            "plugins:\n- type: token-load-scorer\n",
-            &["(type `token-load-scorer`)", "not supported by igw"],
+            "plugins:\n- type: concurrency-detector\n",
+            &["(type `concurrency-detector`)", "not supported by igw"],
+        ),
+        (
+            "plugins:\n- type: token-load-scorer\n  parameters: {queueThresholdTokens: lots}\n",
+            &["(type `token-load-scorer`)", "parameters.queueThresholdTokens"],
+        ),
+        (
+            "plugins:\n- type: token-load-scorer\n  parameters: {inFlightLoadProducerName: x}\n",
+            &["(type `token-load-scorer`)", "inFlightLoadProducerName"],
         ),
         (
             "plugins:\n- name: q\n  type: queue-scorer\n- name: q\n  type: kv-cache-utilization-scorer\n",

@@ -184,12 +184,13 @@ fn candidates_copy_load_and_fresh_metrics_reset_the_sent_count() {
     );
     let old = ds.snapshot();
     let load = old.endpoints[0].load.clone();
-    let guard = load.start_request();
-    let _second = load.start_request();
+    let guard = load.start_request(40);
+    let _second = load.start_request(7);
     drop(guard);
 
     let c = &old.candidates(Duration::ZERO)[0];
     assert_eq!((c.in_flight, c.sent_since_scrape), (1, 2));
+    assert_eq!(c.in_flight_tokens, 7);
     assert_eq!(c.metrics.as_ref().unwrap().waiting_queue_size, 3);
 
     // The next scrape starts after both requests, so its metrics cover them.

@@ -232,7 +232,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                 return error_response(&err);
             }
         };
-        let guard = target.load.start_request();
+        let guard = target.load.start_request(request.estimated_tokens());
         let sent_at = Instant::now();
         let result =
             tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream)).await;

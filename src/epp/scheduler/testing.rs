@@ -29,6 +29,7 @@ pub fn pod(i: usize, queue: u64, kv: f64) -> Candidate {
             ..EndpointMetrics::default()
         }),
         in_flight: 0,
+        in_flight_tokens: 0,
         sent_since_scrape: 0,
     }
 }
@@ -39,6 +40,7 @@ pub fn unscraped(i: usize) -> Candidate {
         endpoint: endpoint(i),
         metrics: None,
         in_flight: 0,
+        in_flight_tokens: 0,
         sent_since_scrape: 0,
     }
 }

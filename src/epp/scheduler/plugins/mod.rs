@@ -21,6 +21,7 @@ pub mod running_requests;
 pub mod single_profile;
 #[cfg(test)]
 mod tests;
+pub mod token_load;
 pub mod utilization;
 pub mod weighted_random;
 pub mod weighted_round_robin;

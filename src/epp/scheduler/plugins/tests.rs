@@ -13,6 +13,7 @@ use super::queue::QueueScorer;
 use super::random::RandomPicker;
 use super::round_robin::RoundRobinPicker;
 use super::running_requests::RunningRequestsScorer;
+use super::token_load::{TokenLoadParams, TokenLoadScorer};
 use super::utilization::{UtilizationDetector, UtilizationParams};
 use super::weighted_random::WeightedRandomPicker;
 use super::weighted_round_robin::{WeightedRoundRobinPicker, WrrParams};
@@ -43,6 +44,11 @@ fn check(scorer: &dyn Scorer, req: &LlmRequest, cands: &[Candidate], want: &[f64
 fn running(i: usize, r: u64) -> Candidate {
     let mut c = pod(i, 0, 0.0);
     c.metrics.as_mut().unwrap().running_requests = r;
+    c
+}
+
+fn tokens(mut c: Candidate, in_flight_tokens: u64) -> Candidate {
+    c.in_flight_tokens = in_flight_tokens;
     c
 }
 
@@ -111,6 +117,35 @@ fn metric_scorers_follow_gie_formulas() {
                 unscraped(3),
             ],
             vec![1.0, 5.0 / 6.0, 0.0, 0.0],
+        ),
+        // 1 − min(1, tokens / 4,194,304); metrics play no part (unscraped too).
+        (
+            "token-load",
+            Box::new(TokenLoadScorer::default()),
+            vec![
+                tokens(pod(0, 9, 0.9), 0),
+                tokens(pod(1, 0, 0.), 1_048_576),
+                tokens(unscraped(2), 4_194_304),
+                tokens(pod(3, 0, 0.), 9_000_000),
+            ],
+            vec![1.0, 0.75, 0.0, 0.0],
+        ),
+        // A threshold of 1,000: 250 → 0.75. A threshold ≤ 0 means GIE's default.
+        (
+            "token-load threshold",
+            Box::new(TokenLoadScorer::new(TokenLoadParams {
+                queue_threshold_tokens: 1_000,
+            })),
+            vec![tokens(pod(0, 0, 0.), 250), tokens(pod(1, 0, 0.), 1_000)],
+            vec![0.75, 0.0],
+        ),
+        (
+            "token-load default threshold",
+            Box::new(TokenLoadScorer::new(TokenLoadParams {
+                queue_threshold_tokens: -5,
+            })),
+            vec![tokens(pod(0, 0, 0.), 2_097_152)],
+            vec![0.5],
         ),
     ];
     for (name, scorer, cands, want) in cases {
