@@ -43,6 +43,7 @@ fn candidates() -> Vec<Candidate> {
                 ..EndpointMetrics::default()
             }),
             in_flight: (i % 9) as u64,
+            in_flight_tokens: (i % 9) as u64 * 1_200,
             sent_since_scrape: (i % 3) as u64,
         })
         .collect()

@@ -31,7 +31,10 @@ struct FixedRouter {
 
 impl RequestRouter for FixedRouter {
     fn route(&self, r: &mut LlmRequest, _: Option<&str>) -> Result<Vec<Target>, EppError> {
-        self.routed_tokens.lock().unwrap().push(r.estimated_tokens());
+        self.routed_tokens
+            .lock()
+            .unwrap()
+            .push(r.estimated_tokens());
         Ok(self.targets.clone())
     }
     fn endpoint_failed(&self, endpoint: &Endpoint, _: &str) {

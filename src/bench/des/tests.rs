@@ -1,6 +1,7 @@
 //! The pool simulation's tests: an idle replica's TTFT, round-robin's spread, prefix
 //! affinity under GIE's default profile, herding under scrape lag (and igw's profile
-//! avoiding it), determinism, and that every request ends exactly once. Seeded RNGs
+//! avoiding it), token-load's booking, determinism, and that every request ends
+//! exactly once. Seeded RNGs
 //! only; nothing here reads a clock.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,6 +205,48 @@ fn stale_metrics_herd_a_queue_scorer_but_not_igw_default() {
         "igw-default spreads the burst: {spread:?}"
     );
     assert!(spread.values().all(|&n| n < 20), "{spread:?}");
+}
+
+#[test]
+fn token_load_books_tokens_by_size_and_releases_them_at_the_end() {
+    let yaml = "\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: token-load-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: token-load-scorer
+";
+    let router = Router::Epp(from_yaml_str(yaml, "token-load").unwrap().scheduler);
+    let mut rng = StdRng::seed_from_u64(9);
+    // One long prompt that finishes quickly, then four short prompts that stay in
+    // flight for seconds: the short ones hold fewer estimated tokens together than
+    // the long one, so all of them go to the other endpoint.
+    let mut reqs = vec![request(Duration::ZERO, tokens(&mut rng, 1_000), 20)];
+    for i in 1..=4 {
+        reqs.push(request(ms(i), tokens(&mut rng, 50), 2_000));
+    }
+    // Long after the long request ended: its endpoint holds nothing any more.
+    for _ in 0..4 {
+        reqs.push(request(ms(5_000), tokens(&mut rng, 50), 10));
+    }
+    let report = simulate(&pool(2), router, &reqs).unwrap();
+    check_complete(&report, &[vec![20], vec![2_000; 4], vec![10; 4]].concat());
+    let endpoint = |i: usize| report.records[i].endpoint.unwrap();
+    let long = endpoint(0);
+    assert!(report.records[0].done.unwrap() < ms(5_000));
+    for i in 1..=4 {
+        assert_ne!(endpoint(i), long, "short request {i} avoids the long one");
+    }
+    for i in 5..=8 {
+        assert_eq!(
+            endpoint(i),
+            long,
+            "request {i}: the long one's tokens were released"
+        );
+    }
 }
 
 #[test]

@@ -138,6 +138,38 @@ fn igw_default_loads_and_spreads_bursts() {
 }
 
 #[test]
+fn gie_token_load_config_routes_by_in_flight_tokens() {
+    // A GIE v1.5 file: the producer is accepted (igw books tokens itself) and the
+    // scorer alone sends each request to the endpoint holding the fewest tokens.
+    let c = load(
+        "plugins:\n- type: inflight-load-producer\n- type: token-load-scorer\n  parameters: {queueThresholdTokens: 100000}\n\
+         schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: token-load-scorer\n",
+    )
+    .unwrap();
+    let mut cands: Vec<_> = (0..3).map(|i| pod(i, 0, 0.0)).collect();
+    let mut r = rng(3);
+    let mut cycle = CycleState::default();
+    // Request sizes in tokens: each is booked on the endpoint it goes to.
+    for size in [900, 500, 400, 300, 700, 100] {
+        let req = request("m", "");
+        let mut ctx = SchedulingContext::new(NOW, &mut r, &mut cycle);
+        let t = c
+            .scheduler
+            .schedule(&req, &cands, &mut ctx)
+            .unwrap()
+            .target();
+        let fewest = cands.iter().map(|c| c.in_flight_tokens).min().unwrap();
+        assert_eq!(cands[t].in_flight_tokens, fewest, "size {size}");
+        cands[t].in_flight_tokens += size;
+    }
+    let held: Vec<u64> = cands.iter().map(|c| c.in_flight_tokens).collect();
+    let mut sorted = held.clone();
+    sorted.sort();
+    // 900, 500, 400 to the three; 300 to the 400 (700); 700 to the 500; 100 to the 700.
+    assert_eq!(sorted, [800, 900, 1_200], "{held:?}");
+}
+
+#[test]
 fn host_data_is_typed() {
     let c = load(
         "plugins:
@@ -321,7 +353,10 @@ fn errors_name_the_file_plugin_and_field() {
         ),
         (
             "plugins:\n- type: token-load-scorer\n  parameters: {queueThresholdTokens: lots}\n",
-            &["(type `token-load-scorer`)", "parameters.queueThresholdTokens"],
+            &[
+                "(type `token-load-scorer`)",
+                "parameters.queueThresholdTokens",
+            ],
         ),
         (
             "plugins:\n- type: token-load-scorer\n  parameters: {inFlightLoadProducerName: x}\n",

@@ -61,7 +61,9 @@ impl TokenLoadScorer {
             t if t > 0 => t,
             _ => DEFAULT_QUEUE_THRESHOLD_TOKENS,
         };
-        TokenLoadScorer { threshold: t as f64 }
+        TokenLoadScorer {
+            threshold: t as f64,
+        }
     }
 
     /// The score of one candidate.
