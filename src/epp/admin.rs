@@ -77,6 +77,8 @@ pub struct EndpointView {
     pub max_active_adapters: Option<u32>,
     /// Requests this picker has in flight there.
     pub in_flight: u64,
+    /// Their estimated tokens (what `token-load-scorer` reads).
+    pub in_flight_tokens: u64,
     /// Requests sent since its last scrape.
     pub sent_since_scrape: u64,
 }
@@ -117,6 +119,7 @@ async fn endpoints(State(d): State<Arc<Director>>) -> Json<PoolView> {
                 waiting_adapters: m.map(|m| m.waiting_adapters.clone()).unwrap_or_default(),
                 max_active_adapters: m.map(|m| m.max_active_adapters),
                 in_flight: e.load.in_flight(),
+                in_flight_tokens: e.load.in_flight_tokens(),
                 sent_since_scrape: e.load.sent_since_scrape(),
             }
         })
