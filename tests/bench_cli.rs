@@ -110,3 +110,24 @@ fn a_broken_scenario_names_the_file_line_and_field() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("no/such.yaml"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_sample_generator_runs_without_a_scenario_and_bench_without_one_says_so() {
+    let dir = scratch("gen");
+    let out = dir.join("sample.json");
+    let run = igw()
+        .args(["bench", "gen-sharegpt", "--conversations", "20", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("20 conversations"), "{stderr}");
+    let entries: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(entries.as_array().map(Vec::len), Some(20));
+
+    let run = igw().arg("bench").output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("--scenario"), "{stderr}");
+}

@@ -20,7 +20,6 @@ enum Command {
     #[command(subcommand)]
     Sim(SimCommand),
     /// Compare routing strategies on a scenario's traffic, in virtual time or live.
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Bench(BenchArgs),
 }
 
@@ -40,12 +39,15 @@ enum SimCommand {
     Demo(igw::sim::demo::DemoOptions),
 }
 
+/// `igw bench --scenario F` runs a scenario; `igw bench gen-sharegpt` needs no scenario.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct BenchArgs {
     #[command(subcommand)]
     command: Option<BenchCommand>,
+    /// Absent only with a subcommand (clap requires `--scenario` otherwise).
     #[command(flatten)]
-    run: igw::bench::cli::BenchOptions,
+    run: Option<igw::bench::cli::BenchOptions>,
 }
 
 #[derive(Subcommand)]
@@ -92,7 +94,14 @@ fn main() -> anyhow::Result<()> {
             command: Some(BenchCommand::GenSharegpt(opts)),
             ..
         }) => gen_sharegpt(opts),
-        Command::Bench(BenchArgs { command: None, run }) => run.run().map(|_| ()),
+        Command::Bench(BenchArgs {
+            command: None,
+            run: Some(run),
+        }) => run.run().map(|_| ()),
+        Command::Bench(BenchArgs {
+            command: None,
+            run: None,
+        }) => anyhow::bail!("igw bench needs --scenario FILE"),
     }
 }
 
