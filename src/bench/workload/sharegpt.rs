@@ -19,8 +19,6 @@
 pub mod sample;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
@@ -64,23 +62,25 @@ fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
-/// Reads a ShareGPT file.
+/// Reads a ShareGPT file. The whole file is read first: serde_json parses a slice
+/// several times faster than a reader (the real 600+ MB file is read in seconds),
+/// and the bytes are freed once parsed.
 pub fn load(path: &Path) -> Result<Vec<Conversation>, WorkloadError> {
-    let file = File::open(path).map_err(|source| WorkloadError::Io {
+    let bytes = std::fs::read(path).map_err(|source| WorkloadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, BufReader::new(file))
+    parse(path, &bytes)
 }
 
-/// Parses ShareGPT data from `reader`; `path` only names it in errors.
-pub fn parse(path: &Path, reader: impl Read) -> Result<Vec<Conversation>, WorkloadError> {
+/// Parses ShareGPT data; `path` only names it in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Conversation>, WorkloadError> {
     let malformed = |at: String, e: &serde_json::Error| WorkloadError::Malformed {
         path: path.to_path_buf(),
         at,
         message: e.to_string(),
     };
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let data: Vec<Conversation> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| malformed(e.path().to_string(), e.inner()))?;
     de.end()
@@ -101,20 +101,68 @@ pub fn is_valid_sequence(prompt_len: usize, output_len: usize, check_output: boo
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
     pub prompt: String,
+    /// The prompt's token ids (as completions text; a chat request adds its template).
+    pub prompt_ids: Vec<u32>,
     pub prompt_len: usize,
     pub output_len: usize,
 }
 
 /// The first exchange of `c` if it has ≥ 2 turns, whether or not it is valid.
 pub fn first_exchange(c: &Conversation) -> Option<Exchange> {
+    first_exchange_with(c, tokens::encode)
+}
+
+fn first_exchange_with(c: &Conversation, encode: impl Fn(&str) -> Vec<u32>) -> Option<Exchange> {
     match c.conversations.as_slice() {
-        [prompt, completion, ..] => Some(Exchange {
-            prompt: prompt.value.clone(),
-            prompt_len: tokens::encode(&prompt.value).len(),
-            output_len: tokens::encode(&completion.value).len(),
-        }),
+        [prompt, completion, ..] => {
+            let prompt_ids = encode(&prompt.value);
+            Some(Exchange {
+                prompt: prompt.value.clone(),
+                prompt_len: prompt_ids.len(),
+                prompt_ids,
+                output_len: encode(&completion.value).len(),
+            })
+        }
         _ => None,
     }
+}
+
+/// Entries per thread below which a batch is tokenised on the calling thread.
+const MIN_PER_THREAD: usize = 512;
+
+/// [`first_exchange`] of every entry, in order, on up to `threads` threads, each
+/// with its own tokenizer. Tokenising is nearly all the work of drawing from a large
+/// file (a sweep over the real ~90,000-entry file tokenises every entry), and
+/// entries are independent.
+fn first_exchanges(entries: &[&Conversation], threads: usize) -> Vec<Option<Exchange>> {
+    let threads = threads.clamp(1, (entries.len() / MIN_PER_THREAD).max(1));
+    if threads == 1 {
+        return entries.iter().map(|c| first_exchange(c)).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let own = tokens::OwnEncoder::new();
+                    let encode = |text: &str| own.encode(text);
+                    part.iter()
+                        .map(|c| first_exchange_with(c, encode))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| match part.join() {
+                Ok(exchanges) => exchanges,
+                // Tokenising does not panic; if it ever did, the panic belongs to
+                // the caller, not to a lost batch.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// What vLLM's filter makes of a whole file.
@@ -223,8 +271,11 @@ impl ShareGptSpec {
                 let output = self.output_len.unwrap_or(e.output_len);
                 let slot = &mut tokenised[canonical[i]];
                 let seen = slot.is_some();
-                let base =
-                    slot.get_or_insert_with(|| tokens::encode(&wrap(e.prompt.clone()).flatten()));
+                // Completions text is the prompt as the filter tokenised it.
+                let base = slot.get_or_insert_with(|| match self.chat {
+                    false => e.prompt_ids.clone(),
+                    true => tokens::encode(&wrap(e.prompt.clone()).flatten()),
+                });
                 if !(seen && self.distinct_repeats) {
                     return WorkloadRequest::with_tokens(
                         wrap(e.prompt.clone()),
@@ -321,15 +372,24 @@ pub fn sample_exchanges(
     let mut order: Vec<&Conversation> =
         data.iter().filter(|c| c.conversations.len() >= 2).collect();
     order.shuffle(&mut rng);
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    // Entries are tokenised in batches of what is still missing (most pass the
+    // filter) and taken in shuffled order, so the draw is the same on any number of
+    // threads.
     let mut exchanges = Vec::new();
-    for c in order {
-        if exchanges.len() >= n {
-            break;
-        }
-        let Some(e) = first_exchange(c) else { continue };
-        let out = output_len.unwrap_or(e.output_len);
-        if is_valid_sequence(e.prompt_len, out, output_len.is_none()) {
-            exchanges.push(e);
+    let mut next = 0;
+    while exchanges.len() < n && next < order.len() {
+        let batch = (n - exchanges.len()).min(order.len() - next);
+        let tokenised = first_exchanges(&order[next..next + batch], threads);
+        next += batch;
+        for e in tokenised.into_iter().flatten() {
+            if exchanges.len() >= n {
+                break;
+            }
+            let out = output_len.unwrap_or(e.output_len);
+            if is_valid_sequence(e.prompt_len, out, output_len.is_none()) {
+                exchanges.push(e);
+            }
         }
     }
     let valid = exchanges.len();
@@ -518,5 +578,24 @@ mod tests {
             5,
             "an overridden output skips the minimum check"
         );
+    }
+
+    #[test]
+    fn tokenising_on_threads_gives_the_serial_exchanges_in_order() {
+        let data = parse(Path::new("gen"), generate_sample(3, 1_100).as_bytes()).unwrap();
+        let entries: Vec<&Conversation> = data.iter().collect();
+        let serial = first_exchanges(&entries, 1);
+        assert_eq!(serial.len(), 1_100);
+        // 1,100 entries are enough for two threads of at least 512 each.
+        for threads in [2, 8] {
+            assert_eq!(
+                first_exchanges(&entries, threads),
+                serial,
+                "{threads} threads"
+            );
+        }
+        let ids = serial.iter().flatten().next().unwrap();
+        assert_eq!(ids.prompt_ids, tokens::encode(&ids.prompt));
+        assert_eq!(ids.prompt_len, ids.prompt_ids.len());
     }
 }
