@@ -28,10 +28,11 @@ use crate::sim::options::EngineOptions;
 /// Why a scenario cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("cannot read scenario {}: {source}", path.display())]
+    #[error("cannot read scenario {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        // Not `source`: the message already says it (printed once, not twice).
+        error: std::io::Error,
     },
     /// Syntax or schema; the message carries the line and column.
     #[error("{origin}: {message}")]
@@ -392,7 +393,7 @@ fn opt_go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let mut scenario = from_yaml_str(&text, &path.display().to_string())?;
     if scenario.name.is_empty() {

@@ -30,7 +30,8 @@ pub fn picker_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
     Ok(match name {
         "gie-default" => config::gie_default(),
         "igw-default" => config::igw_default(),
-        path => config::load(std::path::Path::new(path))?,
+        path => config::load(std::path::Path::new(path))
+            .with_context(|| format!("strategy `{}`", strategy.display_name()))?,
     })
 }
 

@@ -93,10 +93,11 @@ pub struct Port {
 /// A pool that cannot be used; each variant names where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Read {
         file: String,
-        source: std::io::Error,
+        // Not `source`: the message already says it (printed once, not twice).
+        error: std::io::Error,
     },
     /// Not YAML of the expected shape (unknown or missing field, wrong type).
     #[error("{file}: field `{field}`: {message}")]
@@ -170,7 +171,7 @@ impl StaticPool {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| PoolError::Read {
             file: file.clone(),
-            source,
+            error: source,
         })?;
         StaticPool::from_yaml(&text, &file)
     }

@@ -154,7 +154,7 @@ impl LatencyProfile {
     pub fn from_yaml_file(path: &Path) -> Result<LatencyProfile, ProfileError> {
         let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
             path: path.display().to_string(),
-            source,
+            error: source,
         })?;
         Self::from_yaml_str(&text).map_err(|e| match e {
             ProfileError::Parse { message, .. } => ProfileError::Parse {
@@ -281,10 +281,12 @@ struct ProfileFile {
 /// Why a profile file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("cannot read profile file {path}: {source}")]
+    #[error("cannot read profile file {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        // Not `source`: the message already says it, and a source would be printed
+        // again under it.
+        error: std::io::Error,
     },
     #[error("profile file {path} is not valid YAML for a profile: {message}")]
     Parse { path: String, message: String },

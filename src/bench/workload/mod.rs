@@ -112,10 +112,11 @@ impl WorkloadRequest {
 /// Why a workload cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        // Not `source`: the message already says it (printed once, not twice).
+        error: std::io::Error,
     },
     /// The file is not ShareGPT's format; `at` names the entry (`[12].conversations`).
     #[error("{}: malformed ShareGPT data at {at}: {message}", path.display())]

@@ -6,11 +6,11 @@
 /// A rejected configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{origin}: cannot read the file: {source}")]
+    #[error("{origin}: cannot read the file: {error}")]
     Read {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it (printed once, not twice).
+        error: std::io::Error,
     },
     /// Not YAML, or not the schema (an unknown or mistyped field).
     #[error("{origin}: {message}")]

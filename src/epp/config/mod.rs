@@ -160,7 +160,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         origin: origin.clone(),
-        source,
+        error: source,
     })?;
     from_yaml_str(&text, &origin)
 }

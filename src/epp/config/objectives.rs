@@ -48,7 +48,7 @@ impl Objectives {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             origin: origin.clone(),
-            source,
+            error: source,
         })?;
         Objectives::from_yaml_str(&text, &origin)
     }
