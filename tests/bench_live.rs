@@ -11,6 +11,7 @@
 use igw::bench::live;
 use igw::bench::plan::plan;
 use igw::bench::progress::Progress;
+use igw::bench::recorder::RequestLifecycle;
 use igw::bench::report::BenchReport;
 use igw::bench::scenario::{Scenario, from_yaml_str};
 use igw::bench::virtual_run;
@@ -147,7 +148,10 @@ async fn target_mode_measures_an_external_server() {
     }
     // The per-request records: every request, stage after stage, each streamed token's
     // time between its first token and its end.
-    let records = &report.per_request[0];
+    let records: Vec<RequestLifecycle> = report.per_request[0]
+        .iter()
+        .flat_map(|spool| spool.read::<RequestLifecycle>().unwrap())
+        .collect();
     let planned: Vec<_> = plans
         .iter()
         .flat_map(|p| p.requests.iter().map(move |q| (p.index, q)))

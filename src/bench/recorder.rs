@@ -34,11 +34,13 @@ use hdrhistogram::Histogram;
 mod adapters;
 mod failure;
 mod per_request;
+mod spool;
 mod summary;
 
 pub use adapters::{RunSummary, StageRecorders};
 pub use failure::{Failure, FailureCounts, FailureKind, LabelCount, error_message};
 pub use per_request::{ExtraInfo, RequestError, RequestInfo, RequestLifecycle};
+pub use spool::{RecordSpool, SpoolWriter};
 
 pub use summary::{
     Failures, Goodput, GoodputMetrics, Latencies, LoadSummary, StageSummary, Stats, Successes,

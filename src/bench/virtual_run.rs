@@ -16,7 +16,9 @@ use anyhow::Context;
 use super::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
 use super::plan::StagePlan;
 use super::progress::Progress;
-use super::recorder::{Failure, RequestLifecycle, RequestSample, Slo, StageRecorders};
+use super::recorder::{
+    Failure, RecordSpool, RequestLifecycle, RequestSample, Slo, SpoolWriter, StageRecorders,
+};
 use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use crate::epp::config::{self, LoadedConfig};
@@ -103,18 +105,23 @@ fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
 }
 
 /// One job's measurements: its recorders, requests per endpoint and (when the
-/// simulation kept token times) per-request records for stage `stage`. `input` is
-/// what the simulation ran, in the same order as the report's records.
+/// simulation kept token times) per-request records for stage `stage`, written to a
+/// spool as they are made. `input` is what the simulation ran, in the same order as
+/// the report's records.
 fn measure(
     report: &DesReport,
     input: &[DesRequest],
     slo: &Slo,
     replicas: usize,
     stage: usize,
-) -> (StageRecorders, Vec<u64>, Vec<RequestLifecycle>) {
+) -> anyhow::Result<(StageRecorders, Vec<u64>, Option<RecordSpool>)> {
     let mut recorders = StageRecorders::new(slo.clone());
     let mut per_endpoint = vec![0u64; replicas];
-    let mut per_request = Vec::with_capacity(report.token_times.len());
+    let spool_error = |e| anyhow::anyhow!("cannot spool the per-request records: {e}");
+    let mut per_request = match report.token_times.is_empty() {
+        true => None,
+        false => Some(SpoolWriter::create().map_err(spool_error)?),
+    };
     for (i, (r, request)) in report.records.iter().zip(input).enumerate() {
         if let Some(e) = r.endpoint {
             per_endpoint[e] += 1;
@@ -139,16 +146,21 @@ fn measure(
             },
         };
         recorders.record(&sample, request.lora.as_deref());
-        if let Some(times) = report.token_times.get(i) {
+        if let (Some(spool), Some(times)) = (&mut per_request, report.token_times.get(i)) {
             let adapter = request.lora.as_deref();
-            per_request.push(RequestLifecycle::new(stage, &sample, times, adapter));
+            let record = RequestLifecycle::new(stage, &sample, times, adapter);
+            spool.push(&record).map_err(spool_error)?;
         }
     }
     recorders.all.add_itl(&report.inter_token);
     for (adapter, gaps) in &report.inter_token_by_adapter {
         recorders.add_adapter_itl(adapter, gaps);
     }
-    (recorders, per_endpoint, per_request)
+    let per_request = per_request
+        .map(SpoolWriter::finish)
+        .transpose()
+        .map_err(spool_error)?;
+    Ok((recorders, per_endpoint, per_request))
 }
 
 /// Runs the scenario's plan in virtual time with up to `threads` jobs at once.
@@ -197,7 +209,7 @@ pub fn run(
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let replicas = scenario.pool.replicas;
                         let (recorders, per_endpoint, per_request) =
-                            measure(&report, input, &slo, replicas, plan.index);
+                            measure(&report, input, &slo, replicas, plan.index)?;
                         Ok(Measured {
                             result: StrategyResult {
                                 strategy: names[s].clone(),

@@ -38,6 +38,7 @@ use indicatif::ProgressBar;
 use self::client::{Destination, StageOutcome, http_client, run_stage};
 use super::plan::StagePlan;
 use super::progress::Progress;
+use super::recorder::RecordSpool;
 use super::report::{BenchReport, Measured, PoolInfo, SEND_LAG_WARN_MS, SendLag, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::virtual_run::{picker_config, pool_config, pool_info};
@@ -73,7 +74,14 @@ fn result(
     outcome: &StageOutcome,
     per_endpoint: Vec<u64>,
     bar: &ProgressBar,
-) -> Measured {
+) -> anyhow::Result<Measured> {
+    let spool = match scenario.output.per_request {
+        true => Some(
+            RecordSpool::from_records(&outcome.per_request(plan.index))
+                .context("cannot spool the per-request records")?,
+        ),
+        false => None,
+    };
     let recorders = outcome.recorders(&scenario.slo.slo());
     let summary = recorders.all.summary(plan.stage.rate);
     let lag = outcome.lag_micros();
@@ -95,7 +103,7 @@ fn result(
         "p90 e2e {:.2} s · send lag p99 {lag_p99_ms:.1} ms",
         summary.successes.latency.request_latency.p90
     ));
-    Measured {
+    Ok(Measured {
         result: StrategyResult {
             strategy: name.to_string(),
             summary,
@@ -103,12 +111,8 @@ fn result(
             send_lag: Some(send_lag),
         },
         recorders,
-        per_request: if scenario.output.per_request {
-            outcome.per_request(plan.index)
-        } else {
-            Vec::new()
-        },
-    }
+        per_request: spool,
+    })
 }
 
 async fn run_target(
@@ -139,7 +143,7 @@ async fn run_target(
             &outcome,
             Vec::new(),
             &bars[0],
-        )]);
+        )?]);
     }
     let pool = PoolInfo {
         replicas: 0,
@@ -216,7 +220,7 @@ async fn job(
             bar,
         )
         .await;
-        return Ok(result(scenario, &name, plan, &outcome, Vec::new(), bar));
+        return result(scenario, &name, plan, &outcome, Vec::new(), bar);
     }
     let speedup = scenario.pool.speedup;
     let pool = start_pool(scenario).await?;
@@ -246,7 +250,7 @@ async fn job(
     pool.shutdown().await.context("simulator pool")?;
     let outcome = outcome?;
     let per_endpoint = outcome.per_endpoint(&addrs);
-    Ok(result(scenario, &name, plan, &outcome, per_endpoint, bar))
+    result(scenario, &name, plan, &outcome, per_endpoint, bar)
 }
 
 /// `pool.replicas` simulators of the scenario's engine, on free loopback ports, with

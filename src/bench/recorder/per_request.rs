@@ -14,12 +14,12 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{RequestSample, ttft_and_tpot};
 
 /// One request, as inference-perf's per-request report shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestLifecycle {
     pub stage_id: usize,
     /// When the plan said to send it (seconds from the stage's start, as every time
@@ -40,7 +40,7 @@ pub struct RequestLifecycle {
 }
 
 /// What the response said about the request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestInfo {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -51,7 +51,7 @@ pub struct RequestInfo {
 }
 
 /// igw's additions to a request's info.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExtraInfo {
     /// Prompt tokens the server served from its prefix cache.
     pub cached_tokens: u64,
@@ -59,7 +59,7 @@ pub struct ExtraInfo {
 
 /// Why a request failed: its failure label and message, as the lifecycle summaries
 /// group them.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestError {
     pub error_type: String,
     pub error_msg: String,

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{BenchReport, chart};
+use crate::bench::recorder::RecordSpool;
 
 /// Pretty JSON with a trailing newline.
 fn json<T: Serialize>(value: &T) -> io::Result<String> {
@@ -41,16 +42,17 @@ fn json<T: Serialize>(value: &T) -> io::Result<String> {
 /// A JSON array with one compact record per line: a long run's per-request file is
 /// still valid JSON for any reader, and a line-oriented tool can read it record by
 /// record. Written through a buffer, never whole in memory.
-fn put_records<T: Serialize>(
+/// Writes `spools`' records, in order, as one JSON array with a record per line.
+fn put_records(
     path: PathBuf,
-    records: &[T],
+    spools: &[RecordSpool],
     written: &mut Vec<PathBuf>,
 ) -> io::Result<()> {
     let mut out = io::BufWriter::new(std::fs::File::create(&path)?);
     out.write_all(b"[")?;
-    for (i, record) in records.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut out, record).map_err(io::Error::other)?;
+    let mut first = true;
+    for spool in spools {
+        spool.copy_into(&mut out, &mut first)?;
     }
     out.write_all(b"\n]\n")?;
     out.flush()?;

@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::plan::StagePlan;
-use super::recorder::{RequestLifecycle, RunSummary, StageRecorders, StageSummary};
+use super::recorder::{RecordSpool, RunSummary, StageRecorders, StageSummary};
 use super::scenario::Scenario;
 
 mod chart;
@@ -29,7 +29,7 @@ pub use files::write;
 pub use table::comparison_table;
 
 /// Everything a run measured, per stage and strategy.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub scenario: String,
     pub description: String,
@@ -48,9 +48,9 @@ pub struct BenchReport {
     #[serde(skip)]
     pub overall: Vec<RunSummary>,
     /// One per strategy when the scenario asks for the per-request report (else
-    /// empty): its requests, stage after stage.
+    /// empty): its requests on disk, one spool per stage in stage order.
     #[serde(skip)]
-    pub per_request: Vec<Vec<RequestLifecycle>>,
+    pub per_request: Vec<Vec<RecordSpool>>,
 }
 
 /// What one job measured: its result and the recorders behind it, kept until the
@@ -58,8 +58,9 @@ pub struct BenchReport {
 pub struct Measured {
     pub result: StrategyResult,
     pub recorders: StageRecorders,
-    /// Every request's record, when the scenario asks for the per-request report.
-    pub per_request: Vec<RequestLifecycle>,
+    /// Every request's record, on disk, when the scenario asks for the per-request
+    /// report.
+    pub per_request: Option<RecordSpool>,
 }
 
 /// The pool the run used (as the scenario stated it; `target` runs know only the URL).
@@ -131,7 +132,7 @@ impl BenchReport {
             .iter()
             .map(|_| StageRecorders::new(slo.clone()))
             .collect();
-        let mut per_request: Vec<Vec<RequestLifecycle>> = if scenario.output.per_request {
+        let mut per_request: Vec<Vec<RecordSpool>> = if scenario.output.per_request {
             strategies.iter().map(|_| Vec::new()).collect()
         } else {
             Vec::new()
@@ -148,8 +149,10 @@ impl BenchReport {
                     .enumerate()
                     .map(|(i, mut m)| {
                         overall[i].append(&m.recorders);
-                        if let Some(records) = per_request.get_mut(i) {
-                            records.append(&mut m.per_request);
+                        if let (Some(spools), Some(spool)) =
+                            (per_request.get_mut(i), m.per_request.take())
+                        {
+                            spools.push(spool);
                         }
                         m.result
                     })

@@ -363,8 +363,13 @@ fn per_request_files_hold_one_record_per_line() {
     };
     let times = [100, 200, 300].map(Duration::from_millis);
     let record = RequestLifecycle::new(1, &sample, &times, None);
-    // Two records for the first strategy, none for the others.
-    r.per_request = vec![vec![record.clone(), record], Vec::new(), Vec::new()];
+    // Three records for the first strategy (two stages' spools), none for the others.
+    let spool = |records: &[RequestLifecycle]| RecordSpool::from_records(records).unwrap();
+    r.per_request = vec![
+        vec![spool(&[record.clone(), record.clone()]), spool(&[record])],
+        Vec::new(),
+        Vec::new(),
+    ];
     let dir = TempDir::new("per-request");
     let files = write(&r, &dir.0).unwrap();
     let path = dir
@@ -373,10 +378,14 @@ fn per_request_files_hold_one_record_per_line() {
     assert!(files.contains(&path));
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "[, two records, ]: {text}");
+    assert_eq!(lines.len(), 5, "[, three records, ]: {text}");
     assert!(lines[1].starts_with("{\"stage_id\":1,") && lines[1].ends_with("},"));
+    assert!(
+        lines[3].ends_with('}'),
+        "the last record has no comma: {text}"
+    );
     let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed.len(), 3);
     assert_eq!(parsed[0]["info"]["output_token_times"][2], 0.3);
     let empty = dir.0.join("random/per_request_lifecycle_metrics.json");
     assert_eq!(std::fs::read_to_string(empty).unwrap(), "[\n]\n");
