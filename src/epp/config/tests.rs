@@ -4,6 +4,10 @@
 
 use super::*;
 use crate::epp::scheduler::testing::{NOW, pod, request, rng};
+use rand::rngs::StdRng;
+
+use crate::epp::endpoint::Candidate;
+use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{CycleState, SchedulingContext};
 
 const HEADER: &str =
@@ -115,6 +119,21 @@ fn defaulting_builds_gie_default_profile() {
     assert!(!plugin_types(&c).contains(&"max-score-picker"));
 }
 
+/// One scheduling decision and its `on_scheduled`, as the director makes them: the
+/// target's index.
+fn pick(
+    c: &LoadedConfig,
+    req: &LlmRequest,
+    cands: &[Candidate],
+    r: &mut StdRng,
+    cycle: &mut CycleState,
+) -> usize {
+    let mut ctx = SchedulingContext::new(NOW, r, cycle);
+    let t = c.scheduler.schedule(req, cands, &mut ctx).unwrap().target();
+    c.scheduler.on_scheduled(req, &cands[t], ctx.cycle);
+    t
+}
+
 #[test]
 fn igw_default_loads_and_spreads_bursts() {
     let c = igw_default();
@@ -124,13 +143,7 @@ fn igw_default_loads_and_spreads_bursts() {
     let mut cycle = CycleState::default();
     for k in 0..40 {
         let req = request("m", &format!("{k:>80}"));
-        let mut ctx = SchedulingContext::new(NOW, &mut r, &mut cycle);
-        let t = c
-            .scheduler
-            .schedule(&req, &cands, &mut ctx)
-            .unwrap()
-            .target();
-        c.scheduler.on_scheduled(&req, &cands[t], ctx.cycle);
+        let t = pick(&c, &req, &cands, &mut r, &mut cycle);
         cands[t].sent_since_scrape += 1;
     }
     let sent: Vec<u64> = cands.iter().map(|c| c.sent_since_scrape).collect();
@@ -151,13 +164,7 @@ fn gie_token_load_config_routes_by_in_flight_tokens() {
     let mut cycle = CycleState::default();
     // Request sizes in tokens: each is booked on the endpoint it goes to.
     for size in [900, 500, 400, 300, 700, 100] {
-        let req = request("m", "");
-        let mut ctx = SchedulingContext::new(NOW, &mut r, &mut cycle);
-        let t = c
-            .scheduler
-            .schedule(&req, &cands, &mut ctx)
-            .unwrap()
-            .target();
+        let t = pick(&c, &request("m", ""), &cands, &mut r, &mut cycle);
         let fewest = cands.iter().map(|c| c.in_flight_tokens).min().unwrap();
         assert_eq!(cands[t].in_flight_tokens, fewest, "size {size}");
         cands[t].in_flight_tokens += size;
