@@ -2,12 +2,12 @@
 //! accepted-and-ignored GIE plugins, objectives, and a table of bad files whose errors
 //! must name the file, plugin and field. Also: no input makes the loader panic.
 
-use super::*;
-use crate::epp::scheduler::testing::{NOW, pod, request, rng};
 use rand::rngs::StdRng;
 
+use super::*;
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
+use crate::epp::scheduler::testing::{NOW, pod, request, rng};
 use crate::epp::scheduler::{CycleState, SchedulingContext};
 
 const HEADER: &str =
