@@ -391,9 +391,9 @@ fn opt_go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 
 /// Reads, parses and validates the scenario at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
         path: path.to_path_buf(),
-        error: source,
+        error,
     })?;
     let mut scenario = from_yaml_str(&text, &path.display().to_string())?;
     if scenario.name.is_empty() {

@@ -169,9 +169,9 @@ impl StaticPool {
     /// Reads and validates a pool file.
     pub fn from_file(path: &Path) -> Result<StaticPool, PoolError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PoolError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| PoolError::Read {
             file: file.clone(),
-            error: source,
+            error,
         })?;
         StaticPool::from_yaml(&text, &file)
     }

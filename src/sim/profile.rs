@@ -152,9 +152,9 @@ impl LatencyProfile {
     /// max-model-len: 32768
     /// ```
     pub fn from_yaml_file(path: &Path) -> Result<LatencyProfile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ProfileError::Read {
             path: path.display().to_string(),
-            error: source,
+            error,
         })?;
         Self::from_yaml_str(&text).map_err(|e| match e {
             ProfileError::Parse { message, .. } => ProfileError::Parse {

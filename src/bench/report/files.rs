@@ -39,10 +39,10 @@ fn json<T: Serialize>(value: &T) -> io::Result<String> {
     Ok(text)
 }
 
-/// A JSON array with one compact record per line: a long run's per-request file is
-/// still valid JSON for any reader, and a line-oriented tool can read it record by
-/// record. Written through a buffer, never whole in memory.
-/// Writes `spools`' records, in order, as one JSON array with a record per line.
+/// `spools`' records, in order, as one JSON array with one compact record per line:
+/// a long run's per-request file is still valid JSON for any reader, and a
+/// line-oriented tool can read it record by record. Copied through a buffer, never
+/// whole in memory.
 fn put_records(
     path: PathBuf,
     spools: &[RecordSpool],

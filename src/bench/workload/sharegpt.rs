@@ -66,9 +66,9 @@ fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 /// several times faster than a reader (the real 600+ MB file is read in seconds),
 /// and the bytes are freed once parsed.
 pub fn load(path: &Path) -> Result<Vec<Conversation>, WorkloadError> {
-    let bytes = std::fs::read(path).map_err(|source| WorkloadError::Io {
+    let bytes = std::fs::read(path).map_err(|error| WorkloadError::Io {
         path: path.to_path_buf(),
-        error: source,
+        error,
     })?;
     parse(path, &bytes)
 }

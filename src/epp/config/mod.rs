@@ -158,9 +158,9 @@ pub struct LoadedConfig {
 /// Reads and loads the file at `path`; messages name it.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         origin: origin.clone(),
-        error: source,
+        error,
     })?;
     from_yaml_str(&text, &origin)
 }

@@ -46,9 +46,9 @@ pub struct Objectives {
 impl Objectives {
     pub fn load(path: &Path) -> Result<Objectives, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             origin: origin.clone(),
-            error: source,
+            error,
         })?;
         Objectives::from_yaml_str(&text, &origin)
     }
