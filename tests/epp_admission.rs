@@ -64,6 +64,48 @@ async fn only_sheddable_requests_are_shed_when_saturated() {
     }
 }
 
+/// With GIE's `concurrency-detector` the pool is saturated by the picker's own
+/// in-flight count (2 per endpoint here), not by metrics: two streams held open
+/// through the gateway make it shed sheddable requests at once, and it stops when
+/// they end.
+#[tokio::test]
+async fn the_concurrency_detector_sheds_on_the_pickers_own_in_flight_count() {
+    let sims = replicas(1, sim_config(EngineOptions::default(), 1.0)).await;
+    let a = sims.addrs()[0];
+    let p = picker(sims.addrs(), |o| {
+        o.objectives = Some(testdata("objectives.yaml"));
+        o.config = Some(testdata("concurrency-detector.yaml"));
+    })
+    .await;
+    p.wait_healthy(&[a]).await;
+    let r = p.send(&short_request("batch before"), Some("batch")).await;
+    assert_eq!(r.status, 200, "nothing in flight yet: {}", r.text);
+
+    // Two long streams, held open: 2 in flight of a capacity of 2.
+    let long = json!({"model": MODEL, "prompt": "a long answer", "max_tokens": 4000,
+                      "ignore_eos": true, "stream": true});
+    let held = [p.open(&long, None).await, p.open(&long, None).await];
+    assert!(held.iter().all(|r| r.status() == 200));
+    p.wait_for("two requests in flight", |v| {
+        field(view(v, a), "in_flight") == 2.0
+    })
+    .await;
+    let r = p.send(&short_request("batch during"), Some("batch")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let r = p
+        .send(&short_request("interactive"), Some("interactive"))
+        .await;
+    assert_eq!(r.status, 200, "priority ≥ 0 is never shed: {}", r.text);
+
+    drop(held);
+    p.wait_for("nothing in flight", |v| {
+        field(view(v, a), "in_flight") == 0.0
+    })
+    .await;
+    let r = p.send(&short_request("batch after"), Some("batch")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 /// An endpoint nothing listens on is marked unhealthy with the scrape error and gets
 /// no traffic; once a server listens there, it is healthy again.
 #[tokio::test]

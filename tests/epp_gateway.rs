@@ -17,7 +17,6 @@ use igw::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, Datastore};
 use igw::epp::director::Director;
 use igw::epp::metrics::EppMetrics;
 use igw::epp::proxy::{self, GatewayConfig};
-use igw::epp::scheduler::plugins::utilization::UtilizationDetector;
 use igw::sim::options::EngineOptions;
 use serde_json::{Value, json};
 use support::epp::*;
@@ -111,7 +110,7 @@ async fn no_pods_is_an_internal_error() {
             DEFAULT_STALENESS_THRESHOLD,
         )),
         config.scheduler,
-        UtilizationDetector::new(config.saturation),
+        config.saturation,
         Objectives::default(),
         Arc::new(EppMetrics::new("empty")),
         Arc::new(TokioClock::new()),

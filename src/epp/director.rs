@@ -25,15 +25,14 @@ use super::error::EppError;
 use super::metrics::{EppMetrics, PoolStats};
 use super::proxy::{Completion, RequestRouter, Target};
 use super::request::LlmRequest;
-use super::saturation::should_shed;
-use super::scheduler::plugins::utilization::UtilizationDetector;
+use super::saturation::{Detector, should_shed};
 use super::scheduler::{CycleState, Scheduler, SchedulingContext};
 
 /// Everything a routing decision needs.
 pub struct Director {
     datastore: Arc<Datastore>,
     scheduler: Scheduler,
-    detector: UtilizationDetector,
+    detector: Detector,
     objectives: Objectives,
     metrics: Arc<EppMetrics>,
     clock: Arc<dyn Clock>,
@@ -46,7 +45,7 @@ impl Director {
     pub fn new(
         datastore: Arc<Datastore>,
         scheduler: Scheduler,
-        detector: UtilizationDetector,
+        detector: Detector,
         objectives: Objectives,
         metrics: Arc<EppMetrics>,
         clock: Arc<dyn Clock>,

@@ -24,7 +24,6 @@ use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings};
 use super::metrics::EppMetrics;
 use super::pool::StaticPool;
 use super::proxy::{self, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
-use super::scheduler::plugins::utilization::UtilizationDetector;
 use super::scrape::{ScrapeConfig, Scraper};
 
 /// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
@@ -175,7 +174,7 @@ pub async fn start_with_config(
     let director = Arc::new(Director::new(
         datastore.clone(),
         config.scheduler,
-        UtilizationDetector::new(config.saturation),
+        config.saturation,
         objectives,
         metrics,
         clock.clone(),

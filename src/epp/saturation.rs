@@ -2,14 +2,59 @@
 //! request (priority below 0) when the pool is saturated; requests with priority 0 or
 //! more are never shed.
 //!
-//! How saturated a set of candidates is comes from the `utilization-detector`
-//! plugin, the one implementation of GIE's formula, which is also a filter when a
-//! profile names it: `mean over candidates of max(queue / queueDepthThreshold,
-//! kv / kvCacheUtilThreshold)`, stale or missing metrics count 1.0, no candidates 1.0.
-//! It is faithful to GIE on purpose: it reads scraped metrics only, not the picker's
-//! own in-flight counts. Pure: no I/O, no clock, no state.
+//! How saturated a set of candidates is comes from the configured detector, one of
+//! GIE's two, each also a filter when a profile names it:
+//!
+//! - `utilization-detector` (the default): `mean over candidates of max(queue /
+//!   queueDepthThreshold, kv / kvCacheUtilThreshold)`, stale or missing metrics count
+//!   1.0, no candidates 1.0. Faithful to GIE on purpose: it reads scraped metrics
+//!   only, not the picker's own in-flight counts.
+//! - `concurrency-detector`: the picker's own in-flight requests (or their estimated
+//!   tokens) over the pool's configured capacity.
+//!
+//! Pure: no I/O, no clock, no state.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use super::scheduler::plugins::concurrency::{
+    ConcurrencyDetector, ConcurrencyMode, ConcurrencyParams,
+};
 pub use super::scheduler::plugins::utilization::{UtilizationDetector, UtilizationParams};
+use crate::epp::endpoint::Candidate;
+use crate::epp::scheduler::Filter;
+
+/// The configured saturation detector.
+#[derive(Clone, Debug)]
+pub enum Detector {
+    Utilization(Arc<UtilizationDetector>),
+    Concurrency(Arc<ConcurrencyDetector>),
+}
+
+impl Default for Detector {
+    /// GIE's default: `utilization-detector` with its default parameters.
+    fn default() -> Detector {
+        Detector::Utilization(Arc::default())
+    }
+}
+
+impl Detector {
+    /// The pool's saturation over `candidates` at `now`; saturated means ≥ 1.0.
+    pub fn saturation(&self, candidates: &[Candidate], now: Duration) -> f64 {
+        match self {
+            Detector::Utilization(d) => d.saturation(candidates, now),
+            Detector::Concurrency(d) => d.saturation(candidates),
+        }
+    }
+
+    /// The detector in its filter role, for a profile that references it.
+    pub fn filter(&self) -> Arc<dyn Filter> {
+        match self {
+            Detector::Utilization(d) => d.clone(),
+            Detector::Concurrency(d) => d.clone(),
+        }
+    }
+}
 
 /// GIE's legacy admission rule: shed (429) when `priority < 0` and `saturation >= 1.0`.
 pub fn should_shed(priority: i32, saturation: f64) -> bool {

@@ -16,7 +16,7 @@ use super::{
     API_VERSION, ConfigError, DataLayerSpec, DataSourceSpec, EndpointPickerConfig, FEATURE_GATES,
     FeatureGates, KIND, LoadedConfig, PluginRef, PluginSpec, ProfilePluginSpec, ProfileSpec,
 };
-use crate::epp::scheduler::plugins::utilization::UtilizationParams;
+use crate::epp::saturation::Detector;
 use crate::epp::scheduler::plugins::{max_score, single_profile, utilization};
 use crate::epp::scheduler::{Scheduler, SchedulingProfile};
 
@@ -390,7 +390,7 @@ impl Loader<'_> {
             for r in &spec.plugins {
                 match entry(r).map(|e| &e.plugin) {
                     Some(Built::Filter(f)) => profile = profile.with_filter(f.clone()),
-                    Some(Built::Detector(d)) => profile = profile.with_filter(d.clone()),
+                    Some(Built::Detector(d)) => profile = profile.with_filter(d.filter()),
                     Some(Built::Scorer(s)) => {
                         profile = profile.with_scorer(s.clone(), r.weight.unwrap_or(1.0));
                     }
@@ -440,7 +440,7 @@ impl Loader<'_> {
             })
     }
 
-    fn saturation(&mut self) -> Result<UtilizationParams, ConfigError> {
+    fn saturation(&mut self) -> Result<Detector, ConfigError> {
         if self.spec.saturation_detector.is_none() {
             let name = utilization::TYPE.to_string();
             if self.find(&name).is_none() {
@@ -456,7 +456,7 @@ impl Loader<'_> {
             .unwrap_or_default();
         let e = self.lookup("saturationDetector", &name)?;
         match &e.plugin {
-            Built::Detector(d) => Ok(d.params().clone()),
+            Built::Detector(d) => Ok(d.clone()),
             _ => Err(self.invalid(
                 "saturationDetector",
                 format!("{} is not a saturation detector", e.describe()),

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::host::{CoreMetricsParams, MetricsSourceParams, ParserKind};
+use crate::epp::saturation::Detector as SaturationDetector;
+use crate::epp::scheduler::plugins::concurrency::{self, ConcurrencyDetector};
 use crate::epp::scheduler::plugins::inflight_load::{self, InflightLoadScorer};
 use crate::epp::scheduler::plugins::kv_cache::{self, KvCacheScorer};
 use crate::epp::scheduler::plugins::least_request::{self, LeastRequestPicker};
@@ -66,11 +68,7 @@ const IGNORED: [(&str, &str); 3] = [
 ];
 
 /// GIE (and llm-d) types igw refuses, with the reason.
-const UNSUPPORTED: [(&str, &str); 13] = [
-    (
-        "concurrency-detector",
-        "igw implements utilization-detector only",
-    ),
+const UNSUPPORTED: [(&str, &str); 12] = [
     ("vllmgrpc-parser", "igw parses OpenAI HTTP bodies only"),
     (
         "request-attribute-reporter",
@@ -128,6 +126,7 @@ pub fn known_types() -> Vec<&'static str> {
         weighted_random::TYPE,
         single_profile::TYPE,
         utilization::TYPE,
+        concurrency::TYPE,
         round_robin::TYPE,
         least_request::TYPE,
         weighted_round_robin::TYPE,
@@ -151,8 +150,9 @@ pub enum Built {
     Scorer(Arc<dyn Scorer>),
     Picker(Arc<dyn Picker>),
     Handler(Arc<dyn ProfileHandler>),
-    /// `utilization-detector`: a Filter in profiles, and the saturation detector.
-    Detector(Arc<UtilizationDetector>),
+    /// `utilization-detector`, `concurrency-detector`: a Filter in profiles, and the
+    /// saturation detector.
+    Detector(SaturationDetector),
     Host(HostPlugin),
 }
 
@@ -215,7 +215,12 @@ pub fn build(type_name: &str, p: Option<&Value>) -> Result<Built, BuildError> {
         least_request::TYPE => Picker(Arc::new(LeastRequestPicker::new(params(p)?))),
         weighted_round_robin::TYPE => Picker(Arc::new(WeightedRoundRobinPicker::new(params(p)?))),
         single_profile::TYPE => Handler(Arc::new(SingleProfileHandler::new(params(p)?))),
-        utilization::TYPE => Detector(Arc::new(UtilizationDetector::new(params(p)?))),
+        utilization::TYPE => Detector(SaturationDetector::Utilization(Arc::new(
+            UtilizationDetector::new(params(p)?),
+        ))),
+        concurrency::TYPE => Detector(SaturationDetector::Concurrency(Arc::new(
+            ConcurrencyDetector::new(params(p)?),
+        ))),
         METRICS_DATA_SOURCE => Host(HostPlugin::MetricsSource(params(p)?)),
         CORE_METRICS_EXTRACTOR => Host(HostPlugin::MetricsExtractor(params(p)?)),
         OPENAI_PARSER => {

@@ -32,8 +32,8 @@ pub use host::{
 };
 pub use presets::{GIE_DEFAULT_YAML, IGW_DEFAULT_YAML, gie_default, igw_default};
 
+use crate::epp::saturation::Detector;
 use crate::epp::scheduler::Scheduler;
-use crate::epp::scheduler::plugins::utilization::UtilizationParams;
 
 /// The only `apiVersion` GIE accepts (other spellings in its docs are doc errors).
 pub const API_VERSION: &str = "inference.networking.x-k8s.io/v1alpha1";
@@ -144,8 +144,9 @@ pub struct LoadedConfig {
     pub spec: EndpointPickerConfig,
     pub feature_gates: FeatureGates,
     pub scheduler: Scheduler,
-    /// The saturation detector's parameters (`utilization-detector`, §5.1).
-    pub saturation: UtilizationParams,
+    /// The saturation detector (`utilization-detector` or `concurrency-detector`,
+    /// §5.1), which the host's admission step asks.
+    pub saturation: Detector,
     /// Metrics sources and their extractors; empty when collection is disabled.
     pub data_layer: Vec<DataSource>,
     pub parser: ParserKind,

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use super::*;
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
+use crate::epp::saturation::{Detector, UtilizationParams};
 use crate::epp::scheduler::testing::{NOW, pod, request, rng};
 use crate::epp::scheduler::{CycleState, SchedulingContext};
 
@@ -44,6 +45,14 @@ fn plugin_types(c: &LoadedConfig) -> Vec<&str> {
         .collect()
 }
 
+/// The parameters of the config's `utilization-detector`.
+fn utilization(c: &LoadedConfig) -> &UtilizationParams {
+    match &c.saturation {
+        Detector::Utilization(d) => d.params(),
+        other => panic!("expected utilization-detector, got {other:?}"),
+    }
+}
+
 fn own(v: &[(&str, Option<f64>)]) -> Refs {
     v.iter().map(|(n, w)| (n.to_string(), *w)).collect()
 }
@@ -72,7 +81,7 @@ fn gie_default_matches_gie() {
     }
     assert_eq!(c.scheduler.profiles()[0].weights(), [2.0, 2.0, 3.0]);
     assert_eq!(c.parser, ParserKind::OpenAi);
-    assert_eq!(c.saturation, Default::default());
+    assert_eq!(*utilization(&c), UtilizationParams::default());
     assert_eq!(c.data_layer.len(), 1);
     assert_eq!(c.data_layer[0].extractors.len(), 1);
     // GIE's hermetic "select lower queue and kv cache" with the shipped default.
@@ -215,9 +224,9 @@ flowControl:
 ",
     )
     .unwrap();
-    assert_eq!(c.saturation.queue_depth_threshold, 8);
+    assert_eq!(utilization(&c).queue_depth_threshold, 8);
     assert_eq!(
-        c.saturation.metrics_staleness_threshold.0,
+        utilization(&c).metrics_staleness_threshold.0,
         std::time::Duration::from_secs(1)
     );
     assert_eq!(c.parser, ParserKind::Passthrough);
@@ -355,8 +364,20 @@ fn errors_name_the_file_plugin_and_field() {
             &["(type `openai-parser`)", "strict"],
         ),
         (
-            "plugins:\n- type: concurrency-detector\n",
-            &["(type `concurrency-detector`)", "not supported by igw"],
+            "plugins:\n- type: vllmgrpc-parser\n",
+            &["(type `vllmgrpc-parser`)", "not supported by igw"],
+        ),
+        (
+            "plugins:\n- type: concurrency-detector\n  parameters: {concurrencyMode: hybrid}\n",
+            &[
+                "(type `concurrency-detector`)",
+                "parameters.concurrencyMode",
+                "hybrid",
+            ],
+        ),
+        (
+            "plugins:\n- type: concurrency-detector\n  parameters: {maxConcurrency: 0}\n",
+            &["(type `concurrency-detector`)", "parameters.maxConcurrency"],
         ),
         (
             "plugins:\n- type: token-load-scorer\n  parameters: {queueThresholdTokens: lots}\n",

@@ -7,6 +7,7 @@
 //! `deny_unknown_fields` struct with `validate()`), Go-style durations, and the
 //! min-max normalisation queue-like scorers use. Nothing here does I/O.
 
+pub mod concurrency;
 pub mod inflight_load;
 pub mod kv_cache;
 pub mod least_request;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::concurrency::{ConcurrencyDetector, ConcurrencyMode, ConcurrencyParams};
 use super::inflight_load::{InflightLoadParams, InflightLoadScorer};
 use super::kv_cache::KvCacheScorer;
 use super::least_request::LeastRequestPicker;
@@ -314,7 +315,7 @@ fn classic_pickers() {
 }
 
 /// Filters `cands` with `detector` and returns the kept indices.
-fn filtered(detector: &UtilizationDetector, cands: &[Candidate], now: Duration) -> Vec<usize> {
+fn filtered(detector: &dyn Filter, cands: &[Candidate], now: Duration) -> Vec<usize> {
     let mut r = rng(1);
     let mut cycle = CycleState::default();
     let mut ctx = SchedulingContext::new(now, &mut r, &mut cycle);
@@ -351,6 +352,45 @@ fn utilization_filter_and_saturation() {
 }
 
 #[test]
+fn concurrency_filter_and_saturation_in_both_modes() {
+    let load = |i, requests, tokens| {
+        let mut c = sent(unscraped(i), 0, requests);
+        c.in_flight_tokens = tokens;
+        c
+    };
+    // Requests mode, maxConcurrency 4: loads 0, 3, 4, 9 of 4 each.
+    let d = ConcurrencyDetector::new(ConcurrencyParams {
+        max_concurrency: 4,
+        ..ConcurrencyParams::default()
+    });
+    let cands = [load(0, 0, 900), load(1, 3, 0), load(2, 4, 0), load(3, 9, 0)];
+    // Metrics play no part: unscraped endpoints with room are kept.
+    assert_eq!(filtered(&d, &cands, NOW), [0, 1]);
+    assert_eq!(d.saturation(&cands), 16.0 / 16.0);
+    assert_eq!(d.saturation(&cands[..2]), 3.0 / 8.0);
+    assert_eq!(d.saturation(&[]), 1.0);
+    // Headroom 0.3: limit int(4 × 1.3) = 5, so 4 passes and 9 does not.
+    let roomy = ConcurrencyDetector::new(ConcurrencyParams {
+        max_concurrency: 4,
+        headroom: 0.3,
+        ..ConcurrencyParams::default()
+    });
+    assert_eq!(filtered(&roomy, &cands, NOW), [0, 1, 2]);
+    // No fail-open: every endpoint full leaves none.
+    assert!(filtered(&d, &cands[2..], NOW).is_empty());
+    // Tokens mode, maxTokenConcurrency 1,000: 900 < 1,000 passes, request counts
+    // do not matter.
+    let t = ConcurrencyDetector::new(ConcurrencyParams {
+        concurrency_mode: ConcurrencyMode::Tokens,
+        max_token_concurrency: 1_000,
+        ..ConcurrencyParams::default()
+    });
+    let cands = [load(0, 50, 900), load(1, 0, 1_000), load(2, 0, 100)];
+    assert_eq!(filtered(&t, &cands, NOW), [0, 2]);
+    assert_eq!(t.saturation(&cands), 2_000.0 / 3_000.0);
+}
+
+#[test]
 fn params_validate() {
     let bad: Vec<(Box<dyn Params>, &str)> = vec![
         (Box::new(picker_params(0)), "maxNumOfEndpoints"),
@@ -380,6 +420,27 @@ fn params_validate() {
                 in_flight_weight: f64::NAN,
             }),
             "inFlightWeight",
+        ),
+        (
+            Box::new(ConcurrencyParams {
+                max_concurrency: 0,
+                ..Default::default()
+            }),
+            "maxConcurrency",
+        ),
+        (
+            Box::new(ConcurrencyParams {
+                max_token_concurrency: -1,
+                ..Default::default()
+            }),
+            "maxTokenConcurrency",
+        ),
+        (
+            Box::new(ConcurrencyParams {
+                headroom: f64::INFINITY,
+                ..Default::default()
+            }),
+            "headroom",
         ),
         (
             Box::new(LoadAwarePrefixParams {
