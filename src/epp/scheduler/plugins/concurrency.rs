@@ -18,7 +18,7 @@
 
 use serde::Deserialize;
 
-use super::{ParamError, Params};
+use super::{ParamError, Params, finite_non_negative};
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Filter, Plugin, SchedulingContext};
@@ -74,13 +74,7 @@ impl Params for ConcurrencyParams {
                 format!("must be greater than 0, got {}", self.max_token_concurrency),
             ));
         }
-        if !(self.headroom >= 0.0 && self.headroom.is_finite()) {
-            return Err(ParamError::new(
-                "headroom",
-                format!("must be a finite number ≥ 0, got {}", self.headroom),
-            ));
-        }
-        Ok(())
+        finite_non_negative("headroom", self.headroom)
     }
 }
 

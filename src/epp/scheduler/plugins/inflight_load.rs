@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use super::{ParamError, Params, estimated_queue, min_max_inverse};
+use super::{ParamError, Params, estimated_queue, finite_non_negative, min_max_inverse};
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Plugin, SchedulingContext, Scorer};
@@ -33,14 +33,7 @@ pub struct InflightLoadParams {
 
 impl Params for InflightLoadParams {
     fn validate(&self) -> Result<(), ParamError> {
-        let w = self.in_flight_weight;
-        if !(w.is_finite() && w >= 0.0) {
-            return Err(ParamError::new(
-                "inFlightWeight",
-                format!("must be a finite number ≥ 0, got {w}"),
-            ));
-        }
-        Ok(())
+        finite_non_negative("inFlightWeight", self.in_flight_weight)
     }
 }
 

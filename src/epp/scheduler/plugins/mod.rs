@@ -64,6 +64,18 @@ pub trait Params {
     }
 }
 
+/// Checks that parameter `field` is a finite number ≥ 0 (weights, headroom).
+pub(crate) fn finite_non_negative(field: &str, value: f64) -> Result<(), ParamError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ParamError::new(
+            field,
+            format!("must be a finite number ≥ 0, got {value}"),
+        ))
+    }
+}
+
 /// For plugins that take no parameters: any field is an error.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{GoDuration, ParamError, Params};
+use super::{GoDuration, ParamError, Params, finite_non_negative};
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Filter, Plugin, SchedulingContext};
@@ -64,13 +64,7 @@ impl Params for UtilizationParams {
                 "must be greater than 0",
             ));
         }
-        if !(self.headroom >= 0.0 && self.headroom.is_finite()) {
-            return Err(ParamError::new(
-                "headroom",
-                format!("must be a finite number ≥ 0, got {}", self.headroom),
-            ));
-        }
-        Ok(())
+        finite_non_negative("headroom", self.headroom)
     }
 }
 
