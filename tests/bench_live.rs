@@ -209,3 +209,19 @@ async fn a_dead_target_gives_labelled_failures() {
         assert!(message.contains("refused"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn the_least_tokens_oracle_is_refused_in_live_mode_before_anything_starts() {
+    let s = from_yaml_str(
+        "load: {stages: [{rate: 1, duration: 1s}]}\nstrategies: [{router: random}, {router: least-tokens}]\n",
+        "oracle.yaml",
+    )
+    .unwrap();
+    let plans = plan(&s).unwrap();
+    let err = live::run(&s, &plans, None, &Progress::hidden())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("least-tokens"), "{err}");
+    assert!(err.contains("virtual mode only"), "{err}");
+}

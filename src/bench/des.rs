@@ -424,7 +424,7 @@ impl Sim<'_> {
         };
         self.records[id].endpoint = Some(e);
         // The gateway counts the request as it forwards it.
-        let tokens = self.routing.booked_tokens();
+        let tokens = self.routing.booked_tokens(&self.requests[id]);
         self.guards[id] = Some(self.states[e].load.start_request(tokens));
         // The engine appends the output to the prompt: one allocation holds both.
         let req = &self.requests[id];

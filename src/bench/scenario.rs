@@ -297,6 +297,10 @@ pub enum RouterKind {
     /// Uniformly random: a Kubernetes Service.
     Random,
     LeastRequest,
+    /// Fewest prompt + output tokens in flight, counted exactly, output lengths
+    /// known in advance (virtual mode only): an oracle no gateway can be, the bound
+    /// of what balancing load can do on a workload.
+    LeastTokens,
     /// An external OpenAI-compatible URL (live mode only): nothing is started.
     Target,
 }
@@ -337,6 +341,7 @@ impl StrategySpec {
             RouterKind::RoundRobin => "round-robin".into(),
             RouterKind::Random => "random".into(),
             RouterKind::LeastRequest => "least-request".into(),
+            RouterKind::LeastTokens => "least-tokens".into(),
             RouterKind::Target => "target".into(),
         }
     }

@@ -53,6 +53,7 @@ fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
         RouterKind::RoundRobin => Router::RoundRobin,
         RouterKind::Random => Router::Random,
         RouterKind::LeastRequest => Router::LeastRequest,
+        RouterKind::LeastTokens => Router::LeastTokens,
         RouterKind::Target => anyhow::bail!(
             "strategy `{}`: router `target` measures an external URL and needs --live",
             strategy.display_name()

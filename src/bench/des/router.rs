@@ -6,7 +6,8 @@
 //! counters copied in, the decision gets the virtual time and a seeded RNG, and
 //! `on_scheduled` runs after the pick. The baselines are what a pool has without a
 //! picker: round-robin, uniform random (a Kubernetes Service) and least-request (fewest
-//! in flight by the router's own count). None of them reads a clock or does I/O; every
+//! in flight by the router's own count); and least-tokens, an oracle bound (fewest
+//! exact prompt + output tokens in flight, output lengths known in advance). None of them reads a clock or does I/O; every
 //! random choice comes from one RNG seeded by the run.
 
 use std::fmt::Write;
@@ -33,6 +34,10 @@ pub enum Router {
     Random,
     /// Fewest requests in flight from this router; ties broken at random.
     LeastRequest,
+    /// Fewest prompt + output tokens in flight from this router, each request's
+    /// output length known when it is sent; ties broken at random. No gateway knows
+    /// that in advance: this is the bound of load balancing on a workload.
+    LeastTokens,
 }
 
 impl Router {
@@ -43,6 +48,7 @@ impl Router {
             Router::RoundRobin => "round-robin",
             Router::Random => "random",
             Router::LeastRequest => "least-request",
+            Router::LeastTokens => "least-tokens",
         }
     }
 }
@@ -60,7 +66,7 @@ pub(super) struct Routing {
     cycle: CycleState,
     request: LlmRequest,
     text: TokenText,
-    /// Least-request's tied endpoints.
+    /// Least-request's and least-tokens' tied endpoints.
     ties: Vec<usize>,
 }
 
@@ -89,15 +95,25 @@ impl Routing {
         }
     }
 
-    /// The tokens the gateway books for the request just picked, as the live picker
-    /// does ([`LlmRequest::estimated_tokens`], from its body's length). Only the EPP
-    /// reads token counts, so only its runs build the body the estimate needs; the
-    /// baselines book 0.
-    pub(super) fn booked_tokens(&self) -> u64 {
+    /// The tokens the gateway books for the request just picked: the live picker's
+    /// estimate for the EPP ([`LlmRequest::estimated_tokens`], from its body's
+    /// length), the exact prompt + output for least-tokens, 0 for the baselines that
+    /// read no token counts.
+    pub(super) fn booked_tokens(&self, request: &DesRequest) -> u64 {
         match self.router {
             Router::Epp(_) => self.request.estimated_tokens(),
+            Router::LeastTokens => (request.prompt.len() + request.output.len()) as u64,
             _ => 0,
         }
+    }
+
+    /// The endpoint with the least `load`, ties broken at random.
+    fn fewest(&mut self, states: &[EndpointState], load: impl Fn(&EndpointState) -> u64) -> usize {
+        let least = states.iter().map(&load).min().unwrap_or(0);
+        self.ties.clear();
+        self.ties
+            .extend((0..states.len()).filter(|&i| load(&states[i]) == least));
+        self.ties[self.rng.random_range(0..self.ties.len())]
     }
 
     /// The endpoint (index into `states`) that serves request `id`, or why none does
@@ -119,14 +135,8 @@ impl Routing {
                 Ok(e)
             }
             Router::Random => Ok(self.rng.random_range(0..n)),
-            Router::LeastRequest => {
-                let fewest = states.iter().map(|s| s.load.in_flight()).min().unwrap_or(0);
-                self.ties.clear();
-                self.ties
-                    .extend((0..n).filter(|&i| states[i].load.in_flight() == fewest));
-                let k = self.rng.random_range(0..self.ties.len());
-                Ok(self.ties[k])
-            }
+            Router::LeastRequest => Ok(self.fewest(states, |s| s.load.in_flight())),
+            Router::LeastTokens => Ok(self.fewest(states, |s| s.load.in_flight_tokens())),
             Router::Epp(scheduler) => {
                 // The director's candidate table: routable endpoints (healthy, metrics
                 // no older than the staleness threshold), load counters copied.

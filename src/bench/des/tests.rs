@@ -250,6 +250,32 @@ schedulingProfiles:
 }
 
 #[test]
+fn least_tokens_weighs_requests_by_their_prompt_and_output() {
+    let mut rng = StdRng::seed_from_u64(11);
+    // One request holding 1,050 tokens, then four of 60 that stay in flight: they
+    // all go to the other endpoint (4 × 60 < 1,050), as the next four would after
+    // the long one ends.
+    let mut reqs = vec![request(Duration::ZERO, tokens(&mut rng, 50), 1_000)];
+    for i in 1..=4 {
+        reqs.push(request(ms(i), tokens(&mut rng, 50), 10));
+    }
+    let report = simulate(&pool(2), Router::LeastTokens, &reqs).unwrap();
+    check_complete(&report, &[vec![1_000], vec![10; 4]].concat());
+    let long = report.records[0].endpoint.unwrap();
+    for r in &report.records[1..] {
+        assert_ne!(r.endpoint.unwrap(), long, "{r:?}");
+    }
+    // least-request, by count alone, always puts some of the four beside the long
+    // one (after one each, counts tie).
+    let by_count = simulate(&pool(2), Router::LeastRequest, &reqs).unwrap();
+    let beside = by_count.records[1..]
+        .iter()
+        .filter(|r| r.endpoint == by_count.records[0].endpoint)
+        .count();
+    assert!(beside >= 1, "{beside}");
+}
+
+#[test]
 fn same_inputs_same_records() {
     let run = |router: Router| {
         let mut reqs = workload(6, 400, ms(2), 200, 150);

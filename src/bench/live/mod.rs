@@ -283,6 +283,11 @@ fn gateway_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
         RouterKind::Random => "random-picker",
         RouterKind::RoundRobin => "round-robin-picker",
         RouterKind::LeastRequest => "least-request-picker",
+        RouterKind::LeastTokens => anyhow::bail!(
+            "strategy `{}`: router `least-tokens` knows every request's output length \
+             in advance, which no gateway does; it runs in virtual mode only",
+            strategy.display_name()
+        ),
         // Checked by the caller: a target strategy starts no gateway.
         RouterKind::Target => "random-picker",
     };
