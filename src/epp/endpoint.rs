@@ -5,8 +5,9 @@
 //! counts what the picker has done in the meantime (requests in flight, requests sent
 //! since the last scrape), so load-aware scorers need not herd onto the endpoint that
 //! looked idlest at the last scrape. Requests are also counted in estimated tokens
-//! (GIE's `inflight-load-producer`), for `token-load-scorer`. Times are [`Duration`]s since a driver-chosen
-//! epoch (process start when live, zero in virtual time), never wall-clock reads.
+//! (GIE's `inflight-load-producer`), for `token-load-scorer` and the concurrency
+//! detector's tokens mode. Times are [`Duration`]s since a driver-chosen epoch
+//! (process start when live, zero in virtual time), never wall-clock reads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

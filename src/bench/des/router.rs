@@ -7,8 +7,9 @@
 //! `on_scheduled` runs after the pick. The baselines are what a pool has without a
 //! picker: round-robin, uniform random (a Kubernetes Service) and least-request (fewest
 //! in flight by the router's own count); and least-tokens, an oracle bound (fewest
-//! exact prompt + output tokens in flight, output lengths known in advance). None of them reads a clock or does I/O; every
-//! random choice comes from one RNG seeded by the run.
+//! exact prompt + output tokens in flight, output lengths known in advance). None of
+//! them reads a clock or does I/O; every random choice comes from one RNG seeded by
+//! the run.
 
 use std::fmt::Write;
 use std::time::Duration;
