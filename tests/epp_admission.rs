@@ -86,10 +86,15 @@ async fn the_concurrency_detector_sheds_on_the_pickers_own_in_flight_count() {
                       "ignore_eos": true, "stream": true});
     let held = [p.open(&long, None).await, p.open(&long, None).await];
     assert!(held.iter().all(|r| r.status() == 200));
-    p.wait_for("two requests in flight", |v| {
-        field(view(v, a), "in_flight") == 2.0
-    })
-    .await;
+    let seen = p
+        .wait_for("two requests in flight", |v| {
+            field(view(v, a), "in_flight") == 2.0
+        })
+        .await;
+    // Each is booked at GIE's estimate of its body: bytes / 4 in, 1.5× that out.
+    let input = (serde_json::to_vec(&long).unwrap().len() / 4) as f64;
+    let each = input + (input * 1.5).round();
+    assert_eq!(field(view(&seen, a), "in_flight_tokens"), 2.0 * each);
     let r = p.send(&short_request("batch during"), Some("batch")).await;
     assert_eq!(r.status, 429, "{}", r.text);
     let r = p
@@ -99,7 +104,7 @@ async fn the_concurrency_detector_sheds_on_the_pickers_own_in_flight_count() {
 
     drop(held);
     p.wait_for("nothing in flight", |v| {
-        field(view(v, a), "in_flight") == 0.0
+        field(view(v, a), "in_flight") == 0.0 && field(view(v, a), "in_flight_tokens") == 0.0
     })
     .await;
     let r = p.send(&short_request("batch after"), Some("batch")).await;
