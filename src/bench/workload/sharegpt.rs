@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
+use serde::de::{DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{ChatMessage, PromptText, WorkloadError, WorkloadRequest};
@@ -62,30 +63,97 @@ fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
-/// Reads a ShareGPT file. The whole file is read first: serde_json parses a slice
-/// several times faster than a reader (the real 600+ MB file is read in seconds),
-/// and the bytes are freed once parsed.
+/// Reads a ShareGPT file, every turn of every conversation. The whole file is read
+/// first: serde_json parses a slice several times faster than a reader (the real
+/// 600+ MB file is read in seconds), and the bytes are freed once parsed.
 pub fn load(path: &Path) -> Result<Vec<Conversation>, WorkloadError> {
-    let bytes = std::fs::read(path).map_err(|error| WorkloadError::Io {
+    parse(path, &read(path)?)
+}
+
+/// Reads a ShareGPT file keeping only each conversation's first two turns, all that
+/// single-exchange workloads (and vLLM's filter) look at: the real file's later
+/// turns are most of its text, so they are skipped as they are parsed.
+pub fn load_first_exchanges(path: &Path) -> Result<Vec<Conversation>, WorkloadError> {
+    parse_first_exchanges(path, &read(path)?)
+}
+
+/// [`parse`], keeping each conversation's first two turns.
+pub fn parse_first_exchanges(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<Conversation>, WorkloadError> {
+    let heads: Vec<Head> = parse_as(path, bytes)?;
+    Ok(heads.into_iter().map(Conversation::from).collect())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, WorkloadError> {
+    std::fs::read(path).map_err(|error| WorkloadError::Io {
         path: path.to_path_buf(),
         error,
-    })?;
-    parse(path, &bytes)
+    })
 }
 
 /// Parses ShareGPT data; `path` only names it in errors.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Conversation>, WorkloadError> {
+    parse_as(path, bytes)
+}
+
+fn parse_as<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Vec<T>, WorkloadError> {
     let malformed = |at: String, e: &serde_json::Error| WorkloadError::Malformed {
         path: path.to_path_buf(),
         at,
         message: e.to_string(),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let data: Vec<Conversation> = serde_path_to_error::deserialize(&mut de)
+    let data: Vec<T> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| malformed(e.path().to_string(), e.inner()))?;
     de.end()
         .map_err(|e| malformed("the end of the array".into(), &e))?;
     Ok(data)
+}
+
+/// A conversation read with its first two turns only.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default, deserialize_with = "id_text")]
+    id: String,
+    #[serde(default, deserialize_with = "first_two_turns")]
+    conversations: Vec<Turn>,
+}
+
+impl From<Head> for Conversation {
+    fn from(h: Head) -> Conversation {
+        Conversation {
+            id: h.id,
+            conversations: h.conversations,
+        }
+    }
+}
+
+/// The first two turns of a `conversations` array; the rest are checked to be JSON
+/// and dropped unread.
+fn first_two_turns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Turn>, D::Error> {
+    struct FirstTwo;
+    impl<'de> Visitor<'de> for FirstTwo {
+        type Value = Vec<Turn>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of turns")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Turn>, A::Error> {
+            let mut turns = Vec::with_capacity(2);
+            while turns.len() < 2 {
+                match seq.next_element::<Turn>()? {
+                    Some(t) => turns.push(t),
+                    None => return Ok(turns),
+                }
+            }
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(turns)
+        }
+    }
+    d.deserialize_seq(FirstTwo)
 }
 
 /// vLLM's `is_valid_sequence` with its defaults (min 4, prompt ≤ 1024, total ≤ 2048).
@@ -235,7 +303,7 @@ fn default_num_requests() -> usize {
 
 impl ShareGptSpec {
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
-        let data = load(&self.path)?;
+        let data = load_first_exchanges(&self.path)?;
         let sampled = sample_exchanges(&data, self.num_requests, self.output_len, seed);
         if sampled.picks.is_empty() && self.num_requests > 0 {
             return Err(WorkloadError::NoUsableEntries {

@@ -193,3 +193,38 @@ fn tokenising_on_threads_gives_the_serial_exchanges_in_order() {
     assert_eq!(ids.prompt_ids, tokens::encode(&ids.prompt));
     assert_eq!(ids.prompt_len, ids.prompt_ids.len());
 }
+
+#[test]
+fn first_exchanges_are_the_files_first_two_turns() {
+    let text = generate_sample(5, 200);
+    let all = parse(Path::new("gen"), text.as_bytes()).unwrap();
+    let heads = parse_first_exchanges(Path::new("gen"), text.as_bytes()).unwrap();
+    assert!(
+        all.iter().any(|c| c.conversations.len() > 2),
+        "the sample has longer ones"
+    );
+    assert_eq!(all.len(), heads.len());
+    for (a, h) in all.iter().zip(&heads) {
+        assert_eq!(a.id, h.id);
+        assert_eq!(
+            h.conversations[..],
+            a.conversations[..a.conversations.len().min(2)]
+        );
+    }
+    // A bad first turn is still an error that names it; later turns are not read.
+    let bad = r#"[{"id": "x", "conversations": [{"from": "human", "value": 3}]}]"#;
+    let err = parse_first_exchanges(Path::new("sg.json"), bad.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sg.json") && err.contains("[0].conversations[0].value"),
+        "{err}"
+    );
+    let late = r#"[{"conversations": [{"value": "a b c d"}, {"value": "e f g h"}, {"value": 3}]}]"#;
+    assert_eq!(
+        parse_first_exchanges(Path::new("sg.json"), late.as_bytes()).unwrap()[0]
+            .conversations
+            .len(),
+        2
+    );
+}
