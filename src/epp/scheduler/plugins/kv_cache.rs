@@ -2,7 +2,7 @@
 //! so emptier caches score higher. Endpoints without metrics score 0.
 //! No state, no parameters.
 
-use super::NoParams;
+use super::{NoParams, score_each};
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Plugin, SchedulingContext, Scorer};
@@ -29,11 +29,8 @@ impl Scorer for KvCacheScorer {
         _ctx: &mut SchedulingContext<'_>,
         scores: &mut [f64],
     ) {
-        for (s, &i) in scores.iter_mut().zip(subset) {
-            *s = candidates[i]
-                .metrics
-                .as_ref()
-                .map_or(0.0, |m| 1.0 - m.kv_cache_usage);
-        }
+        score_each(scores, candidates, subset, |c| {
+            c.metrics.as_ref().map_or(0.0, |m| 1.0 - m.kv_cache_usage)
+        });
     }
 }

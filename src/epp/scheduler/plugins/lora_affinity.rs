@@ -3,7 +3,7 @@
 //! adapter slot (`running + waiting < max_lora`); else 0.6 if it is among the waiting
 //! adapters; else 0. Endpoints without metrics score 0. No state, no parameters.
 
-use super::NoParams;
+use super::{NoParams, score_each};
 use crate::epp::endpoint::{Candidate, EndpointMetrics};
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Plugin, SchedulingContext, Scorer};
@@ -51,11 +51,10 @@ impl Scorer for LoraAffinityScorer {
         _ctx: &mut SchedulingContext<'_>,
         scores: &mut [f64],
     ) {
-        for (s, &i) in scores.iter_mut().zip(subset) {
-            *s = candidates[i]
-                .metrics
+        score_each(scores, candidates, subset, |c| {
+            c.metrics
                 .as_ref()
-                .map_or(0.0, |m| lora_score(m, &request.target_model));
-        }
+                .map_or(0.0, |m| lora_score(m, &request.target_model))
+        });
     }
 }

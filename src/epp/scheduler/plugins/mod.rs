@@ -124,6 +124,19 @@ impl<'de> Deserialize<'de> for GoDuration {
 
 pub use crate::epp::clock::parse_go_duration;
 
+/// Scores each candidate of `subset` on its own: `scores[k] = score(candidates[subset[k]])`,
+/// the shape of every scorer that needs no comparison across candidates.
+pub(crate) fn score_each(
+    scores: &mut [f64],
+    candidates: &[Candidate],
+    subset: &[usize],
+    score: impl Fn(&Candidate) -> f64,
+) {
+    for (s, &i) in scores.iter_mut().zip(subset) {
+        *s = score(&candidates[i]);
+    }
+}
+
 /// Turns per-candidate loads (written into `scores`, `None` = no metrics) into GIE's
 /// queue-scorer shape: `(max − load) / (max − min)` over the candidates that have a
 /// load, 1.0 for all when they are equal, and 0 for candidates without one.

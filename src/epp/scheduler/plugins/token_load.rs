@@ -20,7 +20,7 @@
 
 use serde::Deserialize;
 
-use super::Params;
+use super::{Params, score_each};
 use crate::epp::endpoint::Candidate;
 use crate::epp::request::LlmRequest;
 use crate::epp::scheduler::{Plugin, SchedulingContext, Scorer};
@@ -89,8 +89,6 @@ impl Scorer for TokenLoadScorer {
         _ctx: &mut SchedulingContext<'_>,
         scores: &mut [f64],
     ) {
-        for (s, &i) in scores.iter_mut().zip(subset) {
-            *s = self.score_of(&candidates[i]);
-        }
+        score_each(scores, candidates, subset, |c| self.score_of(c));
     }
 }
