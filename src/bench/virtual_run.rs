@@ -9,7 +9,7 @@
 //! the number of threads or their timing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
@@ -164,6 +164,33 @@ fn measure(
     Ok((recorders, per_endpoint, per_request))
 }
 
+/// One stage's simulation input, built on first use and released when the last of
+/// the stage's `jobs` has taken it.
+struct StageInput {
+    slot: Mutex<(Option<Arc<Vec<DesRequest>>>, usize)>,
+}
+
+impl StageInput {
+    fn new(jobs: usize) -> StageInput {
+        StageInput {
+            slot: Mutex::new((None, jobs)),
+        }
+    }
+
+    /// The input, built by `build` if no job has taken it yet; the last job's take
+    /// leaves nothing behind.
+    fn take(&self, build: impl FnOnce() -> Vec<DesRequest>) -> Arc<Vec<DesRequest>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let (input, left) = &mut *slot;
+        let shared = input.get_or_insert_with(|| Arc::new(build())).clone();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            *input = None;
+        }
+        shared
+    }
+}
+
 /// Runs the scenario's plan in virtual time with up to `threads` jobs at once.
 pub fn run(
     scenario: &Scenario,
@@ -192,12 +219,15 @@ pub fn run(
     let bars = progress.stage_bars(plans, &names);
     let engine_seed = pool.engines[0].seed;
     // A stage's simulation input (prompt ids, the tokens the engines will generate) is
-    // the same for every strategy: built by the stage's first job, cloned by the rest.
-    let inputs: Vec<OnceLock<Vec<DesRequest>>> = plans.iter().map(|_| OnceLock::new()).collect();
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Measured>>>> = (0..jobs.len())
-        .map(|_| std::sync::Mutex::new(None))
+    // the same for every strategy: built by the stage's first job, shared by the rest,
+    // and dropped with the last one, so memory holds the stages in flight, not all.
+    let inputs: Vec<StageInput> = plans
+        .iter()
+        .map(|_| StageInput::new(strategies.len()))
         .collect();
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<anyhow::Result<Measured>>>> =
+        (0..jobs.len()).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.clamp(1, jobs.len().max(1)) {
             scope.spawn(|| {
@@ -205,12 +235,12 @@ pub fn run(
                     let (stage, s) = jobs[j];
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
-                        let input = inputs[stage].get_or_init(|| des_requests(plan, engine_seed));
-                        let report = simulate(&pool, router, input)
+                        let input = inputs[stage].take(|| des_requests(plan, engine_seed));
+                        let report = simulate(&pool, router, &input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let replicas = scenario.pool.replicas;
                         let (recorders, per_endpoint, per_request) =
-                            measure(&report, input, &slo, replicas, plan.index)?;
+                            measure(&report, &input, &slo, replicas, plan.index)?;
                         Ok(Measured {
                             result: StrategyResult {
                                 strategy: names[s].clone(),

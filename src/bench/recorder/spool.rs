@@ -1,6 +1,6 @@
 //! Per-request records kept on disk while a run goes on, so asking for the
 //! per-request report costs disk, not memory: a sweep like `gie-blog-10-replicas`
-//! holds 1.65 million records of ~200 token times each, several GB as values.
+//! holds 2.24 million records of ~200 token times each, several GB as values.
 //!
 //! Each job writes its records, one compact JSON object per line, to a file of its
 //! own in the system's temporary directory as it makes them; the report writer copies

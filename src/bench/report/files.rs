@@ -1,6 +1,8 @@
 //! The files a report writes into its output directory:
 //!
-//! - `summary.json`: the whole [`BenchReport`], pretty-printed.
+//! - `summary.json`: the whole [`BenchReport`], pretty-printed, with
+//!   `baseline_keeps_up` (the highest stage the baseline keeps up with, see
+//!   [`super::Knee`]).
 //! - `<strategy>/stage_<N>_lifecycle_metrics.json`: one strategy's
 //!   [`StageSummary`](crate::bench::recorder::StageSummary) for stage `N` (0-based),
 //!   as inference-perf names its per-stage files, so its tooling reads them.
@@ -29,8 +31,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{BenchReport, chart};
+use super::{BenchReport, KeepsUp, chart};
 use crate::bench::recorder::RecordSpool;
+
+/// `summary.json`: the report, and how far up the sweep the baseline kept up within
+/// the SLOs (`null` without SLOs, or when it kept up with no stage).
+#[derive(Serialize)]
+struct SummaryFile<'a> {
+    #[serde(flatten)]
+    report: &'a BenchReport,
+    baseline_keeps_up: Option<KeepsUp>,
+}
 
 /// Pretty JSON with a trailing newline.
 fn json<T: Serialize>(value: &T) -> io::Result<String> {
@@ -119,7 +130,11 @@ pub(super) fn slugs(names: &[String]) -> Vec<String> {
 pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    put(dir.join("summary.json"), &json(report)?, &mut written)?;
+    let summary = SummaryFile {
+        report,
+        baseline_keeps_up: report.keeps_up(),
+    };
+    put(dir.join("summary.json"), &json(&summary)?, &mut written)?;
     let folders = report.strategies.iter().zip(slugs(&report.strategies));
     for (i, (name, slug)) in folders.enumerate() {
         let folder = dir.join(slug);

@@ -8,6 +8,7 @@
 //! - `files`: [`write()`], `summary.json`, per-strategy lifecycle-metrics files and
 //!   the charts.
 //! - `chart`: the SVG charts.
+//! - `knee`: how far up a sweep the baseline keeps up within the SLOs.
 //!
 //! A virtual run's report holds nothing that depends on the wall clock or the machine
 //! (no dates, no durations of the run itself), so the same scenario and seed give the
@@ -21,11 +22,13 @@ use super::scenario::Scenario;
 
 mod chart;
 mod files;
+mod knee;
 mod table;
 #[cfg(test)]
 mod tests;
 
 pub use files::write;
+pub use knee::{KEEPS_UP_GOODPUT_PERCENT, KeepsUp, Knee};
 pub use table::comparison_table;
 
 /// Everything a run measured, per stage and strategy.

@@ -1,7 +1,8 @@
 //! The comparison printed after a run: one table per stage with a row per metric and
 //! a column per strategy, each value followed by its ratio to the baseline's
 //! (`0.62×`; the baseline column shows the value only), then a headline comparing
-//! p90 end-to-end latency at the highest stage.
+//! p90 end-to-end latency at the highest stage, each strategy's best and worst stage,
+//! and its ratios where the baseline stops keeping up ([`Knee`]).
 //!
 //! Plain text with no colours and no terminal-width detection, so the same report
 //! prints the same bytes everywhere. Values that cannot be shown (NaN, a latency of
@@ -9,6 +10,7 @@
 
 use comfy_table::{CellAlignment, Table, presets};
 
+use super::knee::{KEEPS_UP_GOODPUT_PERCENT, Knee};
 use super::{BenchReport, SEND_LAG_WARN_MS, StageReport, StrategyResult};
 use crate::bench::recorder::StageSummary;
 
@@ -359,6 +361,74 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     lines
 }
 
+/// With several stages and SLOs: how far up the sweep the baseline keeps up, and
+/// each other strategy's p90 NTPOT and end-to-end ratios there, e.g. `random keeps up
+/// to 625 req/s: …` then `at 625 req/s, epp igw-default p90 NTPOT is 0.70× random's,
+/// p90 e2e 0.90×`.
+fn knee_lines(report: &BenchReport) -> Vec<String> {
+    if report.stages.iter().filter(|s| s.rate.is_finite()).count() < 2 {
+        return Vec::new();
+    }
+    let base = &report.baseline;
+    let threshold = format!("{KEEPS_UP_GOODPUT_PERCENT:.0}");
+    let (stage, mut lines) = match report.knee() {
+        Knee::Unknown => return Vec::new(),
+        Knee::Never {
+            lowest,
+            goodput_percent,
+        } => {
+            return vec![format!(
+                "{base} keeps up at no stage: fewer than {threshold}% of its requests meet \
+                 every SLO even at {} req/s ({}%)",
+                rate(lowest.rate),
+                number(goodput_percent)
+            )];
+        }
+        Knee::UpTo {
+            stage,
+            goodput_percent,
+            every_stage: true,
+        } => (
+            stage,
+            vec![format!(
+                "{base} keeps up at every stage: at least {threshold}% of its requests meet \
+                 every SLO up to {} req/s ({}%)",
+                rate(stage.rate),
+                number(goodput_percent)
+            )],
+        ),
+        Knee::UpTo {
+            stage,
+            goodput_percent,
+            every_stage: false,
+        } => (
+            stage,
+            vec![format!(
+                "{base} keeps up to {} req/s: the highest stage where at least {threshold}% \
+                 of its requests meet every SLO ({}%)",
+                rate(stage.rate),
+                number(goodput_percent)
+            )],
+        ),
+    };
+    let baseline = result(stage, base);
+    for s in report.strategies.iter().filter(|s| *s != base) {
+        let r = result(stage, s);
+        let part =
+            |f: fn(&StrategyResult) -> Option<f64>| match (r.and_then(f), baseline.and_then(f)) {
+                (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
+                _ => "-".into(),
+            };
+        lines.push(format!(
+            "at {} req/s, {s} p90 NTPOT is {} {base}'s, p90 e2e {}",
+            rate(stage.rate),
+            part(p90_ntpot),
+            part(p90_e2e)
+        ));
+    }
+    lines
+}
+
 /// A warning when the live client sent late in any run (see [`SEND_LAG_WARN_MS`]),
 /// e.g. `the client sent late in 2 of 6 runs (send lag p99 up to 12.1 ms of wall
 /// time, 61 ms of pool time): …`.
@@ -423,6 +493,7 @@ pub fn comparison_table(report: &BenchReport) -> String {
     }
     let mut lines = headline(report);
     lines.extend(ntpot_ranges(report));
+    lines.extend(knee_lines(report));
     lines.extend(send_lag_warning(report));
     if !lines.is_empty() {
         out.push('\n');

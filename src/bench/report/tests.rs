@@ -11,6 +11,8 @@ use crate::bench::recorder::{
     RequestSample, RunSummary, Stats, Successes, Throughput, TokenUsage,
 };
 
+mod knee;
+
 /// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.
 fn stats(v: f64, p90: f64) -> Stats {
     Stats {

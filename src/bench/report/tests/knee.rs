@@ -1,0 +1,134 @@
+//! Tests of the baseline's knee: the highest stage it keeps up with within the SLOs,
+//! in the table and in `summary.json`.
+
+use super::*;
+use crate::bench::recorder::GoodputMetrics;
+
+/// `report()` with SLOs set and the baseline's goodput at each stage, % (in stage
+/// order; extra values add stages at 50, 70, … req/s, copies of the last one).
+fn with_baseline_goodput(percents: &[f64]) -> BenchReport {
+    let mut report = report();
+    while report.stages.len() < percents.len() {
+        let mut stage = report.stages.last().unwrap().clone();
+        stage.stage += 1;
+        stage.rate += 20.0;
+        report.stages.push(stage);
+    }
+    for (stage, &percent) in report.stages.iter_mut().zip(percents) {
+        for r in &mut stage.results {
+            r.summary.successes.goodput_metrics = Some(GoodputMetrics {
+                goodput_percentage: percent,
+                request_goodput: 1.0,
+                token_goodput: 1.0,
+                good_requests: 9,
+                total_requests: 10,
+                ttft_attainment_percentage: Some(percent),
+                tpot_attainment_percentage: None,
+                ntpot_attainment_percentage: None,
+                request_latency_attainment_percentage: None,
+            });
+            if r.strategy == "random" {
+                r.summary.goodput.percent = percent;
+            }
+        }
+    }
+    report
+}
+
+#[test]
+fn the_knee_is_the_last_stage_the_baseline_keeps_up_with() {
+    let report = with_baseline_goodput(&[95.0, 80.0]);
+    assert_eq!(
+        report.knee(),
+        Knee::UpTo {
+            stage: &report.stages[0],
+            goodput_percent: 95.0,
+            every_stage: false
+        }
+    );
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "random keeps up to 10 req/s: the highest stage where at least 90% of its \
+             requests meet every SLO (95.0%)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("at 10 req/s, epp igw-default p90 NTPOT is 0.50× random's, p90 e2e 0.50×"),
+        "{text}"
+    );
+    assert!(
+        text.contains("at 10 req/s, epp gie-default p90 NTPOT is 0.80× random's"),
+        "{text}"
+    );
+    let dir = TempDir::new("knee");
+    write(&report, &dir.0).unwrap();
+    let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let knee = &v["baseline_keeps_up"];
+    assert_eq!(knee["strategy"], "random");
+    assert_eq!(knee["stage"], 0);
+    assert_eq!(knee["rate"], 10.0);
+    assert_eq!(knee["every_stage"], false);
+    assert_eq!(knee["threshold_percent"], 90.0);
+}
+
+#[test]
+fn a_stage_the_baseline_misses_ends_the_walk_even_if_a_higher_one_passes() {
+    // 10 req/s kept up, 30 missed, 50 kept up again (noise): the knee is 10.
+    let report = with_baseline_goodput(&[95.0, 89.9, 99.0]);
+    assert_eq!(report.stages[2].rate, 50.0);
+    assert!(matches!(
+        report.knee(),
+        Knee::UpTo { stage, every_stage: false, .. } if stage.rate == 10.0
+    ));
+}
+
+#[test]
+fn a_baseline_that_always_keeps_up_says_so() {
+    let report = with_baseline_goodput(&[100.0, 90.0]);
+    assert!(matches!(
+        report.knee(),
+        Knee::UpTo { stage, every_stage: true, .. } if stage.rate == 30.0
+    ));
+    let text = comparison_table(&report);
+    assert!(
+        text.contains("random keeps up at every stage: at least 90% of its requests meet every SLO up to 30 req/s (90.0%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("at 30 req/s, epp igw-default p90 NTPOT is 0.50×"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_baseline_that_never_keeps_up_has_no_knee_stage() {
+    let report = with_baseline_goodput(&[40.0, 10.0]);
+    assert!(matches!(report.knee(), Knee::Never { lowest, .. } if lowest.rate == 10.0));
+    assert_eq!(report.keeps_up(), None);
+    let text = comparison_table(&report);
+    assert!(
+        text.contains("random keeps up at no stage: fewer than 90% of its requests meet every SLO even at 10 req/s (40.0%)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("at 10 req/s, epp igw-default p90 NTPOT is"),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_slos_there_is_no_knee() {
+    // `report()` sets no SLO: goodput is 90% but there is nothing it measures against.
+    let report = report();
+    assert_eq!(report.knee(), Knee::Unknown);
+    let text = comparison_table(&report);
+    assert!(!text.contains("keeps up"), "{text}");
+    let dir = TempDir::new("no-knee");
+    write(&report, &dir.0).unwrap();
+    let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["baseline_keeps_up"], serde_json::Value::Null);
+}
