@@ -68,6 +68,7 @@ async fn live_agrees_with_virtual_time() {
         let requests = plans[0].requests.len() as u64;
         assert_eq!(r.summary.successes.count, requests, "{name}: {r:?}");
         assert_eq!(r.requests_per_endpoint.iter().sum::<u64>(), requests);
+        assert_eq!(r.preemptions_per_endpoint.len(), 2, "read from each replica");
         let (vt, ve) = means(&virt, name);
         let (lt, le) = means(&live, name);
         let (rt, re) = (lt / vt, le / ve);
@@ -85,6 +86,37 @@ async fn live_agrees_with_virtual_time() {
     assert!(
         agree,
         "live and virtual disagree by more than 15 %:\n{text}"
+    );
+}
+
+/// KV caches far too small for the batch: replicas preempt.
+const PREEMPTING: &str = "
+name: preempting
+seed: 5
+workload:
+  type: synthetic
+  input: {uniform: {min: 100, max: 200}}
+  output: {uniform: {min: 60, max: 100}}
+load: {type: constant, stages: [{rate: 20, duration: 1s}]}
+pool: {replicas: 2, speedup: 10, max_num_seqs: 8, kv_blocks: 40}
+strategies:
+- {router: round-robin}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_reports_the_preemptions_the_replicas_count() {
+    let s = scenario(PREEMPTING);
+    let plans = plan(&s).unwrap();
+    let live = live::run(&s, &plans, None, &Progress::hidden())
+        .await
+        .unwrap();
+    let r = live.result(0, "round-robin").unwrap();
+    assert_eq!(r.summary.failures.count, 0, "{:?}", r.summary.failures);
+    assert_eq!(r.preemptions_per_endpoint.len(), 2);
+    assert!(
+        r.preemptions_per_endpoint.iter().all(|&p| p > 0),
+        "640 tokens of KV for 8 sequences of ~230 tokens: both replicas preempt, {:?}",
+        r.preemptions_per_endpoint
     );
 }
 
@@ -118,6 +150,7 @@ async fn target_mode_measures_an_external_server() {
         assert_eq!(s.failures.count, 0, "{:?}", s.failures);
         assert_eq!(s.successes.count, p.requests.len() as u64);
         assert!(r.requests_per_endpoint.is_empty());
+        assert!(r.preemptions_per_endpoint.is_empty(), "no replica to ask");
         let lag = r
             .send_lag
             .as_ref()

@@ -104,6 +104,7 @@ fn every_planned_request_is_measured_for_every_strategy() {
                 r.requests_per_endpoint.iter().sum::<u64>(),
                 s.load_summary.count
             );
+            assert_eq!(r.preemptions_per_endpoint.len(), 3, "{}", r.strategy);
             // No client sends anything in virtual time, so there is no lag to report.
             assert!(r.send_lag.is_none(), "{}", r.strategy);
             let l = &s.successes.latency;

@@ -246,6 +246,11 @@ pub fn run(
                                 strategy: names[s].clone(),
                                 summary: recorders.all.summary(plan.stage.rate),
                                 requests_per_endpoint: per_endpoint,
+                                preemptions_per_endpoint: report
+                                    .engines
+                                    .iter()
+                                    .map(|e| e.preemptions)
+                                    .collect(),
                                 send_lag: None,
                             },
                             recorders,

@@ -24,9 +24,11 @@
 //! Target: nothing is started; one strategy named `target` sends the plan to the URL
 //! in real time, each stage after the previous one's responses are in.
 //!
-//! The client is [`client`]; the stream parsing is [`sse`].
+//! The client is [`client`]; the stream parsing is [`sse`]; what the replicas report
+//! after a stage (their preemptions) is read by [`server_metrics`].
 
 pub mod client;
+mod server_metrics;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -73,6 +75,7 @@ fn result(
     plan: &StagePlan,
     outcome: &StageOutcome,
     per_endpoint: Vec<u64>,
+    preemptions_per_endpoint: Vec<u64>,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
     let spool = match scenario.output.per_request {
@@ -108,6 +111,7 @@ fn result(
             strategy: name.to_string(),
             summary,
             requests_per_endpoint: per_endpoint,
+            preemptions_per_endpoint,
             send_lag: Some(send_lag),
         },
         recorders,
@@ -141,6 +145,7 @@ async fn run_target(
             "target",
             plan,
             &outcome,
+            Vec::new(),
             Vec::new(),
             &bars[0],
         )?]);
@@ -220,7 +225,7 @@ async fn job(
             bar,
         )
         .await;
-        return result(scenario, &name, plan, &outcome, Vec::new(), bar);
+        return result(scenario, &name, plan, &outcome, Vec::new(), Vec::new(), bar);
     }
     let speedup = scenario.pool.speedup;
     let pool = start_pool(scenario).await?;
@@ -235,22 +240,41 @@ async fn job(
     let destination = Destination::new(&[format!("http://{}", gateway.proxy_addr)])?;
     // A fresh client per job: no idle connections to an earlier job's gateway.
     let outcome = match http_client() {
-        Ok(client) => Ok(run_stage(
-            &client,
-            &destination,
-            &scenario.pool.model,
-            plan,
-            speedup,
-            bar,
-        )
-        .await),
+        Ok(client) => {
+            let outcome = run_stage(
+                &client,
+                &destination,
+                &scenario.pool.model,
+                plan,
+                speedup,
+                bar,
+            )
+            .await;
+            // Read before the pool stops; a replica that cannot say leaves the row
+            // unknown rather than failing a stage that was measured.
+            let preemptions = server_metrics::preemptions(&client, pool.addrs())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(strategy = %name, "cannot read the replicas' preemptions: {e:#}");
+                    Vec::new()
+                });
+            Ok((outcome, preemptions))
+        }
         Err(e) => Err(e),
     };
     gateway.shutdown().await;
     pool.shutdown().await.context("simulator pool")?;
-    let outcome = outcome?;
+    let (outcome, preemptions) = outcome?;
     let per_endpoint = outcome.per_endpoint(&addrs);
-    result(scenario, &name, plan, &outcome, per_endpoint, bar)
+    result(
+        scenario,
+        &name,
+        plan,
+        &outcome,
+        per_endpoint,
+        preemptions,
+        bar,
+    )
 }
 
 /// `pool.replicas` simulators of the scenario's engine, on free loopback ports, with

@@ -98,6 +98,12 @@ pub struct StrategyResult {
     pub summary: StageSummary,
     /// Requests each endpoint served, in endpoint order (empty when unknown).
     pub requests_per_endpoint: Vec<u64>,
+    /// Each endpoint's preemptions over the stage (vLLM's `vllm:num_preemptions_total`
+    /// of a pool that started cold), in endpoint order; empty when unknown (`target`).
+    /// A replica preempts when its KV cache is full, so these show where a router
+    /// overloaded one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preemptions_per_endpoint: Vec<u64>,
     /// Live and target runs: how late the client sent against its schedule. Large
     /// values mean the load generator, not the routers, shaped the result.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,81 +12,117 @@ use comfy_table::{CellAlignment, Table, presets};
 
 use super::knee::{KEEPS_UP_GOODPUT_PERCENT, Knee};
 use super::{BenchReport, SEND_LAG_WARN_MS, StageReport, StrategyResult};
-use crate::bench::recorder::StageSummary;
 
 /// One row of a stage table: its label (with units), how to read the value from a
-/// summary, and how to print it.
+/// result, and how to print it.
 pub(super) struct Metric {
     pub label: &'static str,
-    pub value: fn(&StageSummary) -> Option<f64>,
+    pub value: fn(&StrategyResult) -> Option<f64>,
     pub integer: bool,
 }
 
 /// A latency statistic, absent when no request succeeded (the histogram was empty).
-fn latency(s: &StageSummary, v: f64) -> Option<f64> {
-    (s.successes.count > 0).then_some(v)
+fn latency(r: &StrategyResult, v: f64) -> Option<f64> {
+    (r.summary.successes.count > 0).then_some(v)
+}
+
+/// The requests of the endpoint that served most, as a multiple of the mean over
+/// endpoints: 1.00 is a perfectly even split. None when unknown or nothing was served.
+fn busiest_replica(r: &StrategyResult) -> Option<f64> {
+    let counts = &r.requests_per_endpoint;
+    let total: u64 = counts.iter().sum();
+    let most = *counts.iter().max()?;
+    (total > 0).then(|| most as f64 * counts.len() as f64 / total as f64)
 }
 
 /// The rows of every stage table, in order.
 pub(super) const METRICS: &[Metric] = &[
     Metric {
         label: "achieved (req/s)",
-        value: |s| s.load_summary.achieved_rate,
+        value: |r| r.summary.load_summary.achieved_rate,
         integer: false,
     },
     Metric {
         label: "output (tok/s)",
-        value: |s| Some(s.successes.throughput.output_tokens_per_sec),
+        value: |r| Some(r.summary.successes.throughput.output_tokens_per_sec),
         integer: false,
     },
     Metric {
         label: "TTFT mean (ms)",
-        value: |s| latency(s, s.successes.latency.time_to_first_token.mean * 1e3),
+        value: |r| {
+            latency(
+                r,
+                r.summary.successes.latency.time_to_first_token.mean * 1e3,
+            )
+        },
         integer: false,
     },
     Metric {
         label: "TTFT p90 (ms)",
-        value: |s| latency(s, s.successes.latency.time_to_first_token.p90 * 1e3),
+        value: |r| latency(r, r.summary.successes.latency.time_to_first_token.p90 * 1e3),
         integer: false,
     },
     Metric {
         label: "NTPOT p90 (ms)",
-        value: |s| {
+        value: |r| {
             latency(
-                s,
-                s.successes.latency.normalized_time_per_output_token.p90 * 1e3,
+                r,
+                r.summary
+                    .successes
+                    .latency
+                    .normalized_time_per_output_token
+                    .p90
+                    * 1e3,
             )
         },
         integer: false,
     },
     Metric {
         label: "TPOT p90 (ms)",
-        value: |s| latency(s, s.successes.latency.time_per_output_token.p90 * 1e3),
+        value: |r| {
+            latency(
+                r,
+                r.summary.successes.latency.time_per_output_token.p90 * 1e3,
+            )
+        },
         integer: false,
     },
     Metric {
         label: "e2e p50 (s)",
-        value: |s| latency(s, s.successes.latency.request_latency.median),
+        value: |r| latency(r, r.summary.successes.latency.request_latency.median),
         integer: false,
     },
     Metric {
         label: "e2e p90 (s)",
-        value: |s| latency(s, s.successes.latency.request_latency.p90),
+        value: |r| latency(r, r.summary.successes.latency.request_latency.p90),
         integer: false,
     },
     Metric {
         label: "prefix-cache hit (%)",
-        value: |s| Some(s.successes.prefix_cache_hit_rate * 100.0),
+        value: |r| Some(r.summary.successes.prefix_cache_hit_rate * 100.0),
         integer: false,
     },
     Metric {
         label: "goodput (%)",
-        value: |s| Some(s.goodput.percent),
+        value: |r| Some(r.summary.goodput.percent),
         integer: false,
     },
     Metric {
         label: "failures (requests)",
-        value: |s| Some(s.failures.count as f64),
+        value: |r| Some(r.summary.failures.count as f64),
+        integer: true,
+    },
+    Metric {
+        label: "busiest replica (× mean)",
+        value: busiest_replica,
+        integer: false,
+    },
+    Metric {
+        label: "preemptions",
+        value: |r| {
+            (!r.preemptions_per_endpoint.is_empty())
+                .then(|| r.preemptions_per_endpoint.iter().sum::<u64>() as f64)
+        },
         integer: true,
     },
 ];
@@ -207,10 +243,10 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
     table.set_header(header);
     let baseline = result(stage, &report.baseline);
     for metric in METRICS {
-        let base = baseline.and_then(|r| (metric.value)(&r.summary));
+        let base = baseline.and_then(metric.value);
         let mut row = vec![metric.label.to_string()];
         for s in &report.strategies {
-            let value = result(stage, s).and_then(|r| (metric.value)(&r.summary));
+            let value = result(stage, s).and_then(metric.value);
             row.push(cell(metric, value, base, *s == report.baseline));
         }
         table.add_row(row);
@@ -221,20 +257,20 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
     table.to_string()
 }
 
-/// With more than one stage, the sweep at a glance: a row per stage, a column per
-/// strategy, each cell p90 NTPOT and p90 end-to-end latency (the blog-style
-/// comparison), as ratios to the baseline's, whose column shows its values.
 /// A result's p90 NTPOT, seconds (none without successful requests).
 fn p90_ntpot(r: &StrategyResult) -> Option<f64> {
     let l = &r.summary.successes.latency;
-    latency(&r.summary, l.normalized_time_per_output_token.p90)
+    latency(r, l.normalized_time_per_output_token.p90)
 }
 
 /// A result's p90 end-to-end latency, seconds (none without successful requests).
 fn p90_e2e(r: &StrategyResult) -> Option<f64> {
-    latency(&r.summary, r.summary.successes.latency.request_latency.p90)
+    latency(r, r.summary.successes.latency.request_latency.p90)
 }
 
+/// With more than one stage, the sweep at a glance: a row per stage, a column per
+/// strategy, each cell p90 NTPOT and p90 end-to-end latency (the blog-style
+/// comparison), as ratios to the baseline's, whose column shows its values.
 fn sweep_table(report: &BenchReport) -> Option<String> {
     if report.stages.len() < 2 {
         return None;

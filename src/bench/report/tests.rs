@@ -117,6 +117,7 @@ fn report() -> BenchReport {
                     summary: summary(rate, scale),
                     send_lag: None,
                     requests_per_endpoint: vec![5, 5],
+                    preemptions_per_endpoint: Vec::new(),
                 })
                 .collect(),
         })
@@ -200,6 +201,48 @@ fn table_shows_every_strategy_rate_and_ratio() {
     assert!(text.contains("40.0 ms / 2.00 s"), "{text}");
     assert_eq!(text, comparison_table(&report()), "deterministic");
     assert!(!text.contains("failed at"), "no failures, no failure lines");
+}
+
+#[test]
+fn the_busiest_replica_and_preemptions_show_where_load_piled_up() {
+    let mut r = report();
+    // random: 9 of 12 requests on one of two replicas (1.50× the mean) and 40
+    // preemptions there; igw: an even split, 2 preemptions.
+    let random = &mut r.stages[0].results[2];
+    random.requests_per_endpoint = vec![9, 3];
+    random.preemptions_per_endpoint = vec![40, 0];
+    r.stages[0].results[0].preemptions_per_endpoint = vec![1, 1];
+    let text = comparison_table(&r);
+    let row = |label: &str| {
+        text.lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("no {label} row:\n{text}"))
+            .to_string()
+    };
+    let busiest = row("busiest replica (× mean)");
+    assert!(busiest.contains("1.00 (0.67×)"), "{busiest}");
+    assert!(busiest.trim_end().ends_with("1.50 │"), "{busiest}");
+    let preemptions = row("preemptions");
+    assert!(preemptions.contains("2 (0.05×)"), "{preemptions}");
+    assert!(
+        preemptions.contains(" - "),
+        "unknown for gie-default: {preemptions}"
+    );
+    assert!(preemptions.trim_end().ends_with("40 │"), "{preemptions}");
+    let dir = TempDir::new("preemptions");
+    write(&r, &dir.0).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap())
+            .unwrap();
+    let stage = &v["stages"][0]["results"];
+    assert_eq!(
+        stage[2]["preemptions_per_endpoint"],
+        serde_json::json!([40, 0])
+    );
+    assert!(
+        stage[1].get("preemptions_per_endpoint").is_none(),
+        "unknown counts are left out"
+    );
 }
 
 #[test]
