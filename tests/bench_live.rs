@@ -68,7 +68,11 @@ async fn live_agrees_with_virtual_time() {
         let requests = plans[0].requests.len() as u64;
         assert_eq!(r.summary.successes.count, requests, "{name}: {r:?}");
         assert_eq!(r.requests_per_endpoint.iter().sum::<u64>(), requests);
-        assert_eq!(r.preemptions_per_endpoint.len(), 2, "read from each replica");
+        assert_eq!(
+            r.preemptions_per_endpoint.len(),
+            2,
+            "read from each replica"
+        );
         let (vt, ve) = means(&virt, name);
         let (lt, le) = means(&live, name);
         let (rt, re) = (lt / vt, le / ve);

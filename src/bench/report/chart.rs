@@ -14,8 +14,10 @@
 //! laid out with a size estimate. Each strategy has its own colour; the baseline is a
 //! grey dashed line. Every stage is also marked with a point, so a one-stage run shows
 //! its values. Points whose value is missing (NaN, latencies of a stage with no
-//! successful request) are left out. Nothing in the output depends on the time or the
-//! machine, so the same report draws the same bytes.
+//! successful request) are left out. Where the baseline stops keeping up within the
+//! SLOs ([`Knee`]) a dotted grey line marks the last stage it kept up with. Nothing in
+//! the output depends on the time or the machine, so the same report draws the same
+//! bytes.
 
 use std::io;
 
@@ -23,7 +25,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::table::rate;
-use super::{BenchReport, StageReport};
+use super::{BenchReport, Knee, StageReport};
 use crate::bench::recorder::StageSummary;
 
 /// Colours for the strategies that are not the baseline, in column order.
@@ -295,6 +297,20 @@ fn draw_panel<DB: DrawingBackend>(
             .draw_series(LineSeries::new([(x0, x0), (x1, x1)], style))
             .map_err(error)?
             .label("requested")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    }
+    if let Knee::UpTo {
+        stage,
+        every_stage: false,
+        ..
+    } = report.knee()
+    {
+        let x = stage.rate;
+        let style = REFERENCE.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new([(x, y0), (x, y1)], 3, 4, style))
+            .map_err(error)?
+            .label(format!("{} keeps up to {} req/s", report.baseline, rate(x)))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
     }
     let mut colors = PALETTE.iter().cycle();

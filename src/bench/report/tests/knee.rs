@@ -72,6 +72,17 @@ fn the_knee_is_the_last_stage_the_baseline_keeps_up_with() {
     assert_eq!(knee["rate"], 10.0);
     assert_eq!(knee["every_stage"], false);
     assert_eq!(knee["threshold_percent"], 90.0);
+    for chart in [
+        "latency_vs_qps.svg",
+        "ratio_vs_qps.svg",
+        "throughput_vs_qps.svg",
+    ] {
+        let svg = std::fs::read_to_string(dir.0.join(chart)).unwrap();
+        assert!(
+            svg.contains("random keeps up to 10 req/s"),
+            "{chart} marks the knee"
+        );
+    }
 }
 
 #[test]
@@ -128,6 +139,8 @@ fn without_slos_there_is_no_knee() {
     assert!(!text.contains("keeps up"), "{text}");
     let dir = TempDir::new("no-knee");
     write(&report, &dir.0).unwrap();
+    let svg = std::fs::read_to_string(dir.0.join("latency_vs_qps.svg")).unwrap();
+    assert!(!svg.contains("keeps up"), "no knee, no marker");
     let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["baseline_keeps_up"], serde_json::Value::Null);
