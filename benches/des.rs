@@ -57,6 +57,7 @@ fn workload(n: usize, rate: f64, seed: u64) -> Vec<DesRequest> {
                 output: vec![13; o],
                 lora: None,
                 finish_reason: FinishReason::Length,
+                body_len: None,
             }
         })
         .collect()

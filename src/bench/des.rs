@@ -64,6 +64,9 @@ pub struct DesRequest {
     pub lora: Option<Arc<str>>,
     /// Reported when the last output token is produced.
     pub finish_reason: FinishReason,
+    /// Bytes of the HTTP body a live client would send ([`crate::bench::wire`]), which
+    /// the EPP reads as the request's size; `None` counts the prompt text alone.
+    pub body_len: Option<usize>,
 }
 
 /// The pool and how it is observed.

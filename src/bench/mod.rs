@@ -9,7 +9,7 @@
 //!   and one gateway per strategy (or an external URL).
 //! - [`recorder`]: per-request samples to a stage's measurements, with
 //!   inference-perf's definitions; [`report`]: tables, JSON and charts;
-//!   [`progress`]: bars while it runs.
+//!   [`progress`]: bars while it runs; [`wire`]: the HTTP body a request goes out as.
 //!
 //! Pure parts (workload, arrivals, plan, des, recorder) read no clock and do no
 //! network I/O; drivers that need either (the live client, the CLI) sit on top.
@@ -24,4 +24,5 @@ pub mod recorder;
 pub mod report;
 pub mod scenario;
 pub mod virtual_run;
+pub mod wire;
 pub mod workload;

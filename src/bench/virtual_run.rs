@@ -21,6 +21,7 @@ use super::recorder::{
 };
 use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
+use super::wire;
 use crate::epp::config::{self, LoadedConfig};
 use crate::sim::engine::EngineConfig;
 use crate::sim::metrics::FinishReason;
@@ -79,10 +80,10 @@ pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
     Ok(pool)
 }
 
-/// The stage's requests as the simulation takes them: the prompt's token ids and the
+/// The stage's requests as the simulation takes them: the prompt's token ids, the
 /// exact tokens the simulator would generate for `max_tokens` with `ignore_eos`, as
-/// the live client asks.
-fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
+/// the live client asks, and the length of the body it would send.
+fn des_requests(plan: &StagePlan, model: &str, engine_seed: u64) -> Vec<DesRequest> {
     plan.requests
         .iter()
         .map(|p| {
@@ -100,6 +101,7 @@ fn des_requests(plan: &StagePlan, engine_seed: u64) -> Vec<DesRequest> {
                 output: output.tokens,
                 lora: r.lora.as_deref().map(Arc::from),
                 finish_reason: FinishReason::Length,
+                body_len: Some(wire::body_len(model, r)),
             }
         })
         .collect()
@@ -235,7 +237,8 @@ pub fn run(
                     let (stage, s) = jobs[j];
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
-                        let input = inputs[stage].take(|| des_requests(plan, engine_seed));
+                        let input = inputs[stage]
+                            .take(|| des_requests(plan, &scenario.pool.model, engine_seed));
                         let report = simulate(&pool, router, &input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let replicas = scenario.pool.replicas;

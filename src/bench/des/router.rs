@@ -161,7 +161,7 @@ impl Routing {
                 r.target_model.clear();
                 r.target_model.push_str(&r.incoming_model);
                 self.text.prompt_bytes(&request.prompt, &mut r.prefix_bytes);
-                r.body_len = r.prefix_bytes.len();
+                r.body_len = request.body_len.unwrap_or(r.prefix_bytes.len());
                 let mut ctx = SchedulingContext::new(now, &mut self.rng, &mut self.cycle);
                 let result = scheduler.schedule(&self.request, &self.candidates, &mut ctx)?;
                 let target = result.target();

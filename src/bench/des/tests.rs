@@ -35,6 +35,7 @@ fn request(arrival: Duration, prompt: Vec<u32>, output: usize) -> DesRequest {
         output: vec![11; output],
         lora: None,
         finish_reason: FinishReason::Length,
+        body_len: None,
     }
 }
 
@@ -205,6 +206,42 @@ fn stale_metrics_herd_a_queue_scorer_but_not_igw_default() {
         "igw-default spreads the burst: {spread:?}"
     );
     assert!(spread.values().all(|&n| n < 20), "{spread:?}");
+}
+
+const TOKEN_LOAD_ONLY: &str = "\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: token-load-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: token-load-scorer
+";
+
+#[test]
+fn the_epp_sizes_a_request_by_the_body_a_live_client_would_send() {
+    let router = Router::Epp(
+        from_yaml_str(TOKEN_LOAD_ONLY, "token-load")
+            .unwrap()
+            .scheduler,
+    );
+    let mut rng = StdRng::seed_from_u64(4);
+    // Seven requests with 50-token prompts that stay in flight for seconds; the first
+    // goes out as a 40 kB body (10,000 tokens by GIE's bytes / 4), the rest as their
+    // prompt text (~200 bytes). Sized by its body, the first outweighs all the others
+    // together, so they all go to the other endpoint; sized by its prompt alone, they
+    // would split between the two.
+    let mut reqs: Vec<DesRequest> = (0..7)
+        .map(|i| request(ms(i), tokens(&mut rng, 50), 2_000))
+        .collect();
+    reqs[0].body_len = Some(40_000);
+    let report = simulate(&pool(2), router, &reqs).unwrap();
+    check_complete(&report, &[2_000; 7]);
+    let first = report.records[0].endpoint.unwrap();
+    for (i, r) in report.records.iter().enumerate().skip(1) {
+        assert_ne!(r.endpoint.unwrap(), first, "request {i}");
+    }
 }
 
 #[test]

@@ -23,7 +23,6 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use reqwest::Url;
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
@@ -31,7 +30,8 @@ use crate::bench::plan::StagePlan;
 use crate::bench::recorder::{
     Failure, RequestLifecycle, RequestSample, Slo, StageRecorders, error_message,
 };
-use crate::bench::workload::{ChatMessage, PromptText, WorkloadRequest};
+use crate::bench::wire;
+use crate::bench::workload::{PromptText, WorkloadRequest};
 use crate::epp::proxy::SERVED_HEADER;
 
 /// How long a connection may take to open, wall time; a pool on loopback answers in
@@ -272,48 +272,9 @@ pub async fn run_stage(
     }
 }
 
-/// The JSON body: vLLM's completions or chat request, streaming with usage.
-#[derive(Serialize)]
-struct Body<'a> {
-    model: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<&'a [ChatMessage]>,
-    max_tokens: usize,
-    ignore_eos: bool,
-    stream: bool,
-    stream_options: StreamOptions,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-fn body(model: &str, r: &WorkloadRequest) -> Vec<u8> {
-    let (prompt, messages) = match &r.prompt {
-        PromptText::Text(t) => (Some(t.as_str()), None),
-        PromptText::Chat(m) => (None, Some(m.as_slice())),
-    };
-    let body = Body {
-        model: r.lora.as_deref().unwrap_or(model),
-        prompt,
-        messages,
-        max_tokens: r.output_tokens,
-        ignore_eos: true,
-        stream: true,
-        stream_options: StreamOptions {
-            include_usage: true,
-        },
-    };
-    // Plain strings and numbers always serialise; an empty body would get a 400.
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
 /// Sends request `i` and reads its stream to the end.
 async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) -> Sent {
-    let payload = body(&shared.model, r);
+    let payload = wire::body(&shared.model, r);
     let url = shared.destination.url(i, &r.prompt).clone();
     let sent = Instant::now();
     let mut m = Measure::new(shared, sent, r.prompt_tokens.len() as u64);
