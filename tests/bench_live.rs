@@ -262,3 +262,55 @@ async fn the_least_tokens_oracle_is_refused_in_live_mode_before_anything_starts(
     assert!(err.contains("least-tokens"), "{err}");
     assert!(err.contains("virtual mode only"), "{err}");
 }
+
+/// Two chat sessions of three turns, all planned within 60 ms: far sooner than a
+/// reply of 20 tokens takes.
+const SESSIONS: &str = "
+name: sessions
+seed: 2
+workload: {type: sessions, num_sessions: 2, source: {synthetic: {turns: {fixed: {value: 3}}, user: {fixed: {value: 30}}, reply: {fixed: {value: 20}}}}}
+load: {type: constant, stages: [{rate: 100, duration: 60ms}]}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_client_sends_a_sessions_next_turn_after_its_reply() {
+    let engine = EngineOptions::default().engine_config().unwrap();
+    let mut config = SimServerConfig::new(MODEL, engine);
+    config.speedup = 10.0;
+    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let s = scenario(SESSIONS);
+    let plans = plan(&s).unwrap();
+    let stage = &plans[0];
+    assert_eq!(stage.requests.len(), 6);
+    let destination = live::client::Destination::new(&sim.base_urls()).unwrap();
+    let client = live::client::http_client().unwrap();
+    let outcome = live::client::run_stage(
+        &client,
+        &destination,
+        MODEL,
+        stage,
+        10.0,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await;
+    sim.shutdown().await.unwrap();
+    let waits = stage.predecessors();
+    assert_eq!(
+        waits.iter().flatten().count(),
+        4,
+        "turns 1 and 2 of each session"
+    );
+    for (i, after) in waits.iter().enumerate() {
+        let me = &outcome.requests[i].sample;
+        assert_eq!(me.error, None, "request {i}: {me:?}");
+        let Some(before) = after else { continue };
+        let before = &outcome.requests[*before].sample;
+        assert!(
+            me.sent >= before.done && me.scheduled >= before.done,
+            "request {i} went out at {:?} (due {:?}) before the turn it follows ended at {:?}",
+            me.sent,
+            me.scheduled,
+            before.done
+        );
+    }
+}

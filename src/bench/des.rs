@@ -67,6 +67,10 @@ pub struct DesRequest {
     /// Bytes of the HTTP body a live client would send ([`crate::bench::wire`]), which
     /// the EPP reads as the request's size; `None` counts the prompt text alone.
     pub body_len: Option<usize>,
+    /// The earlier request (an index into the same input) whose end this one waits
+    /// for: a chat session's next turn. It is then sent at `arrival` or when that one
+    /// ends, whichever is later, and its record's `arrival` is when it was sent.
+    pub after: Option<u32>,
 }
 
 /// The pool and how it is observed.
@@ -210,8 +214,18 @@ pub fn simulate(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let states = (0..replicas.len()).map(endpoint_state).collect();
-    let mut order: Vec<u32> = (0..requests.len() as u32).collect();
+    // Requests that wait for another are sent when it ends, not in arrival order.
+    let mut order: Vec<u32> = (0..requests.len() as u32)
+        .filter(|&i| requests[i as usize].after.is_none())
+        .collect();
     order.sort_by_key(|&i| (requests[i as usize].arrival, i));
+    // (waited for, waiting), sorted, so a request's dependants are one range.
+    let mut dependants: Vec<(u32, u32)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((r.after?, i as u32)))
+        .collect();
+    dependants.sort_unstable();
     let records = requests
         .iter()
         .enumerate()
@@ -270,6 +284,9 @@ pub fn simulate(
         requests,
         order,
         next_arrival: 0,
+        waiting: dependants.len(),
+        dependants,
+        ended: Vec::new(),
         records,
         unfinished: 0,
         scrapes: 0,
@@ -312,9 +329,15 @@ struct Sim<'a> {
     routing: Routing,
     /// Read, never changed: one stage's requests serve every strategy's run.
     requests: &'a [DesRequest],
-    /// Request indices in arrival order.
+    /// Indices of the requests that wait for no other, in arrival order.
     order: Vec<u32>,
     next_arrival: usize,
+    /// (waited for, waiting) pairs of [`DesRequest::after`], sorted.
+    dependants: Vec<(u32, u32)>,
+    /// Requests that wait for another and have not been sent yet.
+    waiting: usize,
+    /// Requests the step being delivered ended that others wait for.
+    ended: Vec<u32>,
     records: Vec<RequestRecord>,
     /// Per request: its unit of in-flight load, held until its last token.
     guards: Vec<Option<InFlightGuard>>,
@@ -347,7 +370,16 @@ impl Sim<'_> {
             debug_assert!(at >= self.now, "time never runs backwards");
             self.now = at;
             match event {
-                Event::Arrival => self.arrive(),
+                Event::Arrival => {
+                    let id = self.order[self.next_arrival] as usize;
+                    self.next_arrival += 1;
+                    self.queue_next_arrival();
+                    self.arrive(id);
+                }
+                Event::Release(id) => {
+                    self.waiting -= 1;
+                    self.arrive(id as usize);
+                }
                 Event::StepEnd(e) => self.step_end(e as usize),
                 Event::Wake(e) => {
                     let r = &mut self.replicas[e as usize];
@@ -360,7 +392,8 @@ impl Sim<'_> {
                 }
                 Event::Scrape => {
                     self.scrape();
-                    if self.next_arrival < self.order.len() || self.unfinished > 0 {
+                    let more = self.next_arrival < self.order.len() || self.waiting > 0;
+                    if more || self.unfinished > 0 {
                         self.queue
                             .push(at + self.pool.scrape_interval, Event::Scrape);
                     }
@@ -404,12 +437,10 @@ impl Sim<'_> {
         }
     }
 
-    /// Routes the next request and hands it to its engine.
-    fn arrive(&mut self) {
-        let id = self.order[self.next_arrival] as usize;
-        self.next_arrival += 1;
-        self.queue_next_arrival();
+    /// Routes request `id`, sent now, and hands it to its engine.
+    fn arrive(&mut self, id: usize) {
         let now = self.now;
+        self.records[id].arrival = now;
         let picked = self.routing.pick(
             id as u64,
             &self.requests[id],
@@ -456,6 +487,22 @@ impl Sim<'_> {
         let r = &mut self.records[id];
         r.done = Some(self.now);
         r.error = Some(error);
+        self.release_dependants(id);
+    }
+
+    /// Request `id` has ended (answered or failed): the requests waiting for it are
+    /// sent now, or at their planned time if that is later.
+    fn release_dependants(&mut self, id: usize) {
+        let id = id as u32;
+        let start = self.dependants.partition_point(|&(w, _)| w < id);
+        for k in start..self.dependants.len() {
+            let (waited, waiting) = self.dependants[k];
+            if waited != id {
+                break;
+            }
+            let at = self.requests[waiting as usize].arrival.max(self.now);
+            self.queue.push(at, Event::Release(waiting));
+        }
     }
 
     /// Starts engine `e`'s next step now, or queues its wake-up if it has nothing
@@ -546,6 +593,9 @@ impl Sim<'_> {
                     self.guards[id as usize] = None;
                     self.unfinished -= 1;
                     self.finished += 1;
+                    if !self.dependants.is_empty() {
+                        self.ended.push(id as u32);
+                    }
                 }
             }
         }
@@ -554,6 +604,12 @@ impl Sim<'_> {
         }
         let events = std::mem::take(&mut r.events);
         r.engine.recycle_events(events);
+        let mut ended = std::mem::take(&mut self.ended);
+        for &id in &ended {
+            self.release_dependants(id as usize);
+        }
+        ended.clear();
+        self.ended = ended;
         self.kick(e);
     }
 

@@ -6,6 +6,7 @@
 //! repeated from its start. Each stage's arrivals have their own seed, derived from
 //! the scenario's, so adding a stage does not change the others' times.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,31 @@ pub struct StagePlan {
     pub index: usize,
     pub stage: Stage,
     pub requests: Vec<PlannedRequest>,
+}
+
+impl StagePlan {
+    /// Per request, the earlier request of this stage whose reply it waits for: a
+    /// session's turn `k` waits for the latest turn `k − 1` of the same session sent
+    /// before it (a client sends its next message once it has read the reply). A turn
+    /// whose previous one fell in an earlier stage waits for nothing, since every stage
+    /// starts on a fresh pool. Both drivers send a waiting request at its planned time
+    /// or when the reply is complete, whichever is later.
+    pub fn predecessors(&self) -> Vec<Option<usize>> {
+        let mut latest: HashMap<(u64, usize), usize> = HashMap::new();
+        self.requests
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let turn = p.request.session?;
+                let before = turn
+                    .turn
+                    .checked_sub(1)
+                    .and_then(|k| latest.get(&(turn.session, k)).copied());
+                latest.insert((turn.session, turn.turn), i);
+                before
+            })
+            .collect()
+    }
 }
 
 /// Builds every stage's plan. Fails only when the workload cannot be built.
@@ -82,9 +108,10 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
 
 /// Orders multi-turn sessions turn by turn: every session's first turn, then every
 /// second turn, and so on (sessions in their own order within a turn). The workload
-/// yields them session by session; sent that way a session's turns would leave one
-/// arrival gap apart, long before the previous reply is in. Interleaved, turn `k + 1`
-/// of a session is sent about `num_sessions / rate` seconds after turn `k`.
+/// yields them session by session; planned that way a session's turns would be due
+/// one arrival gap apart, long before the previous reply is in, and would all wait
+/// for it. Interleaved, turn `k + 1` of a session is due about `num_sessions / rate`
+/// seconds after turn `k`.
 fn interleave_sessions(requests: &mut [Arc<WorkloadRequest>]) {
     requests.sort_by_key(|r| r.session.map(|s| (s.turn, s.session)));
 }
@@ -145,6 +172,32 @@ mod tests {
             .collect();
         let want: Vec<(usize, u64)> = (0..3).flat_map(|t| (0..4).map(move |s| (t, s))).collect();
         assert_eq!(turns, want);
+        // Turn 1 of session s (index 4 + s) waits for its turn 0 (index s), and so on.
+        let waits = p[0].predecessors();
+        let want: Vec<Option<usize>> = (0..12usize).map(|i| i.checked_sub(4)).collect();
+        assert_eq!(waits, want);
+    }
+
+    #[test]
+    fn a_turn_whose_previous_one_is_in_an_earlier_stage_waits_for_nothing() {
+        let s = from_yaml_str(
+            "workload: {type: sessions, num_sessions: 2, source: {synthetic: {turns: {fixed: {value: 2}}, user: {fixed: {value: 5}}, reply: {fixed: {value: 5}}}}}\n\
+             load: {type: constant, stages: [{rate: 3, duration: 1s}, {rate: 1, duration: 1s}]}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let p = plan(&s).unwrap();
+        // Stage 0: s0 t0, s1 t0, s0 t1; stage 1: s1 t1, whose turn 0 ran in stage 0.
+        assert_eq!(p[0].predecessors(), vec![None, None, Some(0)]);
+        assert_eq!(p[1].requests[0].request.session.unwrap().turn, 1);
+        assert_eq!(p[1].predecessors(), vec![None]);
+        // Requests outside sessions wait for nothing.
+        let plain = from_yaml_str(
+            "load: {type: constant, stages: [{rate: 5, duration: 1s}]}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(plan(&plain).unwrap()[0].predecessors(), vec![None; 5]);
     }
 
     #[test]

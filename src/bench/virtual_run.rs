@@ -82,11 +82,13 @@ pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
 
 /// The stage's requests as the simulation takes them: the prompt's token ids, the
 /// exact tokens the simulator would generate for `max_tokens` with `ignore_eos`, as
-/// the live client asks, and the length of the body it would send.
+/// the live client asks, the length of the body it would send, and which request a
+/// session's turn waits for.
 fn des_requests(plan: &StagePlan, model: &str, engine_seed: u64) -> Vec<DesRequest> {
     plan.requests
         .iter()
-        .map(|p| {
+        .zip(plan.predecessors())
+        .map(|(p, after)| {
             let r = &p.request;
             let output = plan_output(
                 OutputMode::Random,
@@ -102,6 +104,7 @@ fn des_requests(plan: &StagePlan, model: &str, engine_seed: u64) -> Vec<DesReque
                 lora: r.lora.as_deref().map(Arc::from),
                 finish_reason: FinishReason::Length,
                 body_len: Some(wire::body_len(model, r)),
+                after: after.map(|i| i as u32),
             }
         })
         .collect()

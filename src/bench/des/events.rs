@@ -8,6 +8,8 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Event {
+    /// Request `i`, which waited for another to end, is sent.
+    Release(u32),
     /// The next request in arrival order arrives.
     Arrival,
     /// Engine `i`'s step in flight ends.

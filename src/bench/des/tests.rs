@@ -36,6 +36,7 @@ fn request(arrival: Duration, prompt: Vec<u32>, output: usize) -> DesRequest {
         lora: None,
         finish_reason: FinishReason::Length,
         body_len: None,
+        after: None,
     }
 }
 
@@ -487,4 +488,60 @@ fn inter_token_gaps_are_kept_per_adapter_too() {
     let plain = simulate(&pool(2), Router::RoundRobin, &workload(5, 6, ms(20), 40, 5)).unwrap();
     assert!(plain.inter_token_by_adapter.is_empty());
     assert_eq!(plain.inter_token.len(), 6 * 4);
+}
+
+#[test]
+fn a_session_turn_is_sent_when_the_turn_it_waits_for_ends() {
+    let mut rng = StdRng::seed_from_u64(12);
+    // Turn 1 is planned at 0 but waits for turn 0; turn 2 waits for turn 1 but is
+    // planned long after it ends; an unrelated request runs on its own.
+    let mut reqs = vec![
+        request(Duration::ZERO, tokens(&mut rng, 100), 50),
+        request(Duration::ZERO, tokens(&mut rng, 150), 50),
+        request(ms(60_000), tokens(&mut rng, 200), 50),
+        request(ms(1), tokens(&mut rng, 100), 50),
+    ];
+    reqs[1].after = Some(0);
+    reqs[2].after = Some(1);
+    let report = simulate(&pool(2), Router::RoundRobin, &reqs).unwrap();
+    check_complete(&report, &[50; 4]);
+    let r = &report.records;
+    assert_eq!(r[1].arrival, r[0].done.unwrap(), "sent as turn 0 ends");
+    assert!(
+        r[0].done.unwrap() > ms(100),
+        "turn 0 took a while: {:?}",
+        r[0]
+    );
+    assert_eq!(r[2].arrival, ms(60_000), "its planned time is later");
+    assert_eq!(
+        r[3].arrival,
+        ms(1),
+        "a request that waits for none is on time"
+    );
+    // The scraper kept going through the idle minute before turn 2.
+    assert!(report.scrapes > 60_000 / 50, "{} scrapes", report.scrapes);
+}
+
+#[test]
+fn a_turn_waiting_for_a_failed_request_is_still_sent() {
+    let mut rng = StdRng::seed_from_u64(13);
+    // Turn 0's prompt is longer than the model's context: it fails at once.
+    let config = EngineOptions {
+        max_model_len: Some(256),
+        ..Default::default()
+    }
+    .engine_config()
+    .unwrap();
+    let pool = PoolConfig::replicas(&config, 1, MODEL, 7);
+    let mut reqs = vec![
+        request(Duration::ZERO, tokens(&mut rng, 400), 10),
+        request(Duration::ZERO, tokens(&mut rng, 50), 10),
+    ];
+    reqs[1].after = Some(0);
+    let report = simulate(&pool, Router::RoundRobin, &reqs).unwrap();
+    assert!(report.records[0].error.is_some(), "{:?}", report.records[0]);
+    let second = &report.records[1];
+    assert_eq!(second.error, None, "{second:?}");
+    assert_eq!(second.arrival, report.records[0].done.unwrap());
+    assert_eq!(second.output_tokens, 10);
 }

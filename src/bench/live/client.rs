@@ -5,7 +5,10 @@
 //! wall seconds after the stage's start whatever the earlier ones are doing, so a slow
 //! server meets the offered load instead of slowing the client down. How late each
 //! request actually left is measured (the send-schedule lag) so a client that cannot
-//! keep up shows in the numbers instead of quietly lowering the load.
+//! keep up shows in the numbers instead of quietly lowering the load. The one
+//! exception is a chat session's next turn: it also waits for the reply to the turn
+//! before it ([`StagePlan::predecessors`]), and its lag counts from whichever came
+//! later.
 //!
 //! Every request streams (`stream: true`, `ignore_eos: true`, usage included) and is
 //! read chunk by chunk ([`super::sse`]): TTFT at the first non-empty token, gaps
@@ -23,6 +26,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use reqwest::Url;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
@@ -195,6 +199,43 @@ struct Shared {
     speedup: f64,
     start: Instant,
     bar: ProgressBar,
+    /// Per request, when its response ended (`None` until then): what the session
+    /// turns waiting for it ([`StagePlan::predecessors`]) watch.
+    ended: Vec<watch::Sender<Option<Instant>>>,
+}
+
+/// Marks request `i` ended when dropped, however its task ends, so no session turn
+/// waits for it forever.
+struct EndedOnDrop<'a>(&'a watch::Sender<Option<Instant>>);
+
+impl Drop for EndedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(Some(Instant::now()));
+    }
+}
+
+/// Sends request `i` at `due`, or, if it waits for request `after`, once that one has
+/// ended if that is later (the lag is then measured from that moment).
+async fn send_in_turn(
+    shared: &Shared,
+    i: usize,
+    after: Option<usize>,
+    request: &WorkloadRequest,
+    due: Instant,
+) -> Sent {
+    let _ended = EndedOnDrop(&shared.ended[i]);
+    let mut due = due;
+    if let Some(before) = after.and_then(|a| shared.ended.get(a)) {
+        let mut ended = before.subscribe();
+        // The sender lives in `shared`, so the channel cannot close while we wait.
+        if let Ok(at) = ended.wait_for(Option::is_some).await
+            && let Some(at) = *at
+            && at > due
+        {
+            due = at;
+        }
+    }
+    send_one(shared, i, request, due).await
 }
 
 /// Sends `plan` on schedule (`at / speedup` wall seconds after the call) and waits for
@@ -215,13 +256,18 @@ pub async fn run_stage(
         speedup,
         start,
         bar: bar.clone(),
+        ended: (0..plan.requests.len())
+            .map(|_| watch::Sender::new(None))
+            .collect(),
     });
-    let schedule: Vec<(Duration, Arc<WorkloadRequest>)> = plan
+    let mut predecessors = plan.predecessors().into_iter();
+    let schedule: Vec<(Duration, Option<usize>, Arc<WorkloadRequest>)> = plan
         .requests
         .iter()
         .map(|p| {
             let offset = (p.at.as_secs_f64() / speedup).clamp(0.0, MAX_OFFSET_SECONDS);
-            (Duration::from_secs_f64(offset), p.request.clone())
+            let after = predecessors.next().flatten();
+            (Duration::from_secs_f64(offset), after, p.request.clone())
         })
         .collect();
     // The schedule is kept by a thread of its own: the OS sleeps it to within tens of
@@ -233,7 +279,7 @@ pub async fn run_stage(
         tokio::task::spawn_blocking(move || {
             let wall_start = start.into_std();
             let mut tasks = Vec::with_capacity(schedule.len());
-            for (i, (offset, request)) in schedule.into_iter().enumerate() {
+            for (i, (offset, after, request)) in schedule.into_iter().enumerate() {
                 let due = wall_start + offset;
                 let now = std::time::Instant::now();
                 if due > now + SPIN_BELOW {
@@ -244,7 +290,10 @@ pub async fn run_stage(
                 }
                 let shared = shared.clone();
                 let due = Instant::from_std(due);
-                tasks.push(runtime.spawn(async move { send_one(&shared, i, &request, due).await }));
+                tasks
+                    .push(runtime.spawn(async move {
+                        send_in_turn(&shared, i, after, &request, due).await
+                    }));
             }
             tasks
         })

@@ -25,7 +25,7 @@
 //! in real time, each stage after the previous one's responses are in.
 //!
 //! The client is [`client`]; the stream parsing is [`sse`]; what the replicas report
-//! after a stage (their preemptions) is read by [`server_metrics`].
+//! after a stage (their preemptions) is read by `server_metrics`.
 
 pub mod client;
 mod server_metrics;

@@ -9,8 +9,10 @@
 //! token prefix (see [`tokens::apply_chat_template`]). Each turn asks for as many
 //! tokens as its reply has.
 //!
-//! Requests come session by session, turns in order; the driver must send turn `k`
-//! only after turn `k − 1` completes. No I/O beyond reading a ShareGPT file.
+//! Requests come session by session, turns in order; the plan interleaves them and
+//! both drivers send turn `k` only after turn `k − 1` has ended
+//! ([`crate::bench::plan::StagePlan::predecessors`]). No I/O beyond reading a ShareGPT
+//! file.
 
 use std::path::PathBuf;
 
