@@ -11,6 +11,8 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::epp::config::{from_yaml_str, gie_default, igw_default};
+use crate::sim::engine::EngineConfig;
+use crate::sim::metrics::FinishReason;
 use crate::sim::options::EngineOptions;
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
