@@ -3,7 +3,8 @@
 //! The plan is made once and shared by every strategy, so they all see the same
 //! requests at the same times (the comparison is paired). The workload is one seeded
 //! stream consumed across the stages in order; a finite workload that runs short is
-//! repeated from its start. Each stage's arrivals have their own seed, derived from
+//! repeated from its start (chat sessions as new sessions with prompts of their own,
+//! [`sessions::repeated`]). Each stage's arrivals have their own seed, derived from
 //! the scenario's, so adding a stage does not change the others' times.
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use super::arrivals::Stage;
 use super::scenario::Scenario;
-use super::workload::{Workload, WorkloadError, WorkloadRequest, WorkloadSpec};
+use super::workload::{Workload, WorkloadError, WorkloadRequest, WorkloadSpec, sessions};
 
 /// One request and when to send it, from its stage's start (pool time).
 #[derive(Clone, Debug, PartialEq)]
@@ -84,8 +85,19 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
         ));
     }
     let have = drawn.len();
+    // Repeated sessions become new sessions that share nothing with the originals.
+    let sessions = drawn
+        .iter()
+        .filter_map(|r| r.session.map(|t| t.session + 1))
+        .max()
+        .unwrap_or(0);
     for i in have..total {
-        drawn.push(drawn[i % have].clone());
+        let original = &drawn[i % have];
+        let copy = match original.session {
+            None => original.clone(),
+            Some(_) => Arc::new(sessions::repeated(original, i / have, sessions)),
+        };
+        drawn.push(copy);
     }
     let mut drawn = drawn.into_iter();
     Ok(stages
@@ -198,6 +210,64 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan(&plain).unwrap()[0].predecessors(), vec![None; 5]);
+    }
+
+    #[test]
+    fn repeated_sessions_are_new_sessions_with_prompts_of_their_own() {
+        // 2 sessions × 2 turns = 4 requests for a stage of 10.
+        let s = from_yaml_str(
+            "workload: {type: sessions, num_sessions: 2, source: {synthetic: {turns: {fixed: {value: 2}}, user: {fixed: {value: 5}}, reply: {fixed: {value: 5}}}}}\n\
+             load: {type: constant, stages: [{rate: 10, duration: 1s}]}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let p = plan(&s).unwrap();
+        let r: Vec<&WorkloadRequest> = p[0].requests.iter().map(|p| &*p.request).collect();
+        let ids: Vec<(u64, usize)> = r
+            .iter()
+            .map(|r| r.session.map(|t| (t.session, t.turn)).unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (0, 0),
+                (1, 0),
+                (0, 1),
+                (1, 1),
+                (2, 0),
+                (3, 0),
+                (2, 1),
+                (3, 1),
+                (4, 0),
+                (5, 0)
+            ]
+        );
+        // A copy shares no more of its prompt with its original than two unrelated
+        // sessions share (the chat template's opening), and its turn 1
+        // still extends its own turn 0 (the prefix a cache can reuse).
+        let common = |a: &WorkloadRequest, b: &WorkloadRequest| {
+            let (a, b) = (&a.prompt_tokens, &b.prompt_tokens);
+            a.iter().zip(b).take_while(|(x, y)| x == y).count()
+        };
+        let unrelated = common(r[0], r[1]);
+        assert!(unrelated < r[0].prompt_tokens.len());
+        assert!(
+            common(r[4], r[0]) <= unrelated,
+            "{} vs {unrelated}",
+            common(r[4], r[0])
+        );
+        // Two copies also share their marker's `#`: one token, never a cache block.
+        assert!(common(r[8], r[4]) <= unrelated + 1);
+        assert!(common(r[8], r[0]) <= unrelated);
+        assert!(
+            common(r[6], r[4]) > unrelated,
+            "turn 1 resends turn 0's prompt"
+        );
+        assert!(common(r[6], r[2]) <= unrelated, "not the original's turn 1");
+        assert_eq!(r[4].output_tokens, r[0].output_tokens);
+        // And each copy's turn 1 waits for the copy's own turn 0.
+        assert_eq!(p[0].predecessors()[6], Some(4));
+        assert_eq!(p[0].predecessors()[7], Some(5));
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn every_shipped_scenario_loads() {
     assert_eq!(
         seen,
         [
+            "chat-sessions",
             "gie-blog-10-replicas",
             "multi-lora",
             "prefix-heavy",

@@ -99,10 +99,17 @@ impl SessionsSpec {
                     });
                 }
                 all.shuffle(&mut rng);
-                // Oversample with replacement when the file has too few, as vLLM does.
+                // Oversample with replacement when the file has too few, as vLLM does;
+                // each copy opens with a marker line, so no two sessions are the same
+                // conversation (they would share a prefix no real users share).
                 let have = all.len();
+                let mut copies = 0;
                 while all.len() < self.num_sessions {
-                    let c = all[rng.random_range(0..have)].clone();
+                    let mut c = all[rng.random_range(0..have)].clone();
+                    copies += 1;
+                    if let Some((first, _)) = c.first_mut() {
+                        *first = format!("{}{first}", sharegpt::repeat_marker(copies));
+                    }
                     all.push(c);
                 }
                 all.truncate(self.num_sessions);
@@ -141,6 +148,30 @@ fn exchanges(c: &sharegpt::Conversation) -> Exchanges {
         .take_while(|p| is_user(&p[0].from) && is_assistant(&p[1].from))
         .map(|p| (p[0].value.clone(), p[1].value.clone()))
         .collect()
+}
+
+/// `request`, a session's turn, as the same turn of that session's `copy`th repeat
+/// (`copy` ≥ 1) when a stage needs more turns than the sessions have: the session id
+/// moves past the `sessions` distinct ids, and a marker line (`#<copy>`) opens the
+/// first user message, so no copy shares a prefix with the original or another copy
+/// (a real user population does not send the same conversation twice). A request
+/// outside sessions is returned as it is.
+pub fn repeated(request: &WorkloadRequest, copy: usize, sessions: u64) -> WorkloadRequest {
+    let (Some(turn), PromptText::Chat(messages)) = (request.session, &request.prompt) else {
+        return request.clone();
+    };
+    let mut messages = messages.clone();
+    if let Some(first) = messages.first_mut() {
+        first.content = format!("{}{}", sharegpt::repeat_marker(copy), first.content);
+    }
+    let prompt = PromptText::Chat(messages);
+    let mut copied = WorkloadRequest::new(prompt, request.output_tokens);
+    copied.lora = request.lora.clone();
+    copied.session = Some(SessionTurn {
+        session: turn.session + copy as u64 * sessions,
+        turn: turn.turn,
+    });
+    copied
 }
 
 /// The requests of one session.
@@ -227,6 +258,29 @@ mod tests {
             assert!(requests.len() >= 2 * s.num_sessions, "{}", requests.len());
             check(&requests);
         }
+    }
+
+    #[test]
+    fn oversampled_conversations_become_sessions_of_their_own() {
+        // Four times the sample's multi-turn conversations: no two
+        // sessions open with the same first prompt.
+        let sample = PathBuf::from(sharegpt::SAMPLE_PATH);
+        let s = spec(SessionSource::Sharegpt { path: sample }, 500);
+        let requests = s.requests(5).unwrap();
+        let firsts: Vec<&Vec<u32>> = requests
+            .iter()
+            .filter(|r| r.session.unwrap().turn == 0)
+            .map(|r| &r.prompt_tokens)
+            .collect();
+        // (A session whose first exchange alone passes the context limit sends nothing.)
+        assert!(firsts.len() > 450, "{}", firsts.len());
+        let distinct: std::collections::HashSet<_> = firsts.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            firsts.len(),
+            "a conversation was sent twice"
+        );
+        check(&requests);
     }
 
     #[test]

@@ -408,7 +408,7 @@ impl MarkerTokens {
 /// The line that starts the `n`th repeated prompt (see
 /// [`ShareGptSpec::distinct_repeats`]). The filter judged the unmarked prompt; the
 /// marker adds a few tokens.
-fn repeat_marker(n: usize) -> String {
+pub(crate) fn repeat_marker(n: usize) -> String {
     format!("#{n}\n")
 }
 
