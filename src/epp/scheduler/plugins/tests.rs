@@ -182,22 +182,23 @@ fn load_aware_prefix_gives_way_to_load() {
     let scorer = LoadAwarePrefixScorer::new(LoadAwarePrefixParams::default());
     scorer.on_scheduled(&req, &pod(0, 0, 0.), &mut CycleState::default());
     let cases = [
-        // Within slack: a = (1, 0, 0), A = 1, so others get (1 − 1)·ℓ = 0.
+        // Within slack (S = 4): the prefix score as it is.
         ([0, 0, 0], [1.0, 0.0, 0.0]),
         ([4, 0, 2], [1.0, 0.0, 0.0]),
-        // e0 = 8 = S + 4 → a0 = 2^−1; ℓ = (0, 1, 1) → others (1 − 0.5)·1.
-        ([8, 0, 0], [0.5, 0.5, 0.5]),
-        // e0 = 12 → a0 = 2^−2; ℓ = (0, 1, 8/12) → (0.25, 0.75, 0.75·2/3).
-        ([12, 0, 4], [0.25, 0.75, 0.5]),
+        // e0 = 8 = S + 4 → 2^−1; e0 = 12 → 2^−2 (excess over the least loaded, 0).
+        ([8, 0, 0], [0.5, 0.0, 0.0]),
+        ([12, 0, 4], [0.25, 0.0, 0.0]),
+        // The excess counts from the least loaded: 14 − 2 = 12 → 2^−2.
+        ([14, 2, 3], [0.25, 0.0, 0.0]),
     ];
     for (queues, want) in cases {
         let cands: Vec<Candidate> = (0..3).map(|i| pod(i, queues[i], 0.)).collect();
         check(&scorer, &req, &cands, &want);
     }
-    // A miss is pure least-loaded: ℓ = ((4−2)/4, 4/4, 0).
+    // A miss scores nothing anywhere: the profile's load scorers decide.
     let other = request("m", &"y".repeat(128));
     let cands = [pod(0, 2, 0.), pod(1, 0, 0.), pod(2, 4, 0.), unscraped(3)];
-    check(&scorer, &other, &cands, &[0.5, 1.0, 0.0, 0.0]);
+    check(&scorer, &other, &cands, &[0.0, 0.0, 0.0, 0.0]);
 }
 
 /// Runs `picker` over `scores` (candidate i has score `scores[i]`) with a seed.
