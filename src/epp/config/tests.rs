@@ -146,7 +146,7 @@ fn pick(
 #[test]
 fn igw_default_loads_and_spreads_bursts() {
     let c = igw_default();
-    assert_eq!(c.scheduler.profiles()[0].weights(), [3.0, 2.0, 1.0, 1.0]);
+    assert_eq!(c.scheduler.profiles()[0].weights(), [3.0, 2.0, 1.0, 3.0]);
     let mut cands: Vec<_> = (0..4).map(|i| pod(i, 0, 0.3)).collect();
     let mut r = rng(5);
     let mut cycle = CycleState::default();
