@@ -249,17 +249,11 @@ fn the_epp_sizes_a_request_by_the_body_a_live_client_would_send() {
 
 #[test]
 fn token_load_books_tokens_by_size_and_releases_them_at_the_end() {
-    let yaml = "\
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: token-load-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: token-load-scorer
-";
-    let router = Router::Epp(from_yaml_str(yaml, "token-load").unwrap().scheduler);
+    let router = Router::Epp(
+        from_yaml_str(TOKEN_LOAD_ONLY, "token-load")
+            .unwrap()
+            .scheduler,
+    );
     let mut rng = StdRng::seed_from_u64(9);
     // One long prompt that finishes quickly, then four short prompts that stay in
     // flight for seconds: the short ones hold fewer estimated tokens together than

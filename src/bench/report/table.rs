@@ -423,29 +423,24 @@ fn knee_lines(report: &BenchReport) -> Vec<String> {
         Knee::UpTo {
             stage,
             goodput_percent,
-            every_stage: true,
-        } => (
-            stage,
-            vec![format!(
-                "{base} keeps up at every stage: at least {threshold}% of its requests meet \
-                 every SLO up to {} req/s ({}%)",
-                rate(stage.rate),
-                number(goodput_percent)
-            )],
-        ),
-        Knee::UpTo {
-            stage,
-            goodput_percent,
-            every_stage: false,
-        } => (
-            stage,
-            vec![format!(
-                "{base} keeps up to {} req/s: the highest stage where at least {threshold}% \
-                 of its requests meet every SLO ({}%)",
-                rate(stage.rate),
-                number(goodput_percent)
-            )],
-        ),
+            every_stage,
+        } => {
+            let line = match every_stage {
+                true => format!(
+                    "{base} keeps up at every stage: at least {threshold}% of its requests \
+                     meet every SLO up to {} req/s ({}%)",
+                    rate(stage.rate),
+                    number(goodput_percent)
+                ),
+                false => format!(
+                    "{base} keeps up to {} req/s: the highest stage where at least \
+                     {threshold}% of its requests meet every SLO ({}%)",
+                    rate(stage.rate),
+                    number(goodput_percent)
+                ),
+            };
+            (stage, vec![line])
+        }
     };
     let baseline = result(stage, base);
     for s in report.strategies.iter().filter(|s| *s != base) {
