@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::arrivals::Stage;
 use super::scenario::Scenario;
 use super::workload::{Workload, WorkloadError, WorkloadRequest, WorkloadSpec, sessions};
+use crate::sim::tokens;
 
 /// One request and when to send it, from its stage's start (pool time).
 #[derive(Clone, Debug, PartialEq)]
@@ -91,14 +92,16 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
         .filter_map(|r| r.session.map(|t| t.session + 1))
         .max()
         .unwrap_or(0);
-    for i in have..total {
+    let repeats: Vec<usize> = (have..total).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let copies = tokens::map_with_encoders(&repeats, threads, 256, |own, &i| {
         let original = &drawn[i % have];
-        let copy = match original.session {
+        match original.session {
             None => original.clone(),
-            Some(_) => Arc::new(sessions::repeated(original, i / have, sessions)),
-        };
-        drawn.push(copy);
-    }
+            Some(_) => Arc::new(sessions::repeated(original, i / have, sessions, own)),
+        }
+    });
+    drawn.extend(copies);
     let mut drawn = drawn.into_iter();
     Ok(stages
         .into_iter()

@@ -48,6 +48,11 @@ impl OwnEncoder {
         OwnEncoder(tiktoken_rs::cl100k_base().ok())
     }
 
+    /// One that encodes with the shared tokenizer: nothing to build, for one thread.
+    pub fn shared() -> OwnEncoder {
+        OwnEncoder(None)
+    }
+
     pub fn encode(&self, text: &str) -> Vec<u32> {
         match &self.0 {
             Some(bpe) => bpe.encode_ordinary(text),
@@ -60,6 +65,44 @@ impl Default for OwnEncoder {
     fn default() -> OwnEncoder {
         OwnEncoder::new()
     }
+}
+
+/// `f` over `items`, in order, on up to `threads` threads (at least `min_per_thread`
+/// items each), every thread with its own [`OwnEncoder`]: for tokenising many
+/// independent texts. The result does not depend on the number of threads.
+pub fn map_with_encoders<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_per_thread: usize,
+    f: impl Fn(&OwnEncoder, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, (items.len() / min_per_thread.max(1)).max(1));
+    if threads == 1 {
+        let shared = OwnEncoder::shared();
+        return items.iter().map(|item| f(&shared, item)).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let own = OwnEncoder::new();
+                    part.iter().map(|item| f(&own, item)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| match part.join() {
+                Ok(done) => done,
+                // Tokenising does not panic; if it ever did, the panic belongs to
+                // the caller, not to a lost batch.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// Text of a token sequence. Ids the vocabulary does not know are skipped; bytes that

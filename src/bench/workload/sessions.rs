@@ -156,7 +156,12 @@ fn exchanges(c: &sharegpt::Conversation) -> Exchanges {
 /// first user message, so no copy shares a prefix with the original or another copy
 /// (a real user population does not send the same conversation twice). A request
 /// outside sessions is returned as it is.
-pub fn repeated(request: &WorkloadRequest, copy: usize, sessions: u64) -> WorkloadRequest {
+pub fn repeated(
+    request: &WorkloadRequest,
+    copy: usize,
+    sessions: u64,
+    encoder: &tokens::OwnEncoder,
+) -> WorkloadRequest {
     let (Some(turn), PromptText::Chat(messages)) = (request.session, &request.prompt) else {
         return request.clone();
     };
@@ -165,7 +170,8 @@ pub fn repeated(request: &WorkloadRequest, copy: usize, sessions: u64) -> Worklo
         first.content = format!("{}{}", sharegpt::repeat_marker(copy), first.content);
     }
     let prompt = PromptText::Chat(messages);
-    let mut copied = WorkloadRequest::new(prompt, request.output_tokens);
+    let ids = encoder.encode(&prompt.flatten());
+    let mut copied = WorkloadRequest::with_tokens(prompt, ids, request.output_tokens);
     copied.lora = request.lora.clone();
     copied.session = Some(SessionTurn {
         session: turn.session + copy as u64 * sessions,

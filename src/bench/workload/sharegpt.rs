@@ -203,33 +203,8 @@ const MIN_PER_THREAD: usize = 512;
 /// file (a sweep over the real ~90,000-entry file tokenises every entry), and
 /// entries are independent.
 fn first_exchanges(entries: &[&Conversation], threads: usize) -> Vec<Option<Exchange>> {
-    let threads = threads.clamp(1, (entries.len() / MIN_PER_THREAD).max(1));
-    if threads == 1 {
-        return entries.iter().map(|c| first_exchange(c)).collect();
-    }
-    let chunk = entries.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let own = tokens::OwnEncoder::new();
-                    let encode = |text: &str| own.encode(text);
-                    part.iter()
-                        .map(|c| first_exchange_with(c, encode))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| match part.join() {
-                Ok(exchanges) => exchanges,
-                // Tokenising does not panic; if it ever did, the panic belongs to
-                // the caller, not to a lost batch.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+    tokens::map_with_encoders(entries, threads, MIN_PER_THREAD, |own, c| {
+        first_exchange_with(c, |text: &str| own.encode(text))
     })
 }
 
