@@ -58,6 +58,7 @@ fn workload(n: usize, rate: f64, seed: u64) -> Vec<DesRequest> {
                 lora: None,
                 finish_reason: FinishReason::Length,
                 body_len: None,
+                prefix_bytes: None,
                 after: None,
             }
         })

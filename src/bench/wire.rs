@@ -3,8 +3,9 @@
 //!
 //! The live client sends these bytes; the virtual runner needs only their length,
 //! which the picker reads as the request's size (GIE estimates a request's tokens
-//! from its body, `LlmRequest::estimated_tokens`), so both modes feed the scheduler
-//! the same number.
+//! from its body, `LlmRequest::estimated_tokens`), and for chat requests the
+//! `messages` JSON the picker's prefix affinity hashes, so both modes feed the
+//! scheduler the same request.
 
 use std::io;
 
@@ -64,6 +65,16 @@ pub fn body_len(model: &str, r: &WorkloadRequest) -> usize {
     }
 }
 
+/// The bytes the picker's parser hashes for prefix affinity from `body(model, r)`
+/// when they are not the prompt's text: a chat request's `messages` JSON, as the body
+/// carries it. `None` for a completions request, whose prompt text is hashed.
+pub fn chat_prefix_bytes(r: &WorkloadRequest) -> Option<Vec<u8>> {
+    match &r.prompt {
+        PromptText::Text(_) => None,
+        PromptText::Chat(messages) => serde_json::to_vec(messages).ok(),
+    }
+}
+
 /// A writer that only counts.
 struct Counter(usize);
 
@@ -103,6 +114,33 @@ mod tests {
         ] {
             assert_eq!(body_len("m", &r), body("m", &r).len());
         }
+    }
+
+    #[test]
+    fn the_chat_prefix_bytes_are_what_the_parser_hashes_from_the_body() {
+        use crate::epp::parser::{RequestMeta, parse_openai};
+        let chat = PromptText::Chat(vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "Be \"brief\".\n".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "naïve question".into(),
+            },
+        ]);
+        let r = request(chat, None);
+        let meta = RequestMeta {
+            path: "/v1/chat/completions",
+            request_id: "r".into(),
+            model_rewrite: None,
+        };
+        let parsed = parse_openai(meta, &body("m", &r)).unwrap();
+        assert_eq!(chat_prefix_bytes(&r), Some(parsed.prefix_bytes));
+        assert_eq!(
+            chat_prefix_bytes(&request(PromptText::Text("x".into()), None)),
+            None
+        );
     }
 
     #[test]

@@ -160,7 +160,13 @@ impl Routing {
                     .push_str(request.lora.as_deref().unwrap_or(model));
                 r.target_model.clear();
                 r.target_model.push_str(&r.incoming_model);
-                self.text.prompt_bytes(&request.prompt, &mut r.prefix_bytes);
+                match &request.prefix_bytes {
+                    Some(bytes) => {
+                        r.prefix_bytes.clear();
+                        r.prefix_bytes.extend_from_slice(bytes);
+                    }
+                    None => self.text.prompt_bytes(&request.prompt, &mut r.prefix_bytes),
+                }
                 r.body_len = request.body_len.unwrap_or(r.prefix_bytes.len());
                 let mut ctx = SchedulingContext::new(now, &mut self.rng, &mut self.cycle);
                 let result = scheduler.schedule(&self.request, &self.candidates, &mut ctx)?;

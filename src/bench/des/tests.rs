@@ -38,6 +38,7 @@ fn request(arrival: Duration, prompt: Vec<u32>, output: usize) -> DesRequest {
         lora: None,
         finish_reason: FinishReason::Length,
         body_len: None,
+        prefix_bytes: None,
         after: None,
     }
 }
