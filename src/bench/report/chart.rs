@@ -175,14 +175,9 @@ fn svg(report: &BenchReport, what: &str, panels: &[Panel]) -> io::Result<String>
 /// Each strategy's (requested rate, value) points in rising rate order. A ratio
 /// panel's point is left out where the baseline has no value or a zero one.
 pub(super) fn series(report: &BenchReport, panel: &Panel) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut stages: Vec<_> = report
-        .stages
-        .iter()
-        .filter(|s| s.rate.is_finite())
-        .collect();
-    stages.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let stages = report.stages_by_rate();
     let value = |stage: &StageReport, name: &str| {
-        let r = stage.results.iter().find(|r| r.strategy == name)?;
+        let r = stage.result(name)?;
         (panel.value)(&r.summary).filter(|v| v.is_finite())
     };
     report

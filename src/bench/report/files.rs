@@ -161,7 +161,7 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
             put_records(path, records, &mut written)?;
         }
         for stage in &report.stages {
-            let Some(result) = stage.results.iter().find(|r| r.strategy == *name) else {
+            let Some(result) = stage.result(name) else {
                 continue;
             };
             put(

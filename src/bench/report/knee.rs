@@ -55,12 +55,10 @@ pub struct KeepsUp {
 impl BenchReport {
     /// How far up the sweep, in rate order, the baseline keeps up (see the module).
     pub fn knee(&self) -> Knee<'_> {
-        let mut stages: Vec<&StageReport> =
-            self.stages.iter().filter(|s| s.rate.is_finite()).collect();
-        stages.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let stages = self.stages_by_rate();
         // The baseline's goodput at a stage, when its SLOs are set.
         let goodput = |stage: &StageReport| {
-            let r = stage.results.iter().find(|r| r.strategy == self.baseline)?;
+            let r = stage.result(&self.baseline)?;
             r.summary.successes.goodput_metrics.as_ref()?;
             Some(r.summary.goodput.percent)
         };

@@ -189,10 +189,22 @@ impl BenchReport {
 
     /// The result of `strategy` in stage `stage`, if both exist.
     pub fn result(&self, stage: usize, strategy: &str) -> Option<&StrategyResult> {
-        self.stages
-            .get(stage)?
-            .results
-            .iter()
-            .find(|r| r.strategy == strategy)
+        self.stages.get(stage)?.result(strategy)
+    }
+
+    /// The stages with a finite requested rate, lowest rate first (ties in run order):
+    /// the x axis of every sweep view.
+    pub fn stages_by_rate(&self) -> Vec<&StageReport> {
+        let mut stages: Vec<&StageReport> =
+            self.stages.iter().filter(|s| s.rate.is_finite()).collect();
+        stages.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        stages
+    }
+}
+
+impl StageReport {
+    /// The result of `strategy` in this stage, if it ran.
+    pub fn result(&self, strategy: &str) -> Option<&StrategyResult> {
+        self.results.iter().find(|r| r.strategy == strategy)
     }
 }

@@ -189,8 +189,17 @@ fn cell(metric: &Metric, value: Option<f64>, baseline: Option<f64>, is_baseline:
     }
 }
 
-fn result<'a>(stage: &'a StageReport, strategy: &str) -> Option<&'a StrategyResult> {
-    stage.results.iter().find(|r| r.strategy == strategy)
+/// `f` of `r` as a ratio of `f` of the baseline's result, or `-` when either is
+/// missing or the ratio is not finite.
+fn ratio_cell(
+    r: Option<&StrategyResult>,
+    baseline: Option<&StrategyResult>,
+    f: fn(&StrategyResult) -> Option<f64>,
+) -> String {
+    match (r.and_then(f), baseline.and_then(f)) {
+        (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
+        _ => "-".into(),
+    }
 }
 
 /// One line per stage and strategy that had failures, saying why, e.g.
@@ -241,12 +250,12 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
     )];
     header.extend(strategy_headings(report));
     table.set_header(header);
-    let baseline = result(stage, &report.baseline);
+    let baseline = stage.result(&report.baseline);
     for metric in METRICS {
         let base = baseline.and_then(metric.value);
         let mut row = vec![metric.label.to_string()];
         for s in &report.strategies {
-            let value = result(stage, s).and_then(metric.value);
+            let value = stage.result(s).and_then(metric.value);
             row.push(cell(metric, value, base, *s == report.baseline));
         }
         table.add_row(row);
@@ -281,24 +290,21 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
     header.extend(strategy_headings(report));
     table.set_header(header);
     for stage in &report.stages {
-        let base = result(stage, &report.baseline);
+        let base = stage.result(&report.baseline);
         let mut row = vec![format!("{} req/s", rate(stage.rate))];
         for s in &report.strategies {
-            let r = result(stage, s);
+            let r = stage.result(s);
             let text = if *s == report.baseline {
                 match (r.and_then(p90_ntpot), r.and_then(p90_e2e)) {
                     (Some(n), Some(e)) => format!("{} ms / {} s", number(n * 1e3), number(e)),
                     _ => "-".into(),
                 }
             } else {
-                let part = |f: &dyn Fn(&StrategyResult) -> Option<f64>| match (
-                    r.and_then(f),
-                    base.and_then(f),
-                ) {
-                    (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
-                    _ => "-".into(),
-                };
-                format!("{} / {}", part(&p90_ntpot), part(&p90_e2e))
+                format!(
+                    "{} / {}",
+                    ratio_cell(r, base, p90_ntpot),
+                    ratio_cell(r, base, p90_e2e)
+                )
             };
             row.push(text);
         }
@@ -312,11 +318,7 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
 
 /// The stage with the highest requested rate (the last of equals).
 pub(super) fn highest_stage(report: &BenchReport) -> Option<&StageReport> {
-    report
-        .stages
-        .iter()
-        .filter(|s| s.rate.is_finite())
-        .max_by(|a, b| a.rate.total_cmp(&b.rate))
+    report.stages_by_rate().pop()
 }
 
 /// One line per non-baseline strategy: its p90 end-to-end latency at the highest
@@ -325,7 +327,7 @@ fn headline(report: &BenchReport) -> Vec<String> {
     let Some(stage) = highest_stage(report) else {
         return Vec::new();
     };
-    let p90 = |name: &str| result(stage, name).and_then(p90_e2e);
+    let p90 = |name: &str| stage.result(name).and_then(p90_e2e);
     let base = p90(&report.baseline);
     report
         .strategies
@@ -371,7 +373,7 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     if stages.len() < 2 {
         return Vec::new();
     }
-    let p90 = |stage: &StageReport, name: &str| result(stage, name).and_then(p90_ntpot);
+    let p90 = |stage: &StageReport, name: &str| stage.result(name).and_then(p90_ntpot);
     let mut lines = Vec::new();
     for s in report.strategies.iter().filter(|s| **s != report.baseline) {
         let ratios: Vec<(f64, f64)> = stages
@@ -402,7 +404,7 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
 /// to 625 req/s: …` then `at 625 req/s, epp igw-default p90 NTPOT is 0.70× random's,
 /// p90 e2e 0.90×`.
 fn knee_lines(report: &BenchReport) -> Vec<String> {
-    if report.stages.iter().filter(|s| s.rate.is_finite()).count() < 2 {
+    if report.stages_by_rate().len() < 2 {
         return Vec::new();
     }
     let base = &report.baseline;
@@ -442,19 +444,14 @@ fn knee_lines(report: &BenchReport) -> Vec<String> {
             (stage, vec![line])
         }
     };
-    let baseline = result(stage, base);
+    let baseline = stage.result(base);
     for s in report.strategies.iter().filter(|s| *s != base) {
-        let r = result(stage, s);
-        let part =
-            |f: fn(&StrategyResult) -> Option<f64>| match (r.and_then(f), baseline.and_then(f)) {
-                (Some(v), Some(b)) => ratio(v, b).map_or("-".into(), ratio_text),
-                _ => "-".into(),
-            };
+        let r = stage.result(s);
         lines.push(format!(
             "at {} req/s, {s} p90 NTPOT is {} {base}'s, p90 e2e {}",
             rate(stage.rate),
-            part(p90_ntpot),
-            part(p90_e2e)
+            ratio_cell(r, baseline, p90_ntpot),
+            ratio_cell(r, baseline, p90_e2e)
         ));
     }
     lines
