@@ -291,6 +291,7 @@ async fn a_hung_endpoint_neither_delays_the_round_nor_stays_healthy() {
 async fn the_loop_scrapes_the_simulator_until_shutdown() {
     let mut config = support::config();
     config.engine.max_loras = 3;
+    let model = config.model.clone();
     let sim = spawn(config, Listen::local(2))
         .await
         .expect("simulator starts");
@@ -322,6 +323,7 @@ async fn the_loop_scrapes_the_simulator_until_shutdown() {
         assert_eq!((m.waiting_queue_size, m.running_requests), (0, 0));
         assert_eq!(m.kv_cache_usage, 0.0);
         assert_eq!(m.max_active_adapters, 3);
+        assert_eq!(m.served_model.as_deref(), Some(model.as_str()));
         assert!(m.cache_block_size.is_some_and(|b| b > 0));
         assert!(m.cache_num_blocks.is_some_and(|b| b > 0));
     }

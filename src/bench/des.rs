@@ -132,6 +132,7 @@ pub fn simulate(
         replicas,
         states,
         routing: Routing::new(router, pool.seed),
+        served_model: Arc::from(pool.model.as_str()),
         guards: (0..requests.len()).map(|_| None).collect(),
         last_token: vec![Duration::ZERO; requests.len()],
         token_times: if pool.keep_token_times {
@@ -223,6 +224,8 @@ struct Sim<'a> {
     scrapes: u64,
     finished: usize,
     pool: &'a PoolConfig,
+    /// The pool's model, as every scrape's `model_name` label reports it.
+    served_model: Arc<str>,
 }
 
 impl Sim<'_> {
@@ -334,7 +337,8 @@ impl Sim<'_> {
             prompt,
             output: req.output.clone(),
             finish_reason: req.finish_reason,
-            lora: req.lora.clone(),
+            // A request that names the pool's own model asks for the base weights.
+            lora: req.lora.clone().filter(|name| **name != *self.pool.model),
         };
         let replica = &mut self.replicas[e];
         if let Err(error) = replica.engine.add_request(new, now) {
@@ -485,7 +489,7 @@ impl Sim<'_> {
         let now = self.now;
         for (state, replica) in self.states.iter_mut().zip(&self.replicas) {
             state.load.scrape_started();
-            state.metrics = Some(metrics_of(&replica.engine, now));
+            state.metrics = Some(metrics_of(&replica.engine, &self.served_model, now));
             state.health = Health::Healthy;
             state.last_error = None;
         }

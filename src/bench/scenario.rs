@@ -74,7 +74,8 @@ pub struct Scenario {
     #[serde(default = "default_workload")]
     pub workload: WorkloadSpec,
     /// LoRA adapters named as the model, by share of the requests (inference-perf's
-    /// `lora_traffic_split`). Empty: every request asks for the pool's model.
+    /// `lora_traffic_split`). Empty: every request asks for the pool's model. An entry
+    /// named like `pool.model` is the base model's share beside the adapters.
     #[serde(default)]
     pub lora_traffic_split: Vec<LoraWeight>,
     #[serde(default)]

@@ -75,6 +75,8 @@ pub struct EndpointView {
     pub active_adapters: Vec<String>,
     pub waiting_adapters: Vec<String>,
     pub max_active_adapters: Option<u32>,
+    /// The model it serves under its own name (its metrics' `model_name` label).
+    pub served_model: Option<String>,
     /// Requests this picker has in flight there.
     pub in_flight: u64,
     /// Their estimated tokens (what `token-load-scorer` reads).
@@ -118,6 +120,7 @@ async fn endpoints(State(d): State<Arc<Director>>) -> Json<PoolView> {
                 active_adapters: m.map(|m| m.active_adapters.clone()).unwrap_or_default(),
                 waiting_adapters: m.map(|m| m.waiting_adapters.clone()).unwrap_or_default(),
                 max_active_adapters: m.map(|m| m.max_active_adapters),
+                served_model: m.and_then(|m| m.served_model.as_deref().map(str::to_string)),
                 in_flight: e.load.in_flight(),
                 in_flight_tokens: e.load.in_flight_tokens(),
                 sent_since_scrape: e.load.sent_since_scrape(),

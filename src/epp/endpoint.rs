@@ -43,6 +43,10 @@ pub struct EndpointMetrics {
     pub cache_block_size: Option<u32>,
     /// KV capacity in blocks (`vllm:cache_config_info{num_gpu_blocks}`), if reported.
     pub cache_num_blocks: Option<u64>,
+    /// The model the server serves under its own name, not as an adapter: the
+    /// `model_name` label of its running-requests gauge (vLLM and SGLang label every
+    /// metric with it), if reported. A request for it needs no adapter slot.
+    pub served_model: Option<Arc<str>>,
     /// When these values were scraped.
     pub updated_at: Duration,
 }

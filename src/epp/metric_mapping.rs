@@ -41,6 +41,8 @@ pub const DEFAULT_BLOCK_SIZE_LABEL: &str = "block_size";
 /// Default `cacheNumBlocksLabelName`.
 pub const DEFAULT_NUM_BLOCKS_LABEL: &str = "num_gpu_blocks";
 
+/// The label naming the served model on vLLM's and SGLang's gauges.
+const SERVED_MODEL_LABEL: &str = "model_name";
 const VLLM_KV: &str = "vllm:kv_cache_usage_perc";
 /// vLLM's KV metric before v0.10, and the default of GIE ≤ v1.0 (gie-facts §2.3).
 const VLLM_KV_LEGACY: &str = "vllm:gpu_cache_usage_perc";
@@ -459,6 +461,12 @@ pub fn extract_format(
     }
     if let Some(s) = running {
         m.running_requests = count(&s, Family::RunningRequests)?;
+        m.served_model = s
+            .labels
+            .get(SERVED_MODEL_LABEL)
+            .map(|v| v.get())
+            .filter(|name| !name.is_empty())
+            .map(Arc::from);
     }
     if let Some(s) = kv {
         if !(s.value.is_finite() && s.value >= 0.0) {

@@ -26,9 +26,9 @@ pub(super) fn endpoint_state(i: usize) -> EndpointState {
 }
 
 /// What the scraper would extract from the engine's `/metrics` at `now`: vLLM's
-/// gauges, `lora_requests_info` and `cache_config_info`, mapped as the vLLM engine spec
-/// maps them.
-pub(super) fn metrics_of(engine: &Engine, now: Duration) -> EndpointMetrics {
+/// gauges (labelled with `model`), `lora_requests_info` and `cache_config_info`,
+/// mapped as the vLLM engine spec maps them.
+pub(super) fn metrics_of(engine: &Engine, model: &Arc<str>, now: Duration) -> EndpointMetrics {
     let g = engine.gauges();
     let c = engine.config();
     EndpointMetrics {
@@ -40,6 +40,7 @@ pub(super) fn metrics_of(engine: &Engine, now: Duration) -> EndpointMetrics {
         max_active_adapters: c.max_loras as u32,
         cache_block_size: Some(c.block_size as u32),
         cache_num_blocks: Some(c.num_blocks as u64),
+        served_model: Some(Arc::clone(model)),
         updated_at: now,
     }
 }

@@ -487,6 +487,39 @@ fn inter_token_gaps_are_kept_per_adapter_too() {
     assert_eq!(plain.inter_token.len(), 6 * 4);
 }
 
+/// A request naming the pool's own model runs on the base weights: with one adapter
+/// slot per replica, traffic alternating between the base model and an adapter loads
+/// the adapter once per replica, where treating the base name as a second adapter
+/// would swap them back and forth. Both names still get their own gap histogram.
+#[test]
+fn a_request_naming_the_pools_model_needs_no_adapter() {
+    let mut reqs = workload(6, 40, ms(10), 40, 5);
+    for (i, r) in reqs.iter_mut().enumerate() {
+        r.lora = Some(if i % 2 == 0 { MODEL } else { "a-lora" }.into());
+    }
+    let mut one_slot = engine();
+    one_slot.max_loras = 1;
+    let pool = PoolConfig::replicas(&one_slot, 2, MODEL, 7);
+    let report = simulate(&pool, Router::RoundRobin, &reqs).unwrap();
+    check_complete(&report, &[5; 40]);
+    let loads: Vec<u64> = report.engines.iter().map(|e| e.lora_loads).collect();
+    assert!(
+        loads.iter().all(|&n| n <= 1),
+        "adapter loads per replica: {loads:?}"
+    );
+    assert_eq!(
+        loads.iter().sum::<u64>(),
+        1,
+        "round-robin sends a-lora to one replica"
+    );
+    let names: Vec<&str> = report
+        .inter_token_by_adapter
+        .iter()
+        .map(|(n, _)| &**n)
+        .collect();
+    assert_eq!(names, ["a-lora", MODEL]);
+}
+
 #[test]
 fn a_session_turn_is_sent_when_the_turn_it_waits_for_ends() {
     let mut rng = StdRng::seed_from_u64(12);

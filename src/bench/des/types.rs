@@ -21,7 +21,9 @@ pub struct DesRequest {
     pub prompt: Vec<u32>,
     /// The token ids the engine will generate; at least one.
     pub output: Vec<u32>,
-    /// The LoRA adapter that serves it, if any (also the model the EPP routes on).
+    /// The model the request names when it is not the default: a LoRA adapter, or the
+    /// pool's own model ([`PoolConfig::model`]) for base-model traffic beside adapters.
+    /// It is also the model the EPP routes on and the request's per-adapter report.
     pub lora: Option<Arc<str>>,
     /// Reported when the last output token is produced.
     pub finish_reason: FinishReason,

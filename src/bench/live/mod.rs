@@ -287,9 +287,11 @@ async fn start_pool(scenario: &Scenario) -> anyhow::Result<SimServer> {
         .context("pool")?;
     let mut config = SimServerConfig::new(scenario.pool.model.clone(), engine);
     config.speedup = scenario.pool.speedup;
+    // A split entry named like the pool's model is base-model traffic, not an adapter.
     config.lora_modules = scenario
         .lora_traffic_split
         .iter()
+        .filter(|l| l.name != scenario.pool.model)
         .map(|l| LoraModule {
             name: l.name.clone(),
             path: l.name.clone(),

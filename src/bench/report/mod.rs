@@ -20,6 +20,7 @@ use super::plan::StagePlan;
 use super::recorder::{RecordSpool, RunSummary, StageRecorders, StageSummary};
 use super::scenario::Scenario;
 
+mod adapters;
 mod chart;
 mod files;
 mod knee;

@@ -2,7 +2,8 @@
 //! a column per strategy, each value followed by its ratio to the baseline's
 //! (`0.62×`; the baseline column shows the value only), then a headline comparing
 //! p90 end-to-end latency at the highest stage, each strategy's best and worst stage,
-//! and its ratios where the baseline stops keeping up ([`Knee`]).
+//! and its ratios where the baseline stops keeping up ([`Knee`]). LoRA traffic adds a
+//! table by adapter over the whole run.
 //!
 //! Plain text with no colours and no terminal-width detection, so the same report
 //! prints the same bytes everywhere. Values that cannot be shown (NaN, a latency of
@@ -10,6 +11,7 @@
 
 use comfy_table::{CellAlignment, Table, presets};
 
+use super::adapters::adapter_table;
 use super::knee::{KEEPS_UP_GOODPUT_PERCENT, Knee};
 use super::{BenchReport, SEND_LAG_WARN_MS, StageReport, StrategyResult};
 
@@ -229,7 +231,7 @@ fn failure_lines(report: &BenchReport) -> Vec<String> {
 }
 
 /// The strategy column headings, the baseline's marked.
-fn strategy_headings(report: &BenchReport) -> impl Iterator<Item = String> + '_ {
+pub(super) fn strategy_headings(report: &BenchReport) -> impl Iterator<Item = String> + '_ {
     report.strategies.iter().map(|s| {
         if *s == report.baseline {
             format!("{s} (baseline)")
@@ -517,6 +519,11 @@ pub fn comparison_table(report: &BenchReport) -> String {
     if let Some(sweep) = sweep_table(report) {
         out.push('\n');
         out.push_str(&sweep);
+        out.push('\n');
+    }
+    if let Some(adapters) = adapter_table(report) {
+        out.push('\n');
+        out.push_str(&adapters);
         out.push('\n');
     }
     let mut lines = headline(report);

@@ -11,6 +11,7 @@ use crate::bench::recorder::{
     RequestSample, RunSummary, Stats, Successes, Throughput, TokenUsage,
 };
 
+mod adapters;
 mod knee;
 
 /// Stats centred on `v` (mean and median) with `p90` as the 90th percentile.

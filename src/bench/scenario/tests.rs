@@ -63,6 +63,7 @@ fn every_shipped_scenario_loads() {
             "chat-sessions",
             "gie-blog-10-replicas",
             "multi-lora",
+            "multi-lora-with-base",
             "prefix-heavy",
             "quickstart"
         ]

@@ -47,10 +47,10 @@ dataLayer:
 ///   over every replica and evict each other: on `scenarios/multi-lora.yaml` weight 1
 ///   gave p90 NTPOT 0.44–0.61× of random's at 40–100 req/s and mean TTFT up to 1.9 s,
 ///   weight 3 gives 0.07–0.17× and 39 ms; weight 2 is between (0.07–0.18×, TTFT up
-///   to 282 ms). No shipped scenario without adapters moves. In a pool serving base
-///   and adapter traffic the weight also steers base-model requests towards
-///   endpoints with a free adapter slot (GIE's 0.8 tier), which no scenario measures
-///   yet.
+///   to 282 ms). No shipped scenario without adapters moves. `baseModelIsActive`
+///   scores a base-model request 1.0 on every endpoint serving that model: GIE's
+///   tiers treat it as an adapter nobody runs and, at this weight, steer it towards
+///   endpoints with a free adapter slot.
 pub const IGW_DEFAULT_YAML: &str = "\
 apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -59,6 +59,8 @@ plugins:
 - type: inflight-load-scorer
 - type: kv-cache-utilization-scorer
 - type: lora-affinity-scorer
+  parameters:
+    baseModelIsActive: true
 - type: max-score-picker
 schedulingProfiles:
 - name: default

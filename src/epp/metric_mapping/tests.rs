@@ -131,7 +131,26 @@ fn extracts_the_simulators_golden_text() {
     want.max_active_adapters = 2;
     want.cache_block_size = Some(16);
     want.cache_num_blocks = Some(27000);
+    want.served_model = Some("meta-llama/Llama-3.1-8B-Instruct".into());
     check("vllm", GOLDEN, Ok(want));
+}
+
+/// The served model comes from the running gauge's `model_name` label; an empty
+/// label or none leaves it unknown.
+#[test]
+fn served_model_is_the_running_gauges_model_name() {
+    let text = |label: &str| {
+        format!(
+            "vllm:num_requests_waiting{{model_name=\"q\"}} 0\n\
+             vllm:num_requests_running{label} 1\n\
+             vllm:kv_cache_usage_perc{{model_name=\"k\"}} 0.5\n"
+        )
+    };
+    let mut want = metrics(0, 1, 0.5);
+    want.served_model = Some("base/m".into());
+    check("vllm", &text("{model_name=\"base/m\"}"), Ok(want));
+    check("vllm", &text("{model_name=\"\"}"), Ok(metrics(0, 1, 0.5)));
+    check("vllm", &text(""), Ok(metrics(0, 1, 0.5)));
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn gie_hermetic_cases() {
             SchedulingProfile::new("default", Arc::new(MaxScorePicker::default()))
                 .with_scorer(Arc::new(QueueScorer), 1.0)
                 .with_scorer(Arc::new(KvCacheScorer), 1.0)
-                .with_scorer(Arc::new(LoraAffinityScorer), 1.0),
+                .with_scorer(Arc::new(LoraAffinityScorer::default()), 1.0),
         )
     };
     let lora = request("sql-lora-1fdg2", "test2");

@@ -1,6 +1,7 @@
 //! Every plugin's formula with hand-computed numbers: scorers, pickers, the
 //! utilization filter and detector, and Go durations. Seeded RNGs only.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::concurrency::{ConcurrencyDetector, ConcurrencyMode, ConcurrencyParams};
@@ -8,7 +9,7 @@ use super::inflight_load::{InflightLoadParams, InflightLoadScorer};
 use super::kv_cache::KvCacheScorer;
 use super::least_request::LeastRequestPicker;
 use super::load_aware_prefix::{LoadAwarePrefixParams, LoadAwarePrefixScorer};
-use super::lora_affinity::LoraAffinityScorer;
+use super::lora_affinity::{LoraAffinityParams, LoraAffinityScorer};
 use super::max_score::MaxScorePicker;
 use super::queue::QueueScorer;
 use super::random::RandomPicker;
@@ -167,11 +168,46 @@ fn lora_affinity_tiers() {
         unscraped(5),
     ];
     check(
-        &LoraAffinityScorer,
+        &LoraAffinityScorer::default(),
         &req,
         &cands,
         &[1.0, 0.8, 0.6, 0.0, 0.0, 0.0],
     );
+}
+
+/// A request for the base model: GIE treats it as an adapter nobody runs (free slot
+/// 0.8, full 0); with `baseModelIsActive` every endpoint that reports serving it scores
+/// 1.0, and one that reports another model (or none) keeps GIE's tiers.
+#[test]
+fn lora_affinity_base_model() {
+    let base = "meta-llama/Llama-3.1-8B-Instruct";
+    let req = request(base, "");
+    let serving = |c: Candidate, model: Option<&str>| {
+        let mut c = c;
+        c.metrics.as_mut().expect("scraped").served_model = model.map(Arc::from);
+        c
+    };
+    let cands = [
+        serving(with_lora(pod(0, 0, 0.), &["a"], &[], 2), Some(base)), // free slot
+        serving(with_lora(pod(1, 0, 0.), &["a", "b"], &[], 2), Some(base)), // full
+        serving(with_lora(pod(2, 0, 0.), &["a", "b"], &[], 2), Some("other")),
+        with_lora(pod(3, 0, 0.), &["a", "b"], &[], 2), // no model_name label
+    ];
+    check(
+        &LoraAffinityScorer::default(),
+        &req,
+        &cands,
+        &[0.8, 0.0, 0.0, 0.0],
+    );
+    let neutral = LoraAffinityScorer::new(LoraAffinityParams {
+        base_model_is_active: true,
+    });
+    check(&neutral, &req, &cands, &[1.0, 1.0, 0.0, 0.0]);
+    // An adapter request is scored as GIE scores it either way.
+    let adapter = request("a", "");
+    check(&neutral, &adapter, &cands, &[1.0, 1.0, 1.0, 1.0]);
+    let absent = request("c", "");
+    check(&neutral, &absent, &cands, &[0.8, 0.0, 0.0, 0.0]);
 }
 
 #[test]
