@@ -69,14 +69,21 @@ struct GenSharegptOptions {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The servers log what they do at info. A benchmark starts a pool and a gateway per
+    // strategy in-process, and their start-up lines would bury its progress bars and
+    // tables, so it shows warnings only. RUST_LOG overrides either.
+    let default_level = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
         Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
