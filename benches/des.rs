@@ -1,7 +1,9 @@
 //! How fast does the virtual-time pool simulation run? 10 replicas of the default
 //! profile, 20,000 requests with ShareGPT-like lengths (log-normal, ≈230 prompt and
 //! ≈200 output tokens on average), Poisson arrivals at a rate just below the pool's
-//! saturation, under each router. Prints simulated requests per wall-clock second and
+//! saturation, under each router. Each request carries its prompt's text, as a
+//! scenario's planning gives it, so picks hash it without decoding token ids first.
+//! Prints simulated requests per wall-clock second and
 //! a few figures of the run, so a speed-up that changed the results would show.
 //!
 //! On a shared machine wall time swings with other load, so each line also gives the
@@ -9,9 +11,11 @@
 //! `schedstat`), which swings much less.
 //!
 //! A benchmark, not a test: it asserts nothing. Run with `cargo bench --bench des`;
-//! `IGW_DES_RATE` (req/s) and `IGW_DES_REQUESTS` override the load, and
-//! `IGW_DES_ROUTER` runs only the routers whose name contains it.
+//! `IGW_DES_RATE` (req/s) and `IGW_DES_REQUESTS` override the load,
+//! `IGW_DES_ROUTER` runs only the routers whose name contains it, and
+//! `IGW_DES_CONFIG=file.yaml` adds an EPP with that EndpointPickerConfig.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use igw::bench::des::{DesReport, DesRequest, PoolConfig, Router, simulate};
@@ -51,14 +55,17 @@ fn workload(n: usize, rate: f64, seed: u64) -> Vec<DesRequest> {
             t += gaps.sample(&mut rng);
             let p = (prompt.sample(&mut rng).round() as usize).clamp(4, 3_000);
             let o = (output.sample(&mut rng).round() as usize).clamp(1, 2_000);
+            let prompt: Vec<u32> = (0..p).map(|_| rng.random_range(1_000..100_000)).collect();
+            // The prompt's text, as a scenario's planning hands it over with the request.
+            let text = igw::sim::tokens::decode(&prompt);
             DesRequest {
                 arrival: Duration::from_secs_f64(t),
-                prompt: (0..p).map(|_| rng.random_range(1_000..100_000)).collect(),
+                prompt,
                 output: vec![13; o],
                 lora: None,
                 finish_reason: FinishReason::Length,
                 body_len: None,
-                prefix_bytes: None,
+                prefix_bytes: Some(Arc::from(text.into_bytes())),
                 after: None,
             }
         })
@@ -107,7 +114,30 @@ fn main() {
     // Warm the tokenizer so its one-time build is not timed.
     igw::sim::tokens::warm_up();
     let only: String = env_or("IGW_DES_ROUTER", String::new());
-    for (name, router) in routers.into_iter().filter(|(n, _)| n.contains(&only)) {
+    let mut runs: Vec<(String, Box<dyn Fn() -> Router>)> = routers
+        .into_iter()
+        .filter(|(n, _)| n.contains(&only))
+        .map(|(n, make)| (n.to_string(), Box::new(make) as Box<dyn Fn() -> Router>))
+        .collect();
+    // Any EndpointPickerConfig file, e.g. to see what one plugin costs.
+    if let Ok(path) = std::env::var("IGW_DES_CONFIG") {
+        let path = std::path::PathBuf::from(path);
+        igw::epp::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let name = path
+            .file_stem()
+            .map_or("config".into(), |s| s.to_string_lossy().to_string());
+        runs.push((
+            format!("epp {name}"),
+            Box::new(move || {
+                Router::Epp(
+                    igw::epp::config::load(&path)
+                        .expect("loaded above")
+                        .scheduler,
+                )
+            }),
+        ));
+    }
+    for (name, router) in runs {
         let reqs = workload(requests, rate, 1);
         let cpu_before = cpu_nanos();
         let started = Instant::now();

@@ -20,9 +20,10 @@
 //! (the live gateway's in-flight guard). The baselines ignore metrics.
 //!
 //! What the EPP is given per request is what the live parser would produce from the
-//! body the live client sends: for a completions request the text of its token ids
-//! ([`crate::sim::tokens::decode`]), for a chat request its `messages` JSON
-//! ([`DesRequest::prefix_bytes`]); those bytes are what prefix affinity hashes.
+//! body the live client sends ([`DesRequest::prefix_bytes`]: a completions request's
+//! prompt text, a chat request's `messages` JSON; without them, the text of the
+//! prompt's token ids, [`crate::sim::tokens::decode`]); those bytes are what prefix
+//! affinity hashes.
 //! The request's model is the LoRA adapter when it has one, else the pool's model.
 //! Priorities are all 0, so nothing is shed. A request may wait for another to end
 //! ([`DesRequest::after`], a chat session's next turn): it is sent then, or at its

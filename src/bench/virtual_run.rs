@@ -104,7 +104,7 @@ fn des_requests(plan: &StagePlan, model: &str, engine_seed: u64) -> Vec<DesReque
                 lora: r.lora.as_deref().map(Arc::from),
                 finish_reason: FinishReason::Length,
                 body_len: Some(wire::body_len(model, r)),
-                prefix_bytes: wire::chat_prefix_bytes(r).map(Arc::from),
+                prefix_bytes: Some(Arc::from(wire::prefix_bytes(r))),
                 after: after.map(|i| i as u32),
             }
         })

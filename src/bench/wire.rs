@@ -3,9 +3,9 @@
 //!
 //! The live client sends these bytes; the virtual runner needs only their length,
 //! which the picker reads as the request's size (GIE estimates a request's tokens
-//! from its body, `LlmRequest::estimated_tokens`), and for chat requests the
-//! `messages` JSON the picker's prefix affinity hashes, so both modes feed the
-//! scheduler the same request.
+//! from its body, `LlmRequest::estimated_tokens`), and the bytes the picker's prefix
+//! affinity hashes (the prompt text, or a chat request's `messages` JSON), so both
+//! modes feed the scheduler the same request.
 
 use std::io;
 
@@ -65,13 +65,14 @@ pub fn body_len(model: &str, r: &WorkloadRequest) -> usize {
     }
 }
 
-/// The bytes the picker's parser hashes for prefix affinity from `body(model, r)`
-/// when they are not the prompt's text: a chat request's `messages` JSON, as the body
-/// carries it. `None` for a completions request, whose prompt text is hashed.
-pub fn chat_prefix_bytes(r: &WorkloadRequest) -> Option<Vec<u8>> {
+/// The bytes the picker's parser hashes for prefix affinity from `body(model, r)`: a
+/// completions request's prompt text, a chat request's `messages` JSON as the body
+/// carries it.
+pub fn prefix_bytes(r: &WorkloadRequest) -> Vec<u8> {
     match &r.prompt {
-        PromptText::Text(_) => None,
-        PromptText::Chat(messages) => serde_json::to_vec(messages).ok(),
+        PromptText::Text(text) => text.as_bytes().to_vec(),
+        // Plain strings always serialise.
+        PromptText::Chat(messages) => serde_json::to_vec(messages).unwrap_or_default(),
     }
 }
 
@@ -117,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn the_chat_prefix_bytes_are_what_the_parser_hashes_from_the_body() {
+    fn the_prefix_bytes_are_what_the_parser_hashes_from_the_body() {
         use crate::epp::parser::{RequestMeta, parse_openai};
         let chat = PromptText::Chat(vec![
             ChatMessage {
@@ -129,18 +130,17 @@ mod tests {
                 content: "naïve question".into(),
             },
         ]);
-        let r = request(chat, None);
-        let meta = RequestMeta {
-            path: "/v1/chat/completions",
-            request_id: "r".into(),
-            model_rewrite: None,
-        };
-        let parsed = parse_openai(meta, &body("m", &r)).unwrap();
-        assert_eq!(chat_prefix_bytes(&r), Some(parsed.prefix_bytes));
-        assert_eq!(
-            chat_prefix_bytes(&request(PromptText::Text("x".into()), None)),
-            None
-        );
+        let text = PromptText::Text("a \"quoted\"\nprompt, naïve".into());
+        for (path, prompt) in [("/v1/chat/completions", chat), ("/v1/completions", text)] {
+            let r = request(prompt, None);
+            let meta = RequestMeta {
+                path,
+                request_id: "r".into(),
+                model_rewrite: None,
+            };
+            let parsed = parse_openai(meta, &body("m", &r)).unwrap();
+            assert_eq!(prefix_bytes(&r), parsed.prefix_bytes, "{path}");
+        }
     }
 
     #[test]

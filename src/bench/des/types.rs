@@ -30,9 +30,10 @@ pub struct DesRequest {
     /// Bytes of the HTTP body a live client would send ([`crate::bench::wire`]), which
     /// the EPP reads as the request's size; `None` counts the prompt text alone.
     pub body_len: Option<usize>,
-    /// The bytes the EPP's prefix affinity hashes when they are not the prompt's text
-    /// (a chat request's `messages` JSON, [`crate::bench::wire::chat_prefix_bytes`]);
-    /// `None` hashes the text of `prompt`, as a completions request.
+    /// The bytes the EPP's prefix affinity hashes, as the live parser takes them from
+    /// the body ([`crate::bench::wire::prefix_bytes`]: a completions request's prompt
+    /// text, a chat request's `messages` JSON). `None` decodes the text of `prompt`
+    /// for each pick, which costs a few µs a request.
     pub prefix_bytes: Option<Arc<[u8]>>,
     /// The earlier request (an index into the same input) whose end this one waits
     /// for: a chat session's next turn. It is then sent at `arrival` or when that one
