@@ -1,15 +1,18 @@
 //! The index itself (gie-facts §4.4): which endpoints hold each block hash, and per
 //! endpoint an LRU of the hashes sent to it. When an LRU evicts a hash, the endpoint
-//! leaves that hash's holder list, and an empty list is dropped.
+//! leaves that hash's holder list, and an empty list is dropped. Each holder entry
+//! also keeps the slot of the hash in that endpoint's LRU, so recording a block costs
+//! one map lookup (two when it evicts another) rather than one per structure.
 //!
 //! Shared by every request: reads (matching) take a read lock, the update after each
 //! pick and endpoint removal take the write lock, each for plain computation only.
 //! Keys are xxh64 outputs and are used as their own map hash.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::lru::{Lru, NameBuild, Put};
+use super::lru::{Lru, NameBuild, Slot};
 use crate::epp::endpoint::Candidate;
 use crate::hash::IdentityBuild;
 
@@ -21,7 +24,8 @@ struct Server {
 
 #[derive(Debug)]
 struct Inner {
-    /// Hash → ids of the endpoints whose LRU holds it (usually one or two).
+    /// Hash → the endpoints whose LRU holds it (usually one or two), each with the
+    /// hash's slot in that LRU.
     holders: HashMap<u64, Holders, IdentityBuild>,
     ids: HashMap<String, u32, NameBuild>,
     /// By id; `None` for a removed endpoint whose id is free for reuse.
@@ -117,19 +121,31 @@ impl PrefixIndex {
             return;
         };
         for &h in hashes {
-            match server.lru.put(h) {
-                Put::Refreshed => {}
-                Put::Inserted { evicted } => {
-                    inner.entries += 1;
-                    let ids = inner.holders.entry(h).or_default();
-                    if !ids.as_slice().contains(&id) {
-                        ids.push(id);
+            // `None`: the endpoint already held `h` and it is now its most recent.
+            // `Some(evicted)`: `h` is new to the endpoint, maybe displacing another.
+            let inserted = match inner.holders.entry(h) {
+                Entry::Occupied(mut e) => match e.get().slot_of(id) {
+                    Some(slot) => {
+                        server.lru.refresh(slot);
+                        None
                     }
-                    if let Some(old) = evicted {
-                        inner.entries -= 1;
-                        drop_holder(&mut inner.holders, old, id);
+                    None => {
+                        let (slot, evicted) = server.lru.insert(h);
+                        e.get_mut().push(id, slot);
+                        Some(evicted)
                     }
+                },
+                Entry::Vacant(e) => {
+                    let (slot, evicted) = server.lru.insert(h);
+                    e.insert(Holders::default()).push(id, slot);
+                    Some(evicted)
                 }
+            };
+            match inserted {
+                None => {}
+                // The new hash took the evicted one's slot: one in, one out.
+                Some(Some(old)) => drop_holder(&mut inner.holders, old, id),
+                Some(None) => inner.entries += 1,
             }
         }
     }
@@ -172,7 +188,7 @@ impl IndexReader<'_> {
             let Some(ids) = self.inner.holders.get(h) else {
                 return false;
             };
-            for &id in ids.as_slice() {
+            for &Holder { id, .. } in ids.as_slice() {
                 let c = &mut counts[id as usize];
                 if *c == 0 {
                     touched.push(id);
@@ -221,58 +237,74 @@ fn drop_holder(holders: &mut HashMap<u64, Holders, IdentityBuild>, hash: u64, id
 /// Holders kept in place before spilling to the heap.
 const INLINE_HOLDERS: usize = 4;
 
-/// The ids holding one hash, in the order they were added, each at most once. A
-/// hash is usually held by one or two endpoints, so the ids live inline and the
-/// index allocates nothing per hash; more spill to a vector.
+/// One endpoint holding a hash: its id and the hash's slot in its LRU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Holder {
+    id: u32,
+    slot: Slot,
+}
+
+/// The endpoints holding one hash, in the order they were added, each at most once.
+/// A hash is usually held by one or two endpoints, so they live inline and the index
+/// allocates nothing per hash; more spill to a vector.
 #[derive(Debug)]
 enum Holders {
-    Inline { len: u8, ids: [u32; INLINE_HOLDERS] },
-    Spilled(Vec<u32>),
+    Inline {
+        len: u8,
+        holders: [Holder; INLINE_HOLDERS],
+    },
+    Spilled(Vec<Holder>),
 }
 
 impl Default for Holders {
     fn default() -> Self {
         Holders::Inline {
             len: 0,
-            ids: [0; INLINE_HOLDERS],
+            holders: [Holder::default(); INLINE_HOLDERS],
         }
     }
 }
 
 impl Holders {
-    fn as_slice(&self) -> &[u32] {
+    fn as_slice(&self) -> &[Holder] {
         match self {
-            Holders::Inline { len, ids } => &ids[..usize::from(*len)],
+            Holders::Inline { len, holders } => &holders[..usize::from(*len)],
             Holders::Spilled(v) => v,
         }
     }
 
-    fn push(&mut self, id: u32) {
+    /// Where endpoint `id` keeps this hash, if it holds it.
+    fn slot_of(&self, id: u32) -> Option<Slot> {
+        self.as_slice().iter().find(|h| h.id == id).map(|h| h.slot)
+    }
+
+    fn push(&mut self, id: u32, slot: Slot) {
+        let holder = Holder { id, slot };
         match self {
-            Holders::Inline { len, ids } if usize::from(*len) < INLINE_HOLDERS => {
-                ids[usize::from(*len)] = id;
+            Holders::Inline { len, holders } if usize::from(*len) < INLINE_HOLDERS => {
+                holders[usize::from(*len)] = holder;
                 *len += 1;
             }
-            Holders::Inline { ids, .. } => {
-                let mut v = ids.to_vec();
-                v.push(id);
+            Holders::Inline { holders, .. } => {
+                let mut v = holders.to_vec();
+                v.push(holder);
                 *self = Holders::Spilled(v);
             }
-            Holders::Spilled(v) => v.push(id),
+            Holders::Spilled(v) => v.push(holder),
         }
     }
 
-    /// Removes `id`, keeping the others' order.
+    /// Removes endpoint `id`, keeping the others' order.
     fn remove(&mut self, id: u32) {
         match self {
-            Holders::Inline { len, ids } => {
+            Holders::Inline { len, holders } => {
                 let n = usize::from(*len);
-                if let Some(p) = ids[..n].iter().position(|&x| x == id) {
-                    ids.copy_within(p + 1..n, p);
+                if let Some(p) = holders[..n].iter().position(|h| h.id == id) {
+                    holders.copy_within(p + 1..n, p);
                     *len -= 1;
                 }
             }
-            Holders::Spilled(v) => v.retain(|&x| x != id),
+            Holders::Spilled(v) => v.retain(|h| h.id != id),
         }
     }
 }

@@ -1,16 +1,15 @@
-//! A fixed-capacity LRU set of 64-bit block hashes with O(1) insert, refresh and
-//! eviction: a slab of nodes linked most- to least-recently used, plus a map from
-//! hash to slot. One per endpoint in the prefix index (gie-facts §4.4).
+//! The recency order of one endpoint's block hashes in the prefix index (gie-facts
+//! §4.4): a fixed-capacity slab of nodes linked most- to least-recently used, with
+//! O(1) insert, refresh and eviction.
 //!
-//! It stores hashes only; what an evicted hash means to the index is the caller's
-//! business. No locking here: the index serialises access.
+//! It has no map of its own: the index's hash → holders map records, beside each
+//! holder, the slot its hash occupies here, so one lookup per block finds both who
+//! holds a hash and where to refresh it. What an evicted hash means to the index is
+//! the caller's business. No locking here: the index serialises access.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 const NIL: u32 = u32::MAX;
-
-use crate::hash::IdentityBuild;
 
 /// A fast hasher for short, trusted keys (endpoint names, which come from discovery,
 /// not from clients): one multiply per 8 bytes. The index looks up every candidate's
@@ -48,20 +47,15 @@ struct Node {
     next: u32,
 }
 
-/// What [`Lru::put`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Put {
-    /// The key was present and is now the most recently used.
-    Refreshed,
-    /// The key is new; `evicted` is the least recently used key it displaced.
-    Inserted { evicted: Option<u64> },
-}
+/// A slot in an [`Lru`]: where one key lives until it is evicted.
+pub type Slot = u32;
 
-/// A set of at most `capacity` keys that forgets the least recently used first.
+/// At most `capacity` keys in recency order; the least recently used goes first.
+/// Keys are not checked for uniqueness: the caller inserts a key only when it is not
+/// already there, and refreshes it by its slot otherwise.
 #[derive(Debug)]
 pub struct Lru {
     capacity: usize,
-    slots: HashMap<u64, u32, IdentityBuild>,
     nodes: Vec<Node>,
     /// Most recently used.
     head: u32,
@@ -74,27 +68,23 @@ impl Lru {
     pub fn new(capacity: usize) -> Lru {
         Lru {
             capacity: capacity.clamp(1, NIL as usize - 1),
-            slots: HashMap::default(),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
         }
     }
 
+    /// Keys held; slots are never freed, only reused, so this is the slab's size.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.nodes.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
-    }
-
-    pub fn contains(&self, key: u64) -> bool {
-        self.slots.contains_key(&key)
     }
 
     /// Every key, most recently used first.
@@ -107,34 +97,33 @@ impl Lru {
         })
     }
 
-    /// Inserts `key` as the most recently used, evicting the least recently used key
-    /// when full.
-    pub fn put(&mut self, key: u64) -> Put {
-        if let Some(&slot) = self.slots.get(&key) {
+    /// Makes the key in `slot` the most recently used.
+    pub fn refresh(&mut self, slot: Slot) {
+        if slot != self.head && (slot as usize) < self.nodes.len() {
             self.unlink(slot);
             self.push_front(slot);
-            return Put::Refreshed;
         }
-        if self.slots.len() < self.capacity {
+    }
+
+    /// Inserts `key`, which must not be held, as the most recently used. Returns its
+    /// slot and, when full, the least recently used key it displaced (whose slot it
+    /// took).
+    pub fn insert(&mut self, key: u64) -> (Slot, Option<u64>) {
+        if self.nodes.len() < self.capacity {
             let slot = self.nodes.len() as u32;
             self.nodes.push(Node {
                 key,
                 prev: NIL,
                 next: NIL,
             });
-            self.slots.insert(key, slot);
             self.push_front(slot);
-            return Put::Inserted { evicted: None };
+            return (slot, None);
         }
-        // Full: reuse the tail's slot for the new key.
         let slot = self.tail;
         let old = self.nodes[slot as usize].key;
-        self.slots.remove(&old);
-        self.unlink(slot);
         self.nodes[slot as usize].key = key;
-        self.slots.insert(key, slot);
-        self.push_front(slot);
-        Put::Inserted { evicted: Some(old) }
+        self.refresh(slot);
+        (slot, Some(old))
     }
 
     fn unlink(&mut self, slot: u32) {
@@ -165,50 +154,74 @@ impl Lru {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
-    /// Applies `puts` to an LRU of `capacity` and checks each outcome and the final
-    /// order (most recent first).
-    fn check(capacity: usize, puts: &[(u64, Put)], order: &[u64]) {
-        let mut lru = Lru::new(capacity);
-        for &(key, want) in puts {
-            assert_eq!(lru.put(key), want, "put({key})");
-        }
-        assert_eq!(lru.keys().collect::<Vec<_>>(), order);
-        assert_eq!(lru.len(), order.len());
-        assert!(order.iter().all(|&k| lru.contains(k)));
+    /// An LRU set built the way the index uses [`Lru`]: a map from key to slot beside
+    /// it. `put` returns the evicted key of an insert, `None` for a refresh or an
+    /// insert into free room.
+    #[derive(Default)]
+    struct Set {
+        lru: Option<Lru>,
+        slots: HashMap<u64, Slot>,
     }
 
-    const NEW: Put = Put::Inserted { evicted: None };
+    impl Set {
+        fn put(&mut self, key: u64) -> Option<u64> {
+            let lru = self.lru.as_mut().expect("built");
+            if let Some(&slot) = self.slots.get(&key) {
+                lru.refresh(slot);
+                return None;
+            }
+            let (slot, evicted) = lru.insert(key);
+            if let Some(old) = evicted {
+                assert_eq!(self.slots.remove(&old), Some(slot), "evicted {old}");
+            }
+            self.slots.insert(key, slot);
+            evicted
+        }
+    }
+
+    /// Applies `puts` (key, the key it should evict) to an LRU of `capacity` and
+    /// checks the final order (most recent first).
+    fn check(capacity: usize, puts: &[(u64, Option<u64>)], order: &[u64]) {
+        let mut set = Set {
+            lru: Some(Lru::new(capacity)),
+            ..Set::default()
+        };
+        for &(key, want) in puts {
+            assert_eq!(set.put(key), want, "put({key})");
+        }
+        let lru = set.lru.as_ref().expect("built");
+        assert_eq!(lru.keys().collect::<Vec<_>>(), order);
+        assert_eq!(lru.len(), order.len());
+    }
 
     #[test]
     fn evicts_least_recently_used() {
-        let ev = |k| Put::Inserted { evicted: Some(k) };
-        check(3, &[(1, NEW), (2, NEW), (3, NEW)], &[3, 2, 1]);
-        check(3, &[(1, NEW), (2, NEW), (3, NEW), (4, ev(1))], &[4, 3, 2]);
+        check(3, &[(1, None), (2, None), (3, None)], &[3, 2, 1]);
+        check(
+            3,
+            &[(1, None), (2, None), (3, None), (4, Some(1))],
+            &[4, 3, 2],
+        );
         // A refresh moves 1 to the front, so 2 is evicted instead.
         check(
             3,
-            &[
-                (1, NEW),
-                (2, NEW),
-                (3, NEW),
-                (1, Put::Refreshed),
-                (4, ev(2)),
-            ],
+            &[(1, None), (2, None), (3, None), (1, None), (4, Some(2))],
             &[4, 1, 3],
         );
-        check(1, &[(1, NEW), (2, ev(1)), (2, Put::Refreshed)], &[2]);
-        check(0, &[(7, NEW), (8, ev(7))], &[8]);
+        check(1, &[(1, None), (2, Some(1)), (2, None)], &[2]);
+        check(0, &[(7, None), (8, Some(7))], &[8]);
         // Refreshing the tail and the head keeps the links consistent.
         check(
             3,
             &[
-                (1, NEW),
-                (2, NEW),
-                (1, Put::Refreshed),
-                (1, Put::Refreshed),
-                (3, NEW),
-                (4, ev(2)),
+                (1, None),
+                (2, None),
+                (1, None),
+                (1, None),
+                (3, None),
+                (4, Some(2)),
             ],
             &[4, 3, 1],
         );

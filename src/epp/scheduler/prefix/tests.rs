@@ -188,3 +188,50 @@ fn recorded_hashes_are_reused_or_recomputed_alike() {
     );
     assert_eq!(ratios, [1.0, 0.0]);
 }
+
+/// The index against a plain model of it (per endpoint, a list of its hashes in
+/// recency order, capped at its capacity), over seeded random inserts and removals
+/// drawn from a small set of hashes so that refreshes, evictions and shared holders
+/// all happen: after every step, each hash's holders and the entry count agree.
+#[test]
+fn the_index_matches_a_plain_model_of_it() {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let index = PrefixIndex::new();
+    let capacities = [3usize, 8, 1, 20];
+    let cands: Vec<Candidate> = (0..capacities.len()).map(|i| pod(i, 0, 0.)).collect();
+    let subset: Vec<usize> = (0..cands.len()).collect();
+    // Most recent first.
+    let mut model: Vec<Vec<u64>> = vec![Vec::new(); capacities.len()];
+    for step in 0..3_000 {
+        let e = rng.random_range(0..capacities.len());
+        let name = format!("pod-{e}");
+        if rng.random_range(0..40) == 0 {
+            index.remove(&name);
+            model[e].clear();
+        } else {
+            let n = rng.random_range(1..6);
+            let hashes: Vec<u64> = (0..n).map(|_| rng.random_range(0..30)).collect();
+            index.insert(&name, capacities[e], &hashes);
+            for &h in &hashes {
+                model[e].retain(|&x| x != h);
+                model[e].insert(0, h);
+                model[e].truncate(capacities[e]);
+            }
+        }
+        let total: usize = model.iter().map(Vec::len).sum();
+        assert_eq!(index.len(), total, "entries after step {step}");
+        let reader = index.reader();
+        let (mut counts, mut touched) = (Vec::new(), Vec::new());
+        for h in 0..30u64 {
+            let mut got = vec![0.0; cands.len()];
+            reader.credit(&[h], &mut counts, &mut touched);
+            reader.collect(&cands, &subset, &mut counts, &mut touched, &mut got);
+            let want: Vec<f64> = model
+                .iter()
+                .map(|held| if held.contains(&h) { 1.0 } else { 0.0 })
+                .collect();
+            assert_eq!(got, want, "holders of {h} after step {step}");
+        }
+    }
+}
