@@ -1,8 +1,8 @@
 //! The pool simulation's tests: an idle replica's TTFT, round-robin's spread, prefix
 //! affinity under GIE's default profile, herding under scrape lag (and igw's profile
 //! avoiding it), token-load's booking, determinism, and that every request ends
-//! exactly once. Seeded RNGs
-//! only; nothing here reads a clock.
+//! exactly once; LoRA in `tests/lora.rs`. Seeded RNGs only; nothing here reads a
+//! clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +14,8 @@ use crate::epp::config::{from_yaml_str, gie_default, igw_default};
 use crate::sim::engine::EngineConfig;
 use crate::sim::metrics::FinishReason;
 use crate::sim::options::EngineOptions;
+
+mod lora;
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
@@ -452,72 +454,6 @@ fn prompt_bytes_through_one_cache_match_the_decoded_text() {
     for (ids, bytes) in prompts.iter().zip(router::prompt_bytes_each(&prompts)) {
         assert_eq!(bytes, crate::sim::tokens::decode(ids).into_bytes());
     }
-}
-
-#[test]
-fn inter_token_gaps_are_kept_per_adapter_too() {
-    // Every third request names no adapter, the rest alternate between two.
-    let mut reqs = workload(5, 30, ms(20), 40, 5);
-    for (i, r) in reqs.iter_mut().enumerate() {
-        r.lora = match i % 3 {
-            0 => None,
-            1 => Some("a-lora".into()),
-            _ => Some("b-lora".into()),
-        };
-    }
-    let mut slots = engine();
-    slots.max_loras = 2;
-    let with_slots = PoolConfig::replicas(&slots, 2, MODEL, 7);
-    let report = simulate(&with_slots, Router::RoundRobin, &reqs).unwrap();
-    check_complete(&report, &[5; 30]);
-    // Five tokens: four gaps per request.
-    assert_eq!(report.inter_token.len(), 30 * 4);
-    let names: Vec<&str> = report
-        .inter_token_by_adapter
-        .iter()
-        .map(|(n, _)| &**n)
-        .collect();
-    assert_eq!(names, ["a-lora", "b-lora"]);
-    for (_, gaps) in &report.inter_token_by_adapter {
-        assert_eq!(gaps.len(), 10 * 4);
-    }
-    // Without adapters there is nothing per adapter.
-    let plain = simulate(&pool(2), Router::RoundRobin, &workload(5, 6, ms(20), 40, 5)).unwrap();
-    assert!(plain.inter_token_by_adapter.is_empty());
-    assert_eq!(plain.inter_token.len(), 6 * 4);
-}
-
-/// A request naming the pool's own model runs on the base weights: with one adapter
-/// slot per replica, traffic alternating between the base model and an adapter loads
-/// the adapter once per replica, where treating the base name as a second adapter
-/// would swap them back and forth. Both names still get their own gap histogram.
-#[test]
-fn a_request_naming_the_pools_model_needs_no_adapter() {
-    let mut reqs = workload(6, 40, ms(10), 40, 5);
-    for (i, r) in reqs.iter_mut().enumerate() {
-        r.lora = Some(if i % 2 == 0 { MODEL } else { "a-lora" }.into());
-    }
-    let mut one_slot = engine();
-    one_slot.max_loras = 1;
-    let pool = PoolConfig::replicas(&one_slot, 2, MODEL, 7);
-    let report = simulate(&pool, Router::RoundRobin, &reqs).unwrap();
-    check_complete(&report, &[5; 40]);
-    let loads: Vec<u64> = report.engines.iter().map(|e| e.lora_loads).collect();
-    assert!(
-        loads.iter().all(|&n| n <= 1),
-        "adapter loads per replica: {loads:?}"
-    );
-    assert_eq!(
-        loads.iter().sum::<u64>(),
-        1,
-        "round-robin sends a-lora to one replica"
-    );
-    let names: Vec<&str> = report
-        .inter_token_by_adapter
-        .iter()
-        .map(|(n, _)| &**n)
-        .collect();
-    assert_eq!(names, ["a-lora", MODEL]);
 }
 
 #[test]
