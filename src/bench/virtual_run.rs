@@ -214,12 +214,18 @@ pub fn run(
     let jobs: Vec<(usize, usize)> = (0..plans.len())
         .flat_map(|stage| (0..strategies.len()).map(move |s| (stage, s)))
         .collect();
-    // Threads take the costliest jobs first, so the last ones to finish are short and
-    // no core idles while one long job runs alone. Results keep `jobs`' order.
+    // Threads take the largest stage first and, within a stage, the costliest
+    // strategy first, so the last jobs to finish are short and no core idles while one
+    // long job runs alone. A stage's jobs run back to back, so only the stages in
+    // flight hold their input (ordering by job cost alone kept every stage's alive,
+    // 0.5 GB more on gie-blog-10-replicas). Results keep `jobs`' order.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&j| {
         let (stage, s) = jobs[j];
-        std::cmp::Reverse(plans[stage].requests.len() * relative_cost(&strategies[s]))
+        (
+            std::cmp::Reverse(plans[stage].requests.len()),
+            std::cmp::Reverse(relative_cost(&strategies[s])),
+        )
     });
     let names: Vec<String> = strategies.iter().map(|s| s.display_name()).collect();
     let bars = progress.stage_bars(plans, &names);
