@@ -225,13 +225,18 @@ schedulingProfiles:
   - pluginRef: token-load-scorer
 ";
 
-#[test]
-fn the_epp_sizes_a_request_by_the_body_a_live_client_would_send() {
-    let router = Router::Epp(
+/// An EPP that routes on `token-load-scorer` alone.
+fn token_load_only() -> Router {
+    Router::Epp(
         from_yaml_str(TOKEN_LOAD_ONLY, "token-load")
             .unwrap()
             .scheduler,
-    );
+    )
+}
+
+#[test]
+fn the_epp_sizes_a_request_by_the_body_a_live_client_would_send() {
+    let router = token_load_only();
     let mut rng = StdRng::seed_from_u64(4);
     // Seven requests with 50-token prompts that stay in flight for seconds; the first
     // goes out as a 40 kB body (10,000 tokens by GIE's bytes / 4), the rest as their
@@ -252,11 +257,7 @@ fn the_epp_sizes_a_request_by_the_body_a_live_client_would_send() {
 
 #[test]
 fn token_load_books_tokens_by_size_and_releases_them_at_the_end() {
-    let router = Router::Epp(
-        from_yaml_str(TOKEN_LOAD_ONLY, "token-load")
-            .unwrap()
-            .scheduler,
-    );
+    let router = token_load_only();
     let mut rng = StdRng::seed_from_u64(9);
     // One long prompt that finishes quickly, then four short prompts that stay in
     // flight for seconds: the short ones hold fewer estimated tokens together than
