@@ -2,7 +2,8 @@
 //!
 //! - `summary.json`: the whole [`BenchReport`], pretty-printed, with
 //!   `baseline_keeps_up` (the highest stage the baseline keeps up with, see
-//!   [`super::Knee`]).
+//!   [`super::Knee`]) and `keeps_up` (the same for every strategy that keeps up with
+//!   at least the lowest stage, in strategy order).
 //! - `<strategy>/stage_<N>_lifecycle_metrics.json`: one strategy's
 //!   [`StageSummary`](crate::bench::recorder::StageSummary) for stage `N` (0-based),
 //!   as inference-perf names its per-stage files, so its tooling reads them.
@@ -35,12 +36,14 @@ use super::{BenchReport, KeepsUp, chart};
 use crate::bench::recorder::RecordSpool;
 
 /// `summary.json`: the report, and how far up the sweep the baseline kept up within
-/// the SLOs (`null` without SLOs, or when it kept up with no stage).
+/// the SLOs (`null` without SLOs, or when it kept up with no stage), then each
+/// strategy that kept up somewhere.
 #[derive(Serialize)]
 struct SummaryFile<'a> {
     #[serde(flatten)]
     report: &'a BenchReport,
     baseline_keeps_up: Option<KeepsUp>,
+    keeps_up: Vec<KeepsUp>,
 }
 
 /// Pretty JSON with a trailing newline.
@@ -133,6 +136,11 @@ pub fn write(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let summary = SummaryFile {
         report,
         baseline_keeps_up: report.keeps_up(),
+        keeps_up: report
+            .strategies
+            .iter()
+            .filter_map(|s| report.keeps_up_of(s))
+            .collect(),
     };
     put(dir.join("summary.json"), &json(&summary)?, &mut written)?;
     let folders = report.strategies.iter().zip(slugs(&report.strategies));

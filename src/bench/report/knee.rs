@@ -1,4 +1,4 @@
-//! Where the baseline stops keeping up: the highest stage of a sweep up to which it
+//! Where a strategy stops keeping up: the highest stage of a sweep up to which it
 //! serves the load within the scenario's SLOs.
 //!
 //! A router earns its keep near the pool's knee: below it every strategy is fast,
@@ -8,6 +8,10 @@
 //! guessed: at least [`KEEPS_UP_GOODPUT_PERCENT`] of the baseline's requests meet
 //! every SLO the scenario sets (its goodput), at that stage and every lower one.
 //! Without SLOs there is no such stage to find.
+//!
+//! The same walk over every other strategy gives the second number an operator wants:
+//! how much more load the pool serves within the SLOs behind that router, which is
+//! what smart routing saves in replicas. Its resolution is the sweep's step.
 
 use serde::Serialize;
 
@@ -55,10 +59,17 @@ pub struct KeepsUp {
 impl BenchReport {
     /// How far up the sweep, in rate order, the baseline keeps up (see the module).
     pub fn knee(&self) -> Knee<'_> {
+        self.knee_of(&self.baseline)
+    }
+
+    /// How far up the sweep, in rate order, `strategy` keeps up: the same walk as the
+    /// baseline's, so the stages compare (`Unknown` if it did not run or there are no
+    /// SLOs).
+    pub fn knee_of(&self, strategy: &str) -> Knee<'_> {
         let stages = self.stages_by_rate();
-        // The baseline's goodput at a stage, when its SLOs are set.
+        // The strategy's goodput at a stage, when its SLOs are set.
         let goodput = |stage: &StageReport| {
-            let r = stage.result(&self.baseline)?;
+            let r = stage.result(strategy)?;
             r.summary.successes.goodput_metrics.as_ref()?;
             Some(r.summary.goodput.percent)
         };
@@ -96,13 +107,18 @@ impl BenchReport {
 
     /// [`BenchReport::knee`] for `summary.json`: `None` unless it is a stage.
     pub fn keeps_up(&self) -> Option<KeepsUp> {
-        match self.knee() {
+        self.keeps_up_of(&self.baseline)
+    }
+
+    /// [`BenchReport::knee_of`] for `summary.json`: `None` unless it is a stage.
+    pub fn keeps_up_of(&self, strategy: &str) -> Option<KeepsUp> {
+        match self.knee_of(strategy) {
             Knee::UpTo {
                 stage,
                 goodput_percent,
                 every_stage,
             } => Some(KeepsUp {
-                strategy: self.baseline.clone(),
+                strategy: strategy.to_string(),
                 stage: stage.stage,
                 rate: stage.rate,
                 goodput_percent,

@@ -417,12 +417,14 @@ fn knee_lines(report: &BenchReport) -> Vec<String> {
             lowest,
             goodput_percent,
         } => {
-            return vec![format!(
+            let mut lines = vec![format!(
                 "{base} keeps up at no stage: fewer than {threshold}% of its requests meet \
                  every SLO even at {} req/s ({}%)",
                 rate(lowest.rate),
                 number(goodput_percent)
             )];
+            lines.extend(capacity_lines(report, None));
+            return lines;
         }
         Knee::UpTo {
             stage,
@@ -455,6 +457,58 @@ fn knee_lines(report: &BenchReport) -> Vec<String> {
             ratio_cell(r, baseline, p90_ntpot),
             ratio_cell(r, baseline, p90_e2e)
         ));
+    }
+    lines.extend(capacity_lines(report, Some(stage.rate)));
+    lines
+}
+
+/// How far up the sweep each other strategy keeps up within the SLOs, against the
+/// baseline's `base_rate` (req/s) when it keeps up somewhere, e.g. `epp igw-default
+/// keeps up to 650 req/s within the SLOs (1.04× random's 625 req/s)`.
+fn capacity_lines(report: &BenchReport, base_rate: Option<f64>) -> Vec<String> {
+    let base = &report.baseline;
+    let mut lines = Vec::new();
+    for s in report.strategies.iter().filter(|s| *s != base) {
+        let line = match report.knee_of(s) {
+            Knee::Unknown => continue,
+            Knee::Never {
+                lowest,
+                goodput_percent,
+            } => format!(
+                "{s} keeps up at no stage within the SLOs ({}% at {} req/s)",
+                number(goodput_percent),
+                rate(lowest.rate)
+            ),
+            // Its knee is past the sweep: the ratio is a lower bound.
+            Knee::UpTo {
+                stage,
+                every_stage: true,
+                ..
+            } => match base_rate {
+                Some(b) if b > 0.0 => format!(
+                    "{s} keeps up at every stage within the SLOs, up to {} req/s (at \
+                     least {} {base}'s {} req/s; the sweep does not reach its knee)",
+                    rate(stage.rate),
+                    ratio_text(stage.rate / b),
+                    rate(b)
+                ),
+                _ => format!(
+                    "{s} keeps up at every stage within the SLOs, up to {} req/s (the \
+                     sweep does not reach its knee)",
+                    rate(stage.rate)
+                ),
+            },
+            Knee::UpTo { stage, .. } => match base_rate {
+                Some(b) if b > 0.0 => format!(
+                    "{s} keeps up to {} req/s within the SLOs ({} {base}'s {} req/s)",
+                    rate(stage.rate),
+                    ratio_text(stage.rate / b),
+                    rate(b)
+                ),
+                _ => format!("{s} keeps up to {} req/s within the SLOs", rate(stage.rate)),
+            },
+        };
+        lines.push(line);
     }
     lines
 }

@@ -145,3 +145,87 @@ fn without_slos_there_is_no_knee() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["baseline_keeps_up"], serde_json::Value::Null);
 }
+
+/// Sets `strategy`'s goodput at each stage, % (in stage order).
+fn set_goodput(report: &mut BenchReport, strategy: &str, percents: &[f64]) {
+    for (stage, &percent) in report.stages.iter_mut().zip(percents) {
+        let r = stage
+            .results
+            .iter_mut()
+            .find(|r| r.strategy == strategy)
+            .unwrap();
+        r.summary.goodput.percent = percent;
+    }
+}
+
+#[test]
+fn each_strategy_keeps_up_as_far_as_its_own_goodput_goes() {
+    // Stages at 10, 30 and 50 req/s; random keeps up to 10 only.
+    let mut report = with_baseline_goodput(&[95.0, 80.0, 70.0]);
+    set_goodput(&mut report, "epp igw-default", &[99.0, 95.0, 85.0]);
+    set_goodput(&mut report, "epp gie-default", &[50.0, 95.0, 95.0]);
+    assert!(matches!(
+        report.knee_of("epp igw-default"),
+        Knee::UpTo { stage, every_stage: false, .. } if stage.rate == 30.0
+    ));
+    // The walk starts at the lowest stage, as the baseline's does.
+    assert!(matches!(
+        report.knee_of("epp gie-default"),
+        Knee::Never { .. }
+    ));
+    assert_eq!(report.knee_of("no such strategy"), Knee::Unknown);
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "epp igw-default keeps up to 30 req/s within the SLOs (3.00× random's 10 req/s)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("epp gie-default keeps up at no stage within the SLOs (50.0% at 10 req/s)"),
+        "{text}"
+    );
+
+    let dir = TempDir::new("keeps-up");
+    write(&report, &dir.0).unwrap();
+    let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kept: Vec<(&str, f64)> = v["keeps_up"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["strategy"].as_str().unwrap(), k["rate"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(kept, [("epp igw-default", 30.0), ("random", 10.0)]);
+
+    // A strategy that never drops below the threshold has no knee in the sweep.
+    set_goodput(&mut report, "epp igw-default", &[99.0, 99.0, 99.0]);
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "epp igw-default keeps up at every stage within the SLOs, up to 50 req/s \
+             (at least 5.00× random's 10 req/s; the sweep does not reach its knee)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn strategies_can_keep_up_where_the_baseline_never_does() {
+    let mut report = with_baseline_goodput(&[40.0, 10.0]);
+    set_goodput(&mut report, "epp igw-default", &[95.0, 50.0]);
+    let text = comparison_table(&report);
+    assert!(
+        text.contains("epp igw-default keeps up to 10 req/s within the SLOs\n"),
+        "{text}"
+    );
+    set_goodput(&mut report, "epp igw-default", &[95.0, 95.0]);
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "epp igw-default keeps up at every stage within the SLOs, up to 30 req/s (the \
+             sweep does not reach its knee)"
+        ),
+        "{text}"
+    );
+}
