@@ -62,6 +62,7 @@ async fn bench() -> anyhow::Result<()> {
             &plans[0],
             1.0,
             &indicatif::ProgressBar::hidden(),
+            &igw::bench::interrupt::Interrupt::new(),
         )
         .await;
         let wall = started.elapsed();

@@ -8,11 +8,12 @@
 //! the simulator's driver, HTTP and SSE through the gateway), at a speedup low enough
 //! that a busy 2-core machine keeps the simulators on their modelled timeline.
 
+use igw::bench::interrupt::{Interrupt, Interrupted};
 use igw::bench::live;
 use igw::bench::plan::plan;
 use igw::bench::progress::Progress;
 use igw::bench::recorder::RequestLifecycle;
-use igw::bench::report::BenchReport;
+use igw::bench::report::{self, BenchReport};
 use igw::bench::scenario::{Scenario, from_yaml_str};
 use igw::bench::virtual_run;
 use igw::sim::options::EngineOptions;
@@ -291,6 +292,7 @@ async fn the_live_client_sends_a_sessions_next_turn_after_its_reply() {
         stage,
         10.0,
         &indicatif::ProgressBar::hidden(),
+        &Interrupt::new(),
     )
     .await;
     sim.shutdown().await.unwrap();
@@ -313,4 +315,95 @@ async fn the_live_client_sends_a_sessions_next_turn_after_its_reply() {
             before.done
         );
     }
+}
+
+/// Two strategies × two stages of 20 requests each, so an interrupt has jobs left to
+/// skip.
+const INTERRUPTED: &str = "
+name: interrupted
+seed: 5
+workload:
+  type: synthetic
+  input: {uniform: {min: 20, max: 40}}
+  output: {fixed: {value: 4}}
+load: {type: constant, stages: [{rate: 100, duration: 200ms}, {rate: 200, duration: 100ms}]}
+pool: {replicas: 2, speedup: 10}
+strategies:
+- {router: random}
+- {router: round-robin}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_live_run_keeps_what_it_sent_and_says_where_it_stopped() {
+    let s = scenario(INTERRUPTED);
+    let plans = plan(&s).unwrap();
+    assert_eq!(plans[0].requests.len(), 20);
+    let interrupt = Interrupt::new();
+    // As if Ctrl-C came while the first job was about to send its sixth request.
+    interrupt.before_request(5);
+    let report = live::run_until(&s, &plans, None, &Progress::hidden(), &interrupt)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.interrupted,
+        Some(Interrupted {
+            strategy: "random".into(),
+            stage: 0,
+            sent: 5,
+            planned: 20,
+            jobs_not_run: 3,
+        })
+    );
+    // The five sent were answered and measured; nothing else ran.
+    let results = &report.stages[0].results;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].strategy, "random");
+    let summary = &results[0].summary;
+    assert_eq!(summary.successes.count, 5, "{:?}", summary.failures);
+    assert_eq!(summary.failures.count, 0);
+    assert!(report.stages[1].results.is_empty());
+    let text = report::comparison_table(&report);
+    assert!(
+        text.contains(
+            "interrupted: Ctrl-C stopped the run while random was sending stage 0 \
+             (100 req/s): 5 of its 20 requests were sent, and its figures cover only \
+             those; 3 later jobs did not run"
+        ),
+        "{text}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("igw-bench-interrupted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    report::write(&report, &dir).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"]["sent"], 5);
+    assert_eq!(summary["interrupted"]["strategy"], "random");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_target_run_stops_after_the_stage_in_progress() {
+    let engine = EngineOptions::default().engine_config().unwrap();
+    let mut config = SimServerConfig::new(MODEL, engine);
+    config.speedup = 100.0;
+    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let s = scenario(SHARED_PREFIX);
+    let plans = plan(&s).unwrap();
+    let url = sim.base_urls()[0].clone();
+    let interrupt = Interrupt::new();
+    interrupt.before_request(3);
+    let report = live::run_until(&s, &plans, Some(&url), &Progress::hidden(), &interrupt)
+        .await
+        .unwrap();
+    sim.shutdown().await.unwrap();
+    let stopped = report
+        .interrupted
+        .as_ref()
+        .expect("the run was interrupted");
+    assert_eq!((stopped.stage, stopped.sent), (0, 3));
+    assert_eq!(stopped.planned, plans[0].requests.len());
+    assert_eq!(stopped.jobs_not_run, 1);
+    assert_eq!(report.stages[0].results[0].summary.successes.count, 3);
+    assert!(report.stages[1].results.is_empty());
 }

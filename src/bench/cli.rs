@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use super::interrupt::{EXIT_INTERRUPTED, Interrupt};
 use super::plan::plan;
 use super::progress::Progress;
 use super::report::{self, BenchReport};
@@ -115,7 +116,15 @@ impl BenchOptions {
                     .enable_all()
                     .build()
                     .context("cannot start the tokio runtime")?;
-                runtime.block_on(super::live::run(&scenario, &plans, target, &progress))?
+                runtime.block_on(async {
+                    let interrupt = Interrupt::new();
+                    let watcher = interrupt.on_ctrl_c();
+                    let report =
+                        super::live::run_until(&scenario, &plans, target, &progress, &interrupt)
+                            .await;
+                    watcher.abort();
+                    report
+                })?
             }
         };
         let wall = started.elapsed();
@@ -132,14 +141,21 @@ impl BenchOptions {
             .filter(|f| f.extension().is_some_and(|e| e == "svg"))
             .map(|f| f.display().to_string())
             .collect();
+        let done = match report.interrupted {
+            Some(_) => "stopped by Ctrl-C after".to_string(),
+            None => format!("{requests} requests per strategy in"),
+        };
         println!(
-            "\n{} requests per strategy in {:.1} s of wall time; wrote {} files to {} (charts: {})",
-            requests,
+            "\n{done} {:.1} s of wall time; wrote {} files to {} (charts: {})",
             wall.as_secs_f64(),
             files.len(),
             dir.display(),
             charts.join(", ")
         );
+        if report.interrupted.is_some() {
+            // A partial report must not pass for a finished run in a script.
+            std::process::exit(EXIT_INTERRUPTED);
+        }
         Ok(report)
     }
 }

@@ -9,7 +9,8 @@
 //!   and one gateway per strategy (or an external URL).
 //! - [`recorder`]: per-request samples to a stage's measurements, with
 //!   inference-perf's definitions; [`report`]: tables, JSON and charts;
-//!   [`progress`]: bars while it runs; [`wire`]: the HTTP body a request goes out as.
+//!   [`progress`]: bars while it runs; [`wire`]: the HTTP body a request goes out as;
+//!   [`interrupt`]: Ctrl-C during a live or target run, which keeps what was measured.
 //!
 //! Pure parts (workload, arrivals, plan, des, recorder) read no clock and do no
 //! network I/O; drivers that need either (the live client, the CLI) sit on top.
@@ -17,6 +18,7 @@
 pub mod arrivals;
 pub mod cli;
 pub mod des;
+pub mod interrupt;
 pub mod live;
 pub mod plan;
 pub mod progress;

@@ -289,7 +289,7 @@ pub fn run(
     for _ in plans {
         let mut row = Vec::with_capacity(strategies.len());
         for _ in strategies {
-            row.push(results.next().flatten().expect("every job ran")?);
+            row.push(Some(results.next().flatten().expect("every job ran")?));
         }
         rows.push(row);
     }

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::sse::{Event, LineBuffer, parse_data};
+use crate::bench::interrupt::Interrupt;
 use crate::bench::plan::StagePlan;
 use crate::bench::recorder::{
     Failure, RequestLifecycle, RequestSample, Slo, StageRecorders, error_message,
@@ -50,6 +51,8 @@ const MAX_OFFSET_SECONDS: f64 = 1e7;
 /// The sender sleeps until this long before a request is due and spins the rest: a
 /// thread's sleep overshoots by the kernel's timer slack (50 µs by default).
 const SPIN_BELOW: Duration = Duration::from_micros(60);
+/// The longest the sender sleeps before looking at the interrupt again.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// A client for one job: pooled keep-alive connections, no proxy from the
 /// environment (the targets are named explicitly), Nagle off so small requests leave
@@ -118,7 +121,8 @@ pub struct Sent {
 /// One stage as the client saw it.
 #[derive(Clone, Debug)]
 pub struct StageOutcome {
-    /// One per planned request, in plan order.
+    /// One per request sent, in plan order: every planned request unless the run was
+    /// interrupted, then the leading ones sent before it.
     pub requests: Vec<Sent>,
     /// From the stage's start to the last response's end, wall time.
     pub wall: Duration,
@@ -239,7 +243,8 @@ async fn send_in_turn(
 }
 
 /// Sends `plan` on schedule (`at / speedup` wall seconds after the call) and waits for
-/// every response. `model` is named by requests without a LoRA adapter.
+/// every response. `model` is named by requests without a LoRA adapter. Once
+/// `interrupt` fires, nothing more is sent; the requests already sent are awaited.
 pub async fn run_stage(
     client: &reqwest::Client,
     destination: &Destination,
@@ -247,6 +252,7 @@ pub async fn run_stage(
     plan: &StagePlan,
     speedup: f64,
     bar: &ProgressBar,
+    interrupt: &Interrupt,
 ) -> StageOutcome {
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -276,14 +282,22 @@ pub async fn run_stage(
     let runtime = tokio::runtime::Handle::current();
     let sender = {
         let shared = shared.clone();
+        let interrupt = interrupt.clone();
         tokio::task::spawn_blocking(move || {
             let wall_start = start.into_std();
             let mut tasks = Vec::with_capacity(schedule.len());
-            for (i, (offset, after, request)) in schedule.into_iter().enumerate() {
+            'sending: for (i, (offset, after, request)) in schedule.into_iter().enumerate() {
                 let due = wall_start + offset;
-                let now = std::time::Instant::now();
-                if due > now + SPIN_BELOW {
-                    std::thread::sleep(due - now - SPIN_BELOW);
+                // Long gaps are slept in slices, so an interrupt is seen promptly.
+                loop {
+                    if interrupt.stops(i) {
+                        break 'sending;
+                    }
+                    let now = std::time::Instant::now();
+                    if due <= now + SPIN_BELOW {
+                        break;
+                    }
+                    std::thread::sleep((due - now - SPIN_BELOW).min(INTERRUPT_POLL));
                 }
                 while std::time::Instant::now() < due {
                     std::hint::spin_loop();

@@ -24,6 +24,10 @@
 //! Target: nothing is started; one strategy named `target` sends the plan to the URL
 //! in real time, each stage after the previous one's responses are in.
 //!
+//! Either stops early on an [`Interrupt`] (Ctrl-C): the job sending stops sending,
+//! its requests in flight are awaited, no later job starts, and the report covers the
+//! jobs that ran, with [`Interrupted`] saying where it stopped.
+//!
 //! The client is [`client`]; the stream parsing is [`sse`]; what the replicas report
 //! after a stage (their preemptions) is read by `server_metrics`.
 
@@ -38,6 +42,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 
 use self::client::{Destination, StageOutcome, http_client, run_stage};
+use super::interrupt::{Interrupt, Interrupted};
 use super::plan::StagePlan;
 use super::progress::Progress;
 use super::recorder::RecordSpool;
@@ -61,10 +66,39 @@ pub async fn run(
     target: Option<&str>,
     progress: &Progress,
 ) -> anyhow::Result<BenchReport> {
+    run_until(scenario, plans, target, progress, &Interrupt::new()).await
+}
+
+/// [`run`], stopping early once `interrupt` fires (see the module).
+pub async fn run_until(
+    scenario: &Scenario,
+    plans: &[StagePlan],
+    target: Option<&str>,
+    progress: &Progress,
+    interrupt: &Interrupt,
+) -> anyhow::Result<BenchReport> {
     match target {
-        Some(url) => run_target(scenario, plans, url, progress).await,
-        None => run_live(scenario, plans, progress).await,
+        Some(url) => run_target(scenario, plans, url, progress, interrupt).await,
+        None => run_live(scenario, plans, progress, interrupt).await,
     }
+}
+
+/// Where the run stopped, when `interrupt` fired during (or before) the job that
+/// produced `measured` for `plan`, `done` jobs of `total` having started.
+fn interrupted(
+    interrupt: &Interrupt,
+    strategy: &str,
+    plan: &StagePlan,
+    measured: &Measured,
+    (done, total): (usize, usize),
+) -> Option<Interrupted> {
+    interrupt.is_set().then(|| Interrupted {
+        strategy: strategy.to_string(),
+        stage: plan.index,
+        sent: measured.result.summary.load_summary.count as usize,
+        planned: plan.requests.len(),
+        jobs_not_run: total - done,
+    })
 }
 
 /// The result of one job, measured against the scenario's SLOs (and with per-request
@@ -124,31 +158,46 @@ async fn run_target(
     plans: &[StagePlan],
     url: &str,
     progress: &Progress,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<BenchReport> {
     let destination = Destination::new(&[url.to_string()])?;
     let names = vec!["target".to_string()];
     let bars = progress.stage_bars(plans, &names);
     let client = http_client()?;
-    let mut rows = Vec::with_capacity(plans.len());
-    for (plan, bars) in plans.iter().zip(&bars) {
+    let mut rows: Vec<Vec<Option<Measured>>> = plans.iter().map(|_| vec![None]).collect();
+    let mut stopped = None;
+    for (stage, (plan, stage_bars)) in plans.iter().zip(&bars).enumerate() {
         let outcome = run_stage(
             &client,
             &destination,
             &scenario.pool.model,
             plan,
             1.0,
-            &bars[0],
+            &stage_bars[0],
+            interrupt,
         )
         .await;
-        rows.push(vec![result(
+        let measured = result(
             scenario,
             "target",
             plan,
             &outcome,
             Vec::new(),
             Vec::new(),
-            &bars[0],
-        )?]);
+            &stage_bars[0],
+        )?;
+        stopped = interrupted(
+            interrupt,
+            "target",
+            plan,
+            &measured,
+            (stage + 1, plans.len()),
+        );
+        rows[stage][0] = Some(measured);
+        if stopped.is_some() {
+            abandon_the_rest(&bars[stage + 1..]);
+            break;
+        }
     }
     let pool = PoolInfo {
         replicas: 0,
@@ -156,15 +205,23 @@ async fn run_target(
         profile: format!("external ({url})"),
         speedup: 1.0,
     };
-    Ok(BenchReport::from_rows(
-        scenario, plans, "target", pool, names, rows,
-    ))
+    let mut report = BenchReport::from_rows(scenario, plans, "target", pool, names, rows);
+    report.interrupted = stopped;
+    Ok(report)
+}
+
+/// Marks the bars of jobs that will not run.
+fn abandon_the_rest(bars: &[Vec<ProgressBar>]) {
+    for bar in bars.iter().flatten() {
+        bar.abandon_with_message("not run (interrupted)");
+    }
 }
 
 async fn run_live(
     scenario: &Scenario,
     plans: &[StagePlan],
     progress: &Progress,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<BenchReport> {
     let strategies = &scenario.strategies;
     let names: Vec<String> = strategies.iter().map(|s| s.display_name()).collect();
@@ -177,30 +234,45 @@ async fn run_live(
         .iter()
         .map(|_| strategies.iter().map(|_| None).collect())
         .collect();
-    for (s, strategy) in strategies.iter().enumerate() {
+    let total = strategies.len() * plans.len();
+    let mut stopped = None;
+    'jobs: for (s, strategy) in strategies.iter().enumerate() {
         for (stage, plan) in plans.iter().enumerate() {
             let bar = &bars[stage][s];
-            let r = job(scenario, strategy, plan, bar)
+            let r = job(scenario, strategy, plan, bar, interrupt)
                 .await
                 .with_context(|| format!("strategy `{}`, stage {}", names[s], plan.index));
             if r.is_err() {
                 bar.abandon_with_message("failed");
             }
-            rows[stage][s] = Some(r?);
+            let measured = r?;
+            let done = s * plans.len() + stage + 1;
+            stopped = interrupted(interrupt, &names[s], plan, &measured, (done, total));
+            rows[stage][s] = Some(measured);
+            if stopped.is_some() {
+                // Jobs run strategy by strategy: the rest of this one's stages, then
+                // every later strategy's.
+                for (later, row) in bars.iter().enumerate() {
+                    for (t, bar) in row.iter().enumerate() {
+                        if t > s || (t == s && later > stage) {
+                            bar.abandon_with_message("not run (interrupted)");
+                        }
+                    }
+                }
+                break 'jobs;
+            }
         }
     }
-    let rows = rows
-        .into_iter()
-        .map(|row| row.into_iter().flatten().collect())
-        .collect();
-    Ok(BenchReport::from_rows(
+    let mut report = BenchReport::from_rows(
         scenario,
         plans,
         "live",
         pool_info(scenario, scenario.pool.speedup)?,
         names,
         rows,
-    ))
+    );
+    report.interrupted = stopped;
+    Ok(report)
 }
 
 /// One (strategy, stage): a cold pool and gateway, the stage sent through it, both
@@ -210,6 +282,7 @@ async fn job(
     strategy: &StrategySpec,
     plan: &StagePlan,
     bar: &ProgressBar,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<Measured> {
     let name = strategy.display_name();
     if strategy.router == RouterKind::Target {
@@ -223,6 +296,7 @@ async fn job(
             plan,
             1.0,
             bar,
+            interrupt,
         )
         .await;
         return result(scenario, &name, plan, &outcome, Vec::new(), Vec::new(), bar);
@@ -248,6 +322,7 @@ async fn job(
                 plan,
                 speedup,
                 bar,
+                interrupt,
             )
             .await;
             // Read before the pool stops; a replica that cannot say leaves the row

@@ -16,6 +16,7 @@
 
 use serde::Serialize;
 
+use super::interrupt::Interrupted;
 use super::plan::StagePlan;
 use super::recorder::{RecordSpool, RunSummary, StageRecorders, StageSummary};
 use super::scenario::Scenario;
@@ -55,6 +56,10 @@ pub struct BenchReport {
     /// empty): its requests on disk, one spool per stage in stage order.
     #[serde(skip)]
     pub per_request: Vec<Vec<RecordSpool>>,
+    /// Set when Ctrl-C stopped a live or target run: where it stopped. The stages then
+    /// hold only the jobs that ran, the last of them cut short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
 }
 
 /// What one job measured: its result and the recorders behind it, kept until the
@@ -86,7 +91,8 @@ pub struct StageReport {
     /// Requests per second asked for.
     pub rate: f64,
     pub duration_seconds: f64,
-    /// One per strategy, in [`BenchReport::strategies`] order.
+    /// One per strategy that ran, in [`BenchReport::strategies`] order (all of them
+    /// unless the run was interrupted).
     pub results: Vec<StrategyResult>,
 }
 
@@ -126,14 +132,15 @@ pub struct SendLag {
 
 impl BenchReport {
     /// Assembles a run's report: `rows[i]` holds stage `i`'s results, one per
-    /// strategy in `strategies` order. Every mode builds its report here.
+    /// strategy in `strategies` order, `None` for a job that did not run. Every mode
+    /// builds its report here.
     pub fn from_rows(
         scenario: &Scenario,
         plans: &[StagePlan],
         mode: &str,
         pool: PoolInfo,
         strategies: Vec<String>,
-        rows: Vec<Vec<Measured>>,
+        rows: Vec<Vec<Option<Measured>>>,
     ) -> BenchReport {
         // Stage order, so the same run appends the same way (failure messages keep
         // the order they were first seen in).
@@ -157,6 +164,7 @@ impl BenchReport {
                 results: row
                     .into_iter()
                     .enumerate()
+                    .filter_map(|(i, m)| Some((i, m?)))
                     .map(|(i, mut m)| {
                         overall[i].append(&m.recorders);
                         if let (Some(spools), Some(spool)) =
@@ -185,6 +193,7 @@ impl BenchReport {
             stages,
             overall: overall.iter().map(StageRecorders::run_summary).collect(),
             per_request,
+            interrupted: None,
         }
     }
 
@@ -193,11 +202,35 @@ impl BenchReport {
         self.stages.get(stage)?.result(strategy)
     }
 
-    /// The stages with a finite requested rate, lowest rate first (ties in run order):
-    /// the x axis of every sweep view.
+    /// [`BenchReport::stages_by_rate`] where every strategy ran the whole stage: all
+    /// of them, unless Ctrl-C stopped the run. The comparisons across strategies
+    /// (headline, knee, capacity) use only these.
+    pub fn comparable_stages(&self) -> Vec<&StageReport> {
+        self.stages_by_rate()
+            .into_iter()
+            .filter(|s| self.is_comparable(s))
+            .collect()
+    }
+
+    /// Whether every strategy ran the whole of `stage` (see
+    /// [`BenchReport::comparable_stages`]).
+    pub fn is_comparable(&self, stage: &StageReport) -> bool {
+        let cut = self
+            .interrupted
+            .as_ref()
+            .is_some_and(|i| i.stage == stage.stage && i.sent < i.planned);
+        !cut && stage.results.len() == self.strategies.len()
+    }
+
+    /// The stages with a finite requested rate and at least one result (every stage
+    /// unless the run was interrupted), lowest rate first (ties in run order): the x
+    /// axis of every sweep view.
     pub fn stages_by_rate(&self) -> Vec<&StageReport> {
-        let mut stages: Vec<&StageReport> =
-            self.stages.iter().filter(|s| s.rate.is_finite()).collect();
+        let mut stages: Vec<&StageReport> = self
+            .stages
+            .iter()
+            .filter(|s| s.rate.is_finite() && !s.results.is_empty())
+            .collect();
         stages.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         stages
     }

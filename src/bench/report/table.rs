@@ -12,7 +12,7 @@
 use comfy_table::{CellAlignment, Table, presets};
 
 use super::adapters::adapter_table;
-use super::knee::{KEEPS_UP_GOODPUT_PERCENT, Knee};
+use super::knee::knee_lines;
 use super::{BenchReport, SEND_LAG_WARN_MS, StageReport, StrategyResult};
 
 /// One row of a stage table: its label (with units), how to read the value from a
@@ -193,7 +193,7 @@ fn cell(metric: &Metric, value: Option<f64>, baseline: Option<f64>, is_baseline:
 
 /// `f` of `r` as a ratio of `f` of the baseline's result, or `-` when either is
 /// missing or the ratio is not finite.
-fn ratio_cell(
+pub(super) fn ratio_cell(
     r: Option<&StrategyResult>,
     baseline: Option<&StrategyResult>,
     f: fn(&StrategyResult) -> Option<f64>,
@@ -269,13 +269,13 @@ fn stage_table(report: &BenchReport, stage: &StageReport) -> String {
 }
 
 /// A result's p90 NTPOT, seconds (none without successful requests).
-fn p90_ntpot(r: &StrategyResult) -> Option<f64> {
+pub(super) fn p90_ntpot(r: &StrategyResult) -> Option<f64> {
     let l = &r.summary.successes.latency;
     latency(r, l.normalized_time_per_output_token.p90)
 }
 
 /// A result's p90 end-to-end latency, seconds (none without successful requests).
-fn p90_e2e(r: &StrategyResult) -> Option<f64> {
+pub(super) fn p90_e2e(r: &StrategyResult) -> Option<f64> {
     latency(r, r.summary.successes.latency.request_latency.p90)
 }
 
@@ -318,9 +318,10 @@ fn sweep_table(report: &BenchReport) -> Option<String> {
     Some(table.to_string())
 }
 
-/// The stage with the highest requested rate (the last of equals).
+/// The stage with the highest requested rate (the last of equals) that every strategy
+/// ran whole.
 pub(super) fn highest_stage(report: &BenchReport) -> Option<&StageReport> {
-    report.stages_by_rate().pop()
+    report.comparable_stages().pop()
 }
 
 /// One line per non-baseline strategy: its p90 end-to-end latency at the highest
@@ -337,6 +338,9 @@ fn headline(report: &BenchReport) -> Vec<String> {
         .filter(|s| **s != report.baseline)
         .map(|s| {
             let at = format!("at {} req/s, {s} p90 e2e", rate(stage.rate));
+            if stage.result(s).is_none() {
+                return format!("at {} req/s, {s} did not run", rate(stage.rate));
+            }
             match (p90(s), base) {
                 (Some(v), Some(b)) => match ratio(v, b) {
                     Some(r) => format!(
@@ -370,7 +374,7 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     let stages: Vec<&StageReport> = report
         .stages
         .iter()
-        .filter(|s| s.rate.is_finite())
+        .filter(|s| s.rate.is_finite() && report.is_comparable(s))
         .collect();
     if stages.len() < 2 {
         return Vec::new();
@@ -401,118 +405,6 @@ fn ntpot_ranges(report: &BenchReport) -> Vec<String> {
     lines
 }
 
-/// With several stages and SLOs: how far up the sweep the baseline keeps up, and
-/// each other strategy's p90 NTPOT and end-to-end ratios there, e.g. `random keeps up
-/// to 625 req/s: …` then `at 625 req/s, epp igw-default p90 NTPOT is 0.70× random's,
-/// p90 e2e 0.90×`.
-fn knee_lines(report: &BenchReport) -> Vec<String> {
-    if report.stages_by_rate().len() < 2 {
-        return Vec::new();
-    }
-    let base = &report.baseline;
-    let threshold = format!("{KEEPS_UP_GOODPUT_PERCENT:.0}");
-    let (stage, mut lines) = match report.knee() {
-        Knee::Unknown => return Vec::new(),
-        Knee::Never {
-            lowest,
-            goodput_percent,
-        } => {
-            let mut lines = vec![format!(
-                "{base} keeps up at no stage: fewer than {threshold}% of its requests meet \
-                 every SLO even at {} req/s ({}%)",
-                rate(lowest.rate),
-                number(goodput_percent)
-            )];
-            lines.extend(capacity_lines(report, None));
-            return lines;
-        }
-        Knee::UpTo {
-            stage,
-            goodput_percent,
-            every_stage,
-        } => {
-            let line = match every_stage {
-                true => format!(
-                    "{base} keeps up at every stage: at least {threshold}% of its requests \
-                     meet every SLO up to {} req/s ({}%)",
-                    rate(stage.rate),
-                    number(goodput_percent)
-                ),
-                false => format!(
-                    "{base} keeps up to {} req/s: the highest stage where at least \
-                     {threshold}% of its requests meet every SLO ({}%)",
-                    rate(stage.rate),
-                    number(goodput_percent)
-                ),
-            };
-            (stage, vec![line])
-        }
-    };
-    let baseline = stage.result(base);
-    for s in report.strategies.iter().filter(|s| *s != base) {
-        let r = stage.result(s);
-        lines.push(format!(
-            "at {} req/s, {s} p90 NTPOT is {} {base}'s, p90 e2e {}",
-            rate(stage.rate),
-            ratio_cell(r, baseline, p90_ntpot),
-            ratio_cell(r, baseline, p90_e2e)
-        ));
-    }
-    lines.extend(capacity_lines(report, Some(stage.rate)));
-    lines
-}
-
-/// How far up the sweep each other strategy keeps up within the SLOs, against the
-/// baseline's `base_rate` (req/s) when it keeps up somewhere, e.g. `epp igw-default
-/// keeps up to 650 req/s within the SLOs (1.04× random's 625 req/s)`.
-fn capacity_lines(report: &BenchReport, base_rate: Option<f64>) -> Vec<String> {
-    let base = &report.baseline;
-    let mut lines = Vec::new();
-    for s in report.strategies.iter().filter(|s| *s != base) {
-        let line = match report.knee_of(s) {
-            Knee::Unknown => continue,
-            Knee::Never {
-                lowest,
-                goodput_percent,
-            } => format!(
-                "{s} keeps up at no stage within the SLOs ({}% at {} req/s)",
-                number(goodput_percent),
-                rate(lowest.rate)
-            ),
-            // Its knee is past the sweep: the ratio is a lower bound.
-            Knee::UpTo {
-                stage,
-                every_stage: true,
-                ..
-            } => match base_rate {
-                Some(b) if b > 0.0 => format!(
-                    "{s} keeps up at every stage within the SLOs, up to {} req/s (at \
-                     least {} {base}'s {} req/s; the sweep does not reach its knee)",
-                    rate(stage.rate),
-                    ratio_text(stage.rate / b),
-                    rate(b)
-                ),
-                _ => format!(
-                    "{s} keeps up at every stage within the SLOs, up to {} req/s (the \
-                     sweep does not reach its knee)",
-                    rate(stage.rate)
-                ),
-            },
-            Knee::UpTo { stage, .. } => match base_rate {
-                Some(b) if b > 0.0 => format!(
-                    "{s} keeps up to {} req/s within the SLOs ({} {base}'s {} req/s)",
-                    rate(stage.rate),
-                    ratio_text(stage.rate / b),
-                    rate(b)
-                ),
-                _ => format!("{s} keeps up to {} req/s within the SLOs", rate(stage.rate)),
-            },
-        };
-        lines.push(line);
-    }
-    lines
-}
-
 /// A warning when the live client sent late in any run (see [`SEND_LAG_WARN_MS`]),
 /// e.g. `the client sent late in 2 of 6 runs (send lag p99 up to 12.1 ms of wall
 /// time, 61 ms of pool time): …`.
@@ -538,6 +430,34 @@ fn send_lag_warning(report: &BenchReport) -> Option<String> {
     ))
 }
 
+/// Where Ctrl-C stopped the run, e.g. `interrupted: Ctrl-C stopped the run while
+/// random was sending stage 0 (50 req/s): 120 of its 750 requests were sent, and its
+/// figures cover only those; 3 later jobs did not run`.
+fn interrupted_line(report: &BenchReport) -> Option<String> {
+    let i = report.interrupted.as_ref()?;
+    let at_rate = report
+        .stages
+        .iter()
+        .find(|s| s.stage == i.stage)
+        .map_or_else(String::new, |s| format!(" ({} req/s)", rate(s.rate)));
+    let cut = match i.sent < i.planned {
+        true => format!(
+            "{} of its {} requests were sent, and its figures cover only those",
+            i.sent, i.planned
+        ),
+        false => format!("all {} of its requests were sent", i.planned),
+    };
+    let jobs = match i.jobs_not_run {
+        0 => "no job was left to run".to_string(),
+        1 => "1 later job did not run".to_string(),
+        n => format!("{n} later jobs did not run"),
+    };
+    Some(format!(
+        "interrupted: Ctrl-C stopped the run while {} was sending stage {}{at_rate}: {cut}; {jobs}",
+        i.strategy, i.stage
+    ))
+}
+
 /// The comparison printed after a run.
 pub fn comparison_table(report: &BenchReport) -> String {
     let mut out = format!(
@@ -557,7 +477,8 @@ pub fn comparison_table(report: &BenchReport) -> String {
     if report.stages.is_empty() {
         out.push_str("no stages ran\n");
     }
-    for stage in &report.stages {
+    // An interrupted run's later stages may have no results at all.
+    for stage in report.stages.iter().filter(|s| !s.results.is_empty()) {
         out.push('\n');
         out.push_str(&stage_table(report, stage));
         out.push('\n');
@@ -584,6 +505,7 @@ pub fn comparison_table(report: &BenchReport) -> String {
     lines.extend(ntpot_ranges(report));
     lines.extend(knee_lines(report));
     lines.extend(send_lag_warning(report));
+    lines.extend(interrupted_line(report));
     if !lines.is_empty() {
         out.push('\n');
         for line in lines {

@@ -145,6 +145,7 @@ fn report() -> BenchReport {
             })
             .collect(),
         per_request: Vec::new(),
+        interrupted: None,
     }
 }
 
@@ -454,6 +455,10 @@ fn summary_json_keeps_the_lifecycle_names() {
     let text = std::fs::read_to_string(dir.0.join("summary.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["baseline"], "random");
+    assert!(
+        v.get("interrupted").is_none(),
+        "a whole run says nothing of Ctrl-C"
+    );
     let first = &v["stages"][0]["results"][0];
     for path in [
         "/load_summary/achieved_rate",
@@ -536,4 +541,27 @@ fn a_late_live_client_is_called_out_under_the_tables() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn an_interrupted_run_says_where_it_stopped_and_skips_stages_that_never_ran() {
+    let mut report = report();
+    // Ctrl-C once random had sent all of stage 0: stage 1 never ran for anyone.
+    report.stages[1].results.clear();
+    report.interrupted = Some(crate::bench::interrupt::Interrupted {
+        strategy: "random".into(),
+        stage: 0,
+        sent: 12,
+        planned: 12,
+        jobs_not_run: 1,
+    });
+    let text = comparison_table(&report);
+    assert!(
+        text.contains(
+            "interrupted: Ctrl-C stopped the run while random was sending stage 0 \
+             (10 req/s): all 12 of its requests were sent; 1 later job did not run"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("stage 1 · 30 req/s"), "{text}");
 }
