@@ -268,6 +268,11 @@ mod tests {
         );
         assert!(common(r[6], r[2]) <= unrelated, "not the original's turn 1");
         assert_eq!(r[4].output_tokens, r[0].output_tokens);
+        // A copy's ids (the original's with the marker spliced in) are its text's.
+        for copy in &r[4..] {
+            let text = copy.prompt.flatten();
+            assert_eq!(copy.prompt_tokens, crate::sim::tokens::encode(&text));
+        }
         // And each copy's turn 1 waits for the copy's own turn 0.
         assert_eq!(p[0].predecessors()[6], Some(4));
         assert_eq!(p[0].predecessors()[7], Some(5));

@@ -142,6 +142,15 @@ pub struct ChatTurn<'a> {
     pub content: &'a str,
 }
 
+const OPEN: &str = "<|start|>";
+const CLOSE: &str = "<|end|>\n";
+const GENERATION_PROMPT: &str = "<|start|>assistant\n";
+
+/// The text [`apply_chat_template`] puts before a turn's content: `<|start|>{role}\n`.
+pub fn chat_turn_header(role: &str) -> String {
+    format!("{OPEN}{role}\n")
+}
+
 /// Flattens a conversation into prompt text with one fixed template:
 ///
 /// ```text
@@ -155,9 +164,6 @@ pub struct ChatTurn<'a> {
 /// that start with the previous request's ids. The one exception is an assistant reply
 /// that itself starts with a newline: BPE then merges the two newlines.
 pub fn apply_chat_template(turns: &[ChatTurn<'_>]) -> String {
-    const OPEN: &str = "<|start|>";
-    const CLOSE: &str = "<|end|>\n";
-    const GENERATION_PROMPT: &str = "<|start|>assistant\n";
     let len = turns
         .iter()
         .map(|t| OPEN.len() + t.role.len() + 1 + t.content.len() + CLOSE.len())

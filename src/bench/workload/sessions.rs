@@ -166,11 +166,26 @@ pub fn repeated(
         return request.clone();
     };
     let mut messages = messages.clone();
+    let mut ids = None;
     if let Some(first) = messages.first_mut() {
-        first.content = format!("{}{}", sharegpt::repeat_marker(copy), first.content);
+        let marker = sharegpt::repeat_marker(copy);
+        first.content = format!("{marker}{}", first.content);
+        // The marker sits between the first turn's header, which ends in a newline
+        // BPE keeps as its own token, and the content, which has a newline of its own
+        // before it now: the copy's ids are the original's with the marker's spliced
+        // in, and re-encoding the whole history for every copy is not needed.
+        let header = encoder.encode(&tokens::chat_turn_header(&first.role));
+        if request.prompt_tokens.starts_with(&header) {
+            let mut spliced = Vec::with_capacity(request.prompt_tokens.len() + 4);
+            spliced.extend_from_slice(&header);
+            spliced.extend(encoder.encode(&marker));
+            spliced.extend_from_slice(&request.prompt_tokens[header.len()..]);
+            ids = Some(spliced);
+        }
     }
     let prompt = PromptText::Chat(messages);
-    let ids = encoder.encode(&prompt.flatten());
+    let ids = ids.unwrap_or_else(|| encoder.encode(&prompt.flatten()));
+    debug_assert_eq!(ids, encoder.encode(&prompt.flatten()), "spliced ids differ");
     let mut copied = WorkloadRequest::with_tokens(prompt, ids, request.output_tokens);
     copied.lora = request.lora.clone();
     copied.session = Some(SessionTurn {
@@ -181,22 +196,47 @@ pub fn repeated(
 }
 
 /// The requests of one session.
+///
+/// Each turn's text is the previous turn's, the reply, then text of its own (see
+/// [`tokens::apply_chat_template`]), and the boundaries fall where BPE starts a new
+/// token anyway (after a newline, before `<|end|>` or non-space content), so its ids
+/// are the previous turn's ids, the reply's, then those of the new text: each piece
+/// of the history is encoded once rather than once per later turn.
 fn session(id: u64, conversation: &[(String, String)], max_context: usize) -> Vec<WorkloadRequest> {
     let mut messages: Vec<ChatMessage> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<WorkloadRequest> = Vec::new();
+    // The previous turn's text, and its ids followed by its reply's.
+    let mut before: Option<(String, Vec<u32>)> = None;
     for (turn, (user, reply)) in conversation.iter().enumerate() {
         messages.push(ChatMessage {
             role: "user".into(),
             content: user.trim().to_string(),
         });
         let reply = format!("{}\n", reply.trim());
-        let output = tokens::encode(&reply).len();
-        let mut request = WorkloadRequest::new(PromptText::Chat(messages.clone()), output);
-        if request.prompt_tokens.len() + output > max_context {
+        let reply_ids = tokens::encode(&reply);
+        let output = reply_ids.len();
+        let prompt = PromptText::Chat(messages.clone());
+        let text = prompt.flatten();
+        let ids = match &before {
+            Some((head, head_ids)) if text.starts_with(head.as_str()) => {
+                let mut ids = head_ids.clone();
+                ids.extend(tokens::encode(&text[head.len()..]));
+                ids
+            }
+            _ => tokens::encode(&text),
+        };
+        debug_assert_eq!(ids, tokens::encode(&text), "session {id} turn {turn}");
+        if ids.len() + output > max_context {
             break;
         }
+        let mut head_ids = ids.clone();
+        head_ids.extend_from_slice(&reply_ids);
+        let mut request = WorkloadRequest::with_tokens(prompt, ids, output);
         request.session = Some(SessionTurn { session: id, turn });
         out.push(request);
+        // An empty reply is a bare newline, which BPE would merge with the one the
+        // generation prompt ends in: the next turn is then encoded whole.
+        before = (reply.len() > 1).then(|| (text + &reply, head_ids));
         messages.push(ChatMessage {
             role: "assistant".into(),
             content: reply,
@@ -217,9 +257,17 @@ mod tests {
         }
     }
 
-    /// Turn k's ids start with turn k − 1's ids followed by the reply's ids, and turn
-    /// k − 1 asked for exactly as many tokens as that reply has.
+    /// Every request's ids are its text's; turn k's ids start with turn k − 1's ids
+    /// followed by the reply's ids, and turn k − 1 asked for exactly as many tokens as
+    /// that reply has.
     fn check(requests: &[WorkloadRequest]) {
+        for r in requests {
+            assert_eq!(
+                r.prompt_tokens,
+                tokens::encode(&r.prompt.flatten()),
+                "{r:?}"
+            );
+        }
         for pair in requests.windows(2) {
             let (prev, next) = (&pair[0], &pair[1]);
             let (Some(p), Some(n)) = (prev.session, next.session) else {
@@ -237,6 +285,11 @@ mod tests {
             assert_eq!(reply.role, "assistant");
             let reply_ids = tokens::encode(&reply.content);
             assert_eq!(prev.output_tokens, reply_ids.len());
+            if reply.content == "\n" {
+                // An empty reply's newline merges with the one before it (see
+                // `apply_chat_template`): that turn's prefix is not the last one's.
+                continue;
+            }
             let mut head = prev.prompt_tokens.clone();
             head.extend_from_slice(&reply_ids);
             assert!(
@@ -298,6 +351,10 @@ mod tests {
             ("code", "```rust\nfn main() {}\n```"),
             ("numbers", "42"),
             ("more", "日本語。"),
+            ("", "an empty question"),
+            ("silence?", ""),
+            ("42 is the answer", "windows\r\nline ends\r\n"),
+            ("#3\nlooks like a marker", "trailing punctuation…"),
             ("last", ""),
         ]
         .iter()
