@@ -112,7 +112,7 @@ impl WorkloadRequest {
 /// Why a workload cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}{}: {error}", path.display(), where_relative(path))]
     Io {
         path: PathBuf,
         // Not `source`: the message already says it (printed once, not twice).
@@ -129,6 +129,24 @@ pub enum WorkloadError {
     NoUsableEntries { path: PathBuf, what: &'static str },
     #[error("invalid workload: {0}")]
     Invalid(String),
+}
+
+/// For a relative path that could not be read, what it was relative to (and, for the
+/// bundled ShareGPT sample, where it lives), so a run started from another directory
+/// says why it failed.
+fn where_relative(path: &std::path::Path) -> String {
+    if !path.is_relative() {
+        return String::new();
+    }
+    let cwd = std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string());
+    let sample = match path == std::path::Path::new(sharegpt::SAMPLE_PATH) {
+        true => {
+            "; the bundled sample is in the igw repository, so run from its root or \
+                 set workload.path"
+        }
+        false => "",
+    };
+    format!(" (relative to the working directory {cwd}{sample})")
 }
 
 /// What to send, as a scenario file states it (`type` selects the kind).
@@ -314,5 +332,31 @@ mod tests {
         assert!(Workload::new(&specs()[0], &one, 0).is_ok());
         assert!(serde_json::from_str::<WorkloadSpec>(r#"{"type":"nope"}"#).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_relative_path_says_what_it_was_relative_to() {
+        let missing = |path: &str| {
+            let spec: WorkloadSpec =
+                serde_json::from_value(serde_json::json!({"type": "sharegpt", "path": path}))
+                    .unwrap();
+            match Workload::new(&spec, &[], 1) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{path} does not exist"),
+            }
+        };
+        let cwd = std::env::current_dir().unwrap().display().to_string();
+        let relative = missing("no/such/file.json");
+        assert!(
+            relative.starts_with(&format!(
+                "cannot read no/such/file.json (relative to the working directory {cwd}): "
+            )),
+            "{relative}"
+        );
+        let absolute = missing("/no/such/file.json");
+        assert!(
+            absolute.starts_with("cannot read /no/such/file.json: "),
+            "{absolute}"
+        );
     }
 }
