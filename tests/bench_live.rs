@@ -17,7 +17,7 @@ use igw::bench::report::{self, BenchReport};
 use igw::bench::scenario::{Scenario, from_yaml_str};
 use igw::bench::virtual_run;
 use igw::sim::options::EngineOptions;
-use igw::sim::server::{Listen, SimServerConfig, spawn};
+use igw::sim::server::{Listen, SimServer, SimServerConfig, spawn};
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
@@ -44,6 +44,16 @@ strategies:
 
 fn scenario(yaml: &str) -> Scenario {
     from_yaml_str(yaml, "test.yaml").expect("the scenario is valid")
+}
+
+/// One in-process simulator of the default engine at `speedup`, and its base URL.
+async fn one_simulator(speedup: f64) -> (SimServer, String) {
+    let engine = EngineOptions::default().engine_config().unwrap();
+    let mut config = SimServerConfig::new(MODEL, engine);
+    config.speedup = speedup;
+    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let url = sim.base_urls()[0].clone();
+    (sim, url)
 }
 
 /// (mean TTFT, mean e2e) of `strategy` in stage 0, seconds.
@@ -136,13 +146,9 @@ output: {per_request: true}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_mode_measures_an_external_server() {
-    let engine = EngineOptions::default().engine_config().unwrap();
-    let mut config = SimServerConfig::new(MODEL, engine);
-    config.speedup = 100.0;
-    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let (sim, url) = one_simulator(100.0).await;
     let s = scenario(SHARED_PREFIX);
     let plans = plan(&s).unwrap();
-    let url = sim.base_urls()[0].clone();
     let report = live::run(&s, &plans, Some(&url), &Progress::hidden())
         .await
         .unwrap();
@@ -275,10 +281,7 @@ load: {type: constant, stages: [{rate: 100, duration: 60ms}]}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_client_sends_a_sessions_next_turn_after_its_reply() {
-    let engine = EngineOptions::default().engine_config().unwrap();
-    let mut config = SimServerConfig::new(MODEL, engine);
-    config.speedup = 10.0;
-    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let (sim, _) = one_simulator(10.0).await;
     let s = scenario(SESSIONS);
     let plans = plan(&s).unwrap();
     let stage = &plans[0];
@@ -384,13 +387,9 @@ async fn an_interrupted_live_run_keeps_what_it_sent_and_says_where_it_stopped() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_target_run_stops_after_the_stage_in_progress() {
-    let engine = EngineOptions::default().engine_config().unwrap();
-    let mut config = SimServerConfig::new(MODEL, engine);
-    config.speedup = 100.0;
-    let sim = spawn(config, Listen::local(1)).await.unwrap();
+    let (sim, url) = one_simulator(100.0).await;
     let s = scenario(SHARED_PREFIX);
     let plans = plan(&s).unwrap();
-    let url = sim.base_urls()[0].clone();
     let interrupt = Interrupt::new();
     interrupt.before_request(3);
     let report = live::run_until(&s, &plans, Some(&url), &Progress::hidden(), &interrupt)
