@@ -88,6 +88,60 @@ fn a_virtual_run_prints_the_comparison_and_writes_json_and_charts() {
 }
 
 #[test]
+fn strategy_flags_run_a_subset_beside_the_baseline() {
+    let dir = scratch("subset");
+    let scenario = dir.join("subset.yaml");
+    std::fs::write(
+        &scenario,
+        "load: {stages: [{rate: 20, duration: 1s}]}\npool: {replicas: 2}\n\
+         strategies: [{router: epp, config: igw-default}, {router: epp, config: gie-default}, \
+         {router: round-robin}, {router: random}]\n",
+    )
+    .unwrap();
+    let run = igw()
+        .args([
+            "bench",
+            "--quiet",
+            "--strategy",
+            "igw-default",
+            "--strategy",
+        ])
+        .arg("round-robin")
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("epp igw-default"), "{stdout}");
+    assert!(stdout.contains("round-robin"), "{stdout}");
+    assert!(stdout.contains("random (baseline)"), "{stdout}");
+    assert!(!stdout.contains("gie-default"), "{stdout}");
+
+    let run = igw()
+        .args(["bench", "--strategy", "igw-defualt", "--scenario"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains(
+            "--strategy igw-defualt: the scenario has no strategy of that name (it has: \
+             epp igw-default, epp gie-default, round-robin, random)"
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_broken_scenario_names_the_file_line_and_field() {
     let dir = scratch("broken");
     let scenario = dir.join("broken.yaml");

@@ -37,6 +37,11 @@ pub struct BenchOptions {
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run only this one of the scenario's strategies, named as the report names it
+    /// (`epp igw-default`, or `igw-default` for short); repeat for more. The baseline
+    /// always runs, so the ratios stay the scenario's.
+    #[arg(long = "strategy", value_name = "NAME")]
+    pub strategies: Vec<String>,
     /// Live mode: override the scenario's `pool.speedup`.
     #[arg(long, value_name = "X")]
     pub speedup: Option<f64>,
@@ -46,6 +51,33 @@ pub struct BenchOptions {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Narrows `scenario` to the strategies `wanted` names, and its baseline.
+fn keep_strategies(scenario: &mut Scenario, wanted: &[String]) -> anyhow::Result<()> {
+    let names_it = |name: &str, w: &str| name == w || name.strip_prefix("epp ") == Some(w);
+    let names: Vec<String> = scenario
+        .strategies
+        .iter()
+        .map(|s| s.display_name())
+        .collect();
+    if let Some(w) = wanted
+        .iter()
+        .find(|w| !names.iter().any(|n| names_it(n, w)))
+    {
+        anyhow::bail!(
+            "--strategy {w}: the scenario has no strategy of that name (it has: {})",
+            names.join(", ")
+        );
+    }
+    // Pinned before filtering: the default baseline depends on which strategies remain.
+    let baseline = scenario.baseline_name();
+    scenario.baseline = Some(baseline.clone());
+    scenario.strategies.retain(|s| {
+        let name = s.display_name();
+        name == baseline || wanted.iter().any(|w| names_it(&name, w))
+    });
+    Ok(())
 }
 
 /// The mode a run uses, after the flags.
@@ -65,6 +97,9 @@ impl BenchOptions {
         }
         if let Some(speedup) = self.speedup {
             s.pool.speedup = speedup;
+        }
+        if !self.strategies.is_empty() {
+            keep_strategies(&mut s, &self.strategies)?;
         }
         s.validate(&self.scenario.display().to_string())?;
         let mode = match (&self.target, self.live, self.virtual_time, s.mode) {
