@@ -406,3 +406,35 @@ async fn an_interrupted_target_run_stops_after_the_stage_in_progress() {
     assert_eq!(report.stages[0].results[0].summary.successes.count, 3);
     assert!(report.stages[1].results.is_empty());
 }
+
+/// One H100 and one A100 replica, each its own simulator server.
+const MIXED: &str = "
+name: mixed
+seed: 4
+workload:
+  type: synthetic
+  input: {uniform: {min: 20, max: 40}}
+  output: {fixed: {value: 4}}
+load: {type: constant, stages: [{rate: 100, duration: 200ms}]}
+pool: {replicas: 1, speedup: 10, also: [{replicas: 1, profile: a100-llama3-8b}]}
+strategies:
+- {router: round-robin}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_pool_starts_every_group_behind_one_gateway() {
+    let s = scenario(MIXED);
+    let plans = plan(&s).unwrap();
+    let report = live::run(&s, &plans, None, &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.pool.profile,
+        "1 × h100-llama3-8b + 1 × a100-llama3-8b"
+    );
+    let r = report.result(0, "round-robin").unwrap();
+    assert_eq!(r.summary.failures.count, 0, "{:?}", r.summary.failures);
+    // Both servers were in the gateway's pool: round-robin gave each half.
+    assert_eq!(r.requests_per_endpoint, [10, 10]);
+    assert_eq!(r.preemptions_per_endpoint.len(), 2);
+}

@@ -205,3 +205,60 @@ fn an_external_target_cannot_run_in_virtual_time() {
     let err = virtual_run::run(&scenario, &plans, 1, &Progress::hidden()).unwrap_err();
     assert!(err.to_string().contains("strategy `target`"), "{err}");
 }
+
+/// Two H100 replicas and one A100 replica: the A100's slower steps make it the one a
+/// uniform spread overloads.
+const MIXED: &str = "
+name: mixed
+seed: 3
+workload: {type: synthetic, input: {uniform: {min: 200, max: 400}}, output: {uniform: {min: 50, max: 150}}}
+load: {type: poisson, stages: [{rate: 60, duration: 10s}]}
+pool:
+  replicas: 2
+  profile: h100-llama3-8b
+  also: [{replicas: 1, profile: a100-llama3-8b}]
+strategies:
+- {router: epp, config: igw-default}
+- {router: random}
+";
+
+#[test]
+fn a_mixed_pool_runs_each_group_with_its_own_engine() {
+    let scenario = from_yaml_str(MIXED, "mixed.yaml").unwrap();
+    let pool = virtual_run::pool_config(&scenario).unwrap();
+    let profiles: Vec<&str> = pool.engines.iter().map(|e| &*e.profile.name).collect();
+    assert_eq!(
+        profiles,
+        ["h100-llama3-8b", "h100-llama3-8b", "a100-llama3-8b"]
+    );
+    let seeds: Vec<u64> = pool.engines.iter().map(|e| e.seed).collect();
+    assert_eq!(seeds, [3, 4, 5]);
+
+    let plans = plan(&scenario).unwrap();
+    let report = virtual_run::run(&scenario, &plans, 1, &Progress::hidden()).unwrap();
+    assert_eq!(report.pool.replicas, 3);
+    assert_eq!(
+        report.pool.profile,
+        "2 × h100-llama3-8b + 1 × a100-llama3-8b"
+    );
+    assert!(report::comparison_table(&report).starts_with(
+        "mixed (virtual mode, seed 3): 2 × h100-llama3-8b + 1 × a100-llama3-8b serving"
+    ));
+    let share = |strategy: &str| {
+        let r = report.result(0, strategy).unwrap();
+        assert_eq!(r.summary.failures.count, 0);
+        let n = &r.requests_per_endpoint;
+        n[2] as f64 / n.iter().sum::<u64>() as f64
+    };
+    // Random gives the A100 its third; a load-aware picker sends it less.
+    assert!(
+        (share("random") - 1.0 / 3.0).abs() < 0.05,
+        "{}",
+        share("random")
+    );
+    assert!(
+        share("epp igw-default") < share("random") - 0.03,
+        "{}",
+        share("epp igw-default")
+    );
+}

@@ -11,8 +11,11 @@
 //! that is not among the strategies) are made by [`Scenario::validate`], which
 //! [`load`] runs.
 
+mod pool;
 #[cfg(test)]
 mod tests;
+
+pub use pool::{PoolSpec, ReplicaGroup};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +26,6 @@ use super::arrivals::{ArrivalProcess, Stage};
 use super::recorder::Slo;
 use super::workload::{LoraWeight, ShareGptSpec, WorkloadSpec, sharegpt};
 use crate::epp::clock::parse_go_duration;
-use crate::sim::options::EngineOptions;
 
 /// Why a scenario cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -173,121 +175,6 @@ pub struct SweepSpec {
     pub stage_duration: Duration,
 }
 
-/// The simulated pool: replicas of one engine shape. Engine fields have the names
-/// and meanings of `igw sim serve`'s flags (with `_` for `-`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSpec {
-    #[serde(default = "default_replicas")]
-    pub replicas: usize,
-    /// The base model the replicas serve and requests name.
-    #[serde(default = "default_model")]
-    pub model: String,
-    /// A built-in latency profile (`h100-llama3-8b`, `h100-llama2-7b`,
-    /// `a100-llama3-8b`); the simulator's default when unset.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// A profile YAML file instead of a built-in one.
-    #[serde(default)]
-    pub profile_file: Option<PathBuf>,
-    #[serde(default)]
-    pub max_num_seqs: Option<usize>,
-    #[serde(default)]
-    pub max_num_batched_tokens: Option<usize>,
-    #[serde(default)]
-    pub kv_blocks: Option<usize>,
-    #[serde(default)]
-    pub block_size: Option<usize>,
-    #[serde(default)]
-    pub max_model_len: Option<usize>,
-    #[serde(default)]
-    pub no_prefix_caching: bool,
-    #[serde(default)]
-    pub no_chunked_prefill: bool,
-    #[serde(default = "default_max_loras")]
-    pub max_loras: usize,
-    #[serde(default = "default_lora_load_ms")]
-    pub lora_load_ms: f64,
-    #[serde(default)]
-    pub step_noise: Option<f64>,
-    /// Live mode: how many times faster than real time the simulators run (and the
-    /// schedule is sent). Reports are always in the pool's time.
-    #[serde(default = "default_speedup")]
-    pub speedup: f64,
-    /// How often the picker scrapes each replica (GIE's `--refresh-metrics-interval`).
-    #[serde(default = "default_scrape_interval", deserialize_with = "go_duration")]
-    pub scrape_interval: Duration,
-}
-
-impl Default for PoolSpec {
-    fn default() -> PoolSpec {
-        PoolSpec {
-            replicas: default_replicas(),
-            model: default_model(),
-            profile: None,
-            profile_file: None,
-            max_num_seqs: None,
-            max_num_batched_tokens: None,
-            kv_blocks: None,
-            block_size: None,
-            max_model_len: None,
-            no_prefix_caching: false,
-            no_chunked_prefill: false,
-            max_loras: default_max_loras(),
-            lora_load_ms: default_lora_load_ms(),
-            step_noise: None,
-            speedup: default_speedup(),
-            scrape_interval: default_scrape_interval(),
-        }
-    }
-}
-
-fn default_replicas() -> usize {
-    4
-}
-
-fn default_model() -> String {
-    "meta-llama/Llama-3.1-8B-Instruct".into()
-}
-
-fn default_max_loras() -> usize {
-    crate::sim::options::DEFAULT_MAX_LORAS
-}
-
-fn default_lora_load_ms() -> f64 {
-    crate::sim::options::DEFAULT_LORA_LOAD_MS
-}
-
-fn default_speedup() -> f64 {
-    1.0
-}
-
-fn default_scrape_interval() -> Duration {
-    crate::epp::scrape::DEFAULT_REFRESH_INTERVAL
-}
-
-impl PoolSpec {
-    /// The engine shape as `igw sim serve`'s flags state it; replica `i` adds `i` to
-    /// `seed` so their step noise differs.
-    pub fn engine_options(&self, seed: u64) -> EngineOptions {
-        EngineOptions {
-            profile: self.profile.clone(),
-            profile_file: self.profile_file.clone(),
-            max_num_seqs: self.max_num_seqs,
-            max_num_batched_tokens: self.max_num_batched_tokens,
-            kv_blocks: self.kv_blocks,
-            block_size: self.block_size,
-            max_model_len: self.max_model_len,
-            no_prefix_caching: self.no_prefix_caching,
-            no_chunked_prefill: self.no_chunked_prefill,
-            max_loras: self.max_loras,
-            lora_load_ms: self.lora_load_ms,
-            step_noise: self.step_noise,
-            seed,
-        }
-    }
-}
-
 /// Which router a strategy runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -386,7 +273,7 @@ pub struct OutputSpec {
     pub per_request: bool,
 }
 
-fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_go_duration(&text).map_err(serde::de::Error::custom)
 }
@@ -514,6 +401,20 @@ impl Scenario {
         if self.pool.replicas == 0 {
             return Err(invalid("pool.replicas", "must be at least 1".into()));
         }
+        for (i, group) in self.pool.also.iter().enumerate() {
+            if group.replicas == 0 {
+                return Err(invalid(
+                    &format!("pool.also[{i}].replicas"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if group.profile.is_some() && group.profile_file.is_some() {
+                return Err(invalid(
+                    &format!("pool.also[{i}]"),
+                    "give `profile` or `profile_file`, not both".into(),
+                ));
+            }
+        }
         if !(self.pool.speedup > 0.0 && self.pool.speedup.is_finite()) {
             return Err(invalid(
                 "pool.speedup",
@@ -538,10 +439,21 @@ impl Scenario {
             };
             return Err(invalid("pool.profile", format!("{e}{hint}")));
         }
-        self.pool
-            .engine_options(self.seed)
-            .engine_config()
-            .map_err(|e| invalid("pool", format!("{e:#}")))?;
+        for (i, (_, options)) in self.pool.groups(self.seed).iter().enumerate() {
+            let field = match i {
+                0 => "pool".to_string(),
+                _ => format!("pool.also[{}]", i - 1),
+            };
+            if i > 0
+                && let Some(name) = &options.profile
+                && let Err(e) = crate::sim::profile::LatencyProfile::named(name)
+            {
+                return Err(invalid(&format!("{field}.profile"), e.to_string()));
+            }
+            options
+                .engine_config()
+                .map_err(|e| invalid(&field, format!("{e:#}")))?;
+        }
         if self.strategies.is_empty() {
             return Err(invalid("strategies", "name at least one".into()));
         }

@@ -64,17 +64,20 @@ fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
 
 /// The pool every job starts from.
 pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
-    let engine: EngineConfig = scenario
-        .pool
-        .engine_options(scenario.seed)
-        .engine_config()
-        .context("pool")?;
-    let mut pool = PoolConfig::replicas(
-        &engine,
-        scenario.pool.replicas,
-        &scenario.pool.model,
-        scenario.seed,
-    );
+    let groups = scenario.pool.groups(scenario.seed);
+    let mut pool: Option<PoolConfig> = None;
+    for (i, (replicas, options)) in groups.iter().enumerate() {
+        let engine: EngineConfig = options.engine_config().with_context(|| match i {
+            0 => "pool".to_string(),
+            _ => format!("pool.also[{}]", i - 1),
+        })?;
+        let group = PoolConfig::replicas(&engine, *replicas, &scenario.pool.model, scenario.seed);
+        match &mut pool {
+            None => pool = Some(group),
+            Some(pool) => pool.engines.extend(group.engines),
+        }
+    }
+    let mut pool = pool.context("pool: no replicas")?;
     pool.scrape_interval = scenario.pool.scrape_interval;
     pool.keep_token_times = scenario.output.per_request;
     Ok(pool)
@@ -251,7 +254,7 @@ pub fn run(
                             .take(|| des_requests(plan, &scenario.pool.model, engine_seed));
                         let report = simulate(&pool, router, &input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
-                        let replicas = scenario.pool.replicas;
+                        let replicas = pool.engines.len();
                         let (recorders, per_endpoint, per_request) =
                             measure(&report, &input, &slo, replicas, plan.index)?;
                         Ok(Measured {
@@ -305,15 +308,25 @@ pub fn run(
 
 /// The pool as reports describe it.
 pub fn pool_info(scenario: &Scenario, speedup: f64) -> anyhow::Result<PoolInfo> {
+    let groups = scenario.pool.groups(scenario.seed);
+    let mut names = Vec::with_capacity(groups.len());
+    for (replicas, options) in &groups {
+        names.push((*replicas, options.profile()?.name.to_string()));
+    }
+    // One shape: its name; a mixed pool: each group's, e.g. `5 × h100-llama3-8b + 5 ×
+    // a100-llama3-8b`.
+    let profile = match names.as_slice() {
+        [(_, name)] => name.clone(),
+        _ => names
+            .iter()
+            .map(|(n, name)| format!("{n} × {name}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+    };
     Ok(PoolInfo {
-        replicas: scenario.pool.replicas,
+        replicas: scenario.pool.total_replicas(),
         model: scenario.pool.model.clone(),
-        profile: scenario
-            .pool
-            .engine_options(scenario.seed)
-            .profile()?
-            .name
-            .to_string(),
+        profile,
         speedup,
     })
 }

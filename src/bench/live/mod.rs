@@ -1,7 +1,8 @@
 //! `igw bench --live` and `--target URL`: a scenario's plan sent over real HTTP.
 //!
 //! Live: strategies run one after another, and every (strategy, stage) pair gets a
-//! fresh cold pool of `pool.replicas` simulators and one gateway (`igw epp run`
+//! fresh cold pool of the scenario's simulators (a server per group of replicas of
+//! one shape) and one gateway (`igw epp run`
 //! in-process, all on loopback ports chosen by the OS), as the virtual runner gives
 //! each job a cold pool. An `epp` strategy's gateway runs its EndpointPickerConfig; a
 //! baseline's runs a one-profile config whose only plugin is the matching picker
@@ -352,29 +353,75 @@ async fn job(
     )
 }
 
-/// `pool.replicas` simulators of the scenario's engine, on free loopback ports, with
-/// every adapter of the LoRA traffic split registered.
-async fn start_pool(scenario: &Scenario) -> anyhow::Result<SimServer> {
-    let engine = scenario
-        .pool
-        .engine_options(scenario.seed)
-        .engine_config()
-        .context("pool")?;
-    let mut config = SimServerConfig::new(scenario.pool.model.clone(), engine);
-    config.speedup = scenario.pool.speedup;
-    // A split entry named like the pool's model is base-model traffic, not an adapter.
-    config.lora_modules = scenario
-        .lora_traffic_split
-        .iter()
-        .filter(|l| l.name != scenario.pool.model)
-        .map(|l| LoraModule {
-            name: l.name.clone(),
-            path: l.name.clone(),
-        })
-        .collect();
-    spawn(config, Listen::local(scenario.pool.replicas))
+/// One job's simulators: a server of `pool.replicas` replicas, and one per group of
+/// `pool.also`, their addresses in endpoint order.
+struct LivePool {
+    servers: Vec<SimServer>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl LivePool {
+    fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops every server; the first error, if any.
+    async fn shutdown(self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for server in self.servers {
+            let r = server.shutdown().await;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+/// The scenario's simulators on free loopback ports, each group of replicas with its
+/// own engine shape, and every adapter of the LoRA traffic split registered.
+async fn start_pool(scenario: &Scenario) -> anyhow::Result<LivePool> {
+    let mut pool = LivePool {
+        servers: Vec::new(),
+        addrs: Vec::new(),
+    };
+    for (i, (replicas, options)) in scenario.pool.groups(scenario.seed).into_iter().enumerate() {
+        let started = async {
+            let engine = options.engine_config()?;
+            let mut config = SimServerConfig::new(scenario.pool.model.clone(), engine);
+            config.speedup = scenario.pool.speedup;
+            // A split entry named like the pool's model is base-model traffic, not an
+            // adapter.
+            config.lora_modules = scenario
+                .lora_traffic_split
+                .iter()
+                .filter(|l| l.name != scenario.pool.model)
+                .map(|l| LoraModule {
+                    name: l.name.clone(),
+                    path: l.name.clone(),
+                })
+                .collect();
+            spawn(config, Listen::local(replicas))
+                .await
+                .context("cannot start the simulators")
+        }
         .await
-        .context("cannot start the simulators")
+        .with_context(|| match i {
+            0 => "pool".to_string(),
+            _ => format!("pool.also[{}]", i - 1),
+        });
+        match started {
+            Ok(server) => {
+                pool.addrs.extend_from_slice(server.addrs());
+                pool.servers.push(server);
+            }
+            Err(e) => {
+                let _ = pool.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(pool)
 }
 
 /// The EndpointPickerConfig a strategy's gateway runs.

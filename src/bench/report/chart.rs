@@ -147,8 +147,11 @@ fn error(e: impl std::fmt::Display) -> io::Error {
 /// The chart's caption: what was measured on which pool.
 fn caption(report: &BenchReport, what: &str) -> String {
     format!(
-        "{}: {what} ({} × {}, {}, {} mode)",
-        report.scenario, report.pool.replicas, report.pool.profile, report.pool.model, report.mode
+        "{}: {what} ({}, {}, {} mode)",
+        report.scenario,
+        report.pool.shape(),
+        report.pool.model,
+        report.mode
     )
 }
 

@@ -83,6 +83,17 @@ pub struct PoolInfo {
     pub speedup: f64,
 }
 
+impl PoolInfo {
+    /// The pool as headings state it: `4 × h100-llama3-8b`, or a mixed pool's groups
+    /// as `profile` already lists them (`5 × h100-llama3-8b + 5 × a100-llama3-8b`).
+    pub fn shape(&self) -> String {
+        match self.profile.contains(" × ") {
+            true => self.profile.clone(),
+            false => format!("{} × {}", self.replicas, self.profile),
+        }
+    }
+}
+
 /// One load level, every strategy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StageReport {

@@ -461,12 +461,11 @@ fn interrupted_line(report: &BenchReport) -> Option<String> {
 /// The comparison printed after a run.
 pub fn comparison_table(report: &BenchReport) -> String {
     let mut out = format!(
-        "{} ({} mode, seed {}): {} × {} serving {}; ratios are to {}\n",
+        "{} ({} mode, seed {}): {} serving {}; ratios are to {}\n",
         report.scenario,
         report.mode,
         report.seed,
-        report.pool.replicas,
-        report.pool.profile,
+        report.pool.shape(),
         report.pool.model,
         report.baseline
     );

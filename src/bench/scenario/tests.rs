@@ -62,6 +62,7 @@ fn every_shipped_scenario_loads() {
         [
             "chat-sessions",
             "gie-blog-10-replicas",
+            "mixed-fleet",
             "multi-lora",
             "multi-lora-with-base",
             "prefix-heavy",
@@ -111,6 +112,15 @@ fn mistakes_are_errors_that_say_where() {
             "load.sweep",
         ),
         ("pool: {replicas: 0}", "pool.replicas"),
+        ("pool: {also: [{replicas: 0}]}", "pool.also[0].replicas"),
+        (
+            "pool: {also: [{replicas: 1, profile: h200-giant}]}",
+            "pool.also[0].profile: unknown profile `h200-giant`",
+        ),
+        (
+            "pool: {also: [{replicas: 1, speedup: 2}]}",
+            "unknown field `speedup`",
+        ),
         ("pool: {speedup: 0}", "pool.speedup"),
         ("pool: {scrape_interval: 0s}", "pool.scrape_interval"),
         (
@@ -168,4 +178,29 @@ fn strategy_names_default_from_the_router_and_config() {
     assert_eq!(names, ["epp gie-default", "epp mine", "round-robin", "lr"]);
     // No `random`: the last strategy is the baseline.
     assert_eq!(s.baseline_name(), "lr");
+}
+
+#[test]
+fn a_mixed_pool_lists_its_groups_in_endpoint_order() {
+    let s = parse(
+        "seed: 7\npool: {replicas: 2, profile: h100-llama3-8b, kv_blocks: 500, \
+         also: [{replicas: 3, profile: a100-llama3-8b}]}\n",
+    )
+    .unwrap();
+    assert_eq!(s.pool.total_replicas(), 5);
+    let groups = s.pool.groups(s.seed);
+    let shapes: Vec<(usize, Option<&str>, Option<usize>, u64)> = groups
+        .iter()
+        .map(|(n, o)| (*n, o.profile.as_deref(), o.kv_blocks, o.seed))
+        .collect();
+    // The second group's shape is its profile's, not the pool's `kv_blocks`; its seed
+    // continues after the first group's replicas.
+    assert_eq!(
+        shapes,
+        [
+            (2, Some("h100-llama3-8b"), Some(500), 7),
+            (3, Some("a100-llama3-8b"), None, 9)
+        ]
+    );
+    assert_eq!(groups[0].1.max_loras, groups[1].1.max_loras);
 }
