@@ -142,6 +142,49 @@ fn strategy_flags_run_a_subset_beside_the_baseline() {
 }
 
 #[test]
+fn files_kept_beside_the_scenario_are_found_from_any_directory() {
+    let dir = scratch("beside");
+    let conversation = |i: usize| {
+        format!(
+            r#"{{"id": "c{i}", "conversations": [{{"from": "human", "value": "Tell me about the number {i} and why it matters."}}, {{"from": "gpt", "value": "The number {i} is one more than the one before it, and that is most of its story."}}]}}"#
+        )
+    };
+    let entries: Vec<String> = (0..20).map(conversation).collect();
+    std::fs::write(dir.join("chats.json"), format!("[{}]", entries.join(","))).unwrap();
+    std::fs::write(
+        dir.join("mine.yaml"),
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n\
+         plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n\
+         \x20 - pluginRef: queue-scorer\n",
+    )
+    .unwrap();
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(
+        &scenario,
+        "workload: {type: sharegpt, path: chats.json, num_requests: 20}\n\
+         load: {stages: [{rate: 20, duration: 1s}]}\npool: {replicas: 2}\n\
+         strategies: [{router: epp, config: mine.yaml}, {router: random}]\n",
+    )
+    .unwrap();
+    // Run from the repository root, where neither file is.
+    let run = igw()
+        .args(["bench", "--quiet", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("epp mine"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_broken_scenario_names_the_file_line_and_field() {
     let dir = scratch("broken");
     let scenario = dir.join("broken.yaml");

@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::arrivals::{ArrivalProcess, Stage};
 use super::recorder::Slo;
+use super::workload::sessions::SessionSource;
 use super::workload::{LoraWeight, ShareGptSpec, WorkloadSpec, sharegpt};
 use crate::epp::clock::parse_go_duration;
 
@@ -288,7 +289,12 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         path: path.to_path_buf(),
         error,
     })?;
-    let mut scenario = from_yaml_str(&text, &path.display().to_string())?;
+    let origin = path.display().to_string();
+    let mut scenario = parse(&text, &origin)?;
+    if let Some(dir) = path.parent() {
+        scenario.find_files_beside(dir);
+    }
+    scenario.validate(&origin)?;
     if scenario.name.is_empty() {
         scenario.name = path
             .file_stem()
@@ -300,14 +306,69 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Parses and validates scenario text; `origin` names it in messages.
 pub fn from_yaml_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-    // An empty document is the all-defaults scenario.
-    let text = if text.trim().is_empty() { "{}" } else { text };
-    let scenario: Scenario = serde_saphyr::from_str(text).map_err(|e| ScenarioError::Syntax {
-        origin: origin.to_string(),
-        message: e.to_string(),
-    })?;
+    let scenario = parse(text, origin)?;
     scenario.validate(origin)?;
     Ok(scenario)
+}
+
+fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    // An empty document is the all-defaults scenario.
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_saphyr::from_str(text).map_err(|e| ScenarioError::Syntax {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// `path` as given when it exists (relative paths start at the working directory),
+/// else `dir/path` when that exists, else as given, so a missing file's error names
+/// the path the file states.
+fn beside(dir: &Path, path: &Path) -> Option<PathBuf> {
+    if !path.is_relative() || path.exists() {
+        return None;
+    }
+    let candidate = dir.join(path);
+    candidate.exists().then_some(candidate)
+}
+
+impl Scenario {
+    /// Files the scenario names (workload data, EPP configs, profile files) by a
+    /// relative path that is not there from the working directory but is next to the
+    /// scenario file are taken from there: a scenario and its files can be kept
+    /// together and run from anywhere. The working directory wins when both have
+    /// one, as the shipped scenarios name `testdata/…` from the repository's root.
+    fn find_files_beside(&mut self, dir: &Path) {
+        let fix = |path: &mut PathBuf| {
+            if let Some(found) = beside(dir, path) {
+                *path = found;
+            }
+        };
+        match &mut self.workload {
+            WorkloadSpec::ShareGpt(s) => fix(&mut s.path),
+            WorkloadSpec::Sessions(s) => {
+                if let SessionSource::Sharegpt { path } = &mut s.source {
+                    fix(path);
+                }
+            }
+            WorkloadSpec::Synthetic(_) | WorkloadSpec::SharedPrefix(_) => {}
+        }
+        if let Some(p) = &mut self.pool.profile_file {
+            fix(p);
+        }
+        for group in &mut self.pool.also {
+            if let Some(p) = &mut group.profile_file {
+                fix(p);
+            }
+        }
+        for strategy in &mut self.strategies {
+            if let Some(config) = &mut strategy.config
+                && !matches!(config.as_str(), "gie-default" | "igw-default")
+                && let Some(found) = beside(dir, Path::new(config.as_str()))
+            {
+                *config = found.display().to_string();
+            }
+        }
+    }
 }
 
 impl Scenario {
