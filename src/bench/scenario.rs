@@ -320,9 +320,9 @@ fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
-/// `path` as given when it exists (relative paths start at the working directory),
-/// else `dir/path` when that exists, else as given, so a missing file's error names
-/// the path the file states.
+/// `dir/path`, when a relative `path` is missing from the working directory but is
+/// there. `None` keeps `path` as written, so a file missing from both is named in its
+/// error as the scenario states it.
 fn beside(dir: &Path, path: &Path) -> Option<PathBuf> {
     if !path.is_relative() || path.exists() {
         return None;
