@@ -2,7 +2,7 @@
 //! disk, the printed comparison and the files it writes; and a broken scenario's
 //! error, which must name the file, the line and the field.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
@@ -17,6 +17,27 @@ fn igw() -> Command {
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c.env("RUST_BACKTRACE", "0");
     c
+}
+
+/// `igw bench --quiet <args> --scenario <scenario> --out <out>`, which must succeed;
+/// its stdout.
+fn bench_ok(args: &[&str], scenario: &Path, out: &Path) -> String {
+    let run = igw()
+        .args(["bench", "--quiet"])
+        .args(args)
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
 }
 
 #[test]
@@ -98,26 +119,10 @@ fn strategy_flags_run_a_subset_beside_the_baseline() {
          {router: round-robin}, {router: random}]\n",
     )
     .unwrap();
-    let run = igw()
-        .args([
-            "bench",
-            "--quiet",
-            "--strategy",
-            "igw-default",
-            "--strategy",
-        ])
-        .arg("round-robin")
-        .arg("--scenario")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir.join("report"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let stdout = bench_ok(
+        &["--strategy", "igw-default", "--strategy", "round-robin"],
+        &scenario,
+        &dir.join("report"),
     );
     assert!(stdout.contains("epp igw-default"), "{stdout}");
     assert!(stdout.contains("round-robin"), "{stdout}");
@@ -167,19 +172,7 @@ fn files_kept_beside_the_scenario_are_found_from_any_directory() {
     )
     .unwrap();
     // Run from the repository root, where neither file is.
-    let run = igw()
-        .args(["bench", "--quiet", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir.join("report"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = bench_ok(&[], &scenario, &dir.join("report"));
     assert!(stdout.contains("epp mine"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

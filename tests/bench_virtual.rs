@@ -241,6 +241,13 @@ fn a_mixed_pool_runs_each_group_with_its_own_engine() {
         report.pool.profile,
         "2 × h100-llama3-8b + 1 × a100-llama3-8b"
     );
+    let groups: Vec<(usize, &str)> = report
+        .pool
+        .groups
+        .iter()
+        .map(|g| (g.replicas, g.profile.as_str()))
+        .collect();
+    assert_eq!(groups, [(2, "h100-llama3-8b"), (1, "a100-llama3-8b")]);
     assert!(report::comparison_table(&report).starts_with(
         "mixed (virtual mode, seed 3): 2 × h100-llama3-8b + 1 × a100-llama3-8b serving"
     ));

@@ -19,7 +19,7 @@ use super::progress::Progress;
 use super::recorder::{
     Failure, RecordSpool, RequestLifecycle, RequestSample, Slo, SpoolWriter, StageRecorders,
 };
-use super::report::{BenchReport, Measured, PoolInfo, StrategyResult};
+use super::report::{BenchReport, Measured, PoolGroup, PoolInfo, StrategyResult};
 use super::scenario::{RouterKind, Scenario, StrategySpec};
 use super::wire;
 use crate::epp::config::{self, LoadedConfig};
@@ -308,25 +308,32 @@ pub fn run(
 
 /// The pool as reports describe it.
 pub fn pool_info(scenario: &Scenario, speedup: f64) -> anyhow::Result<PoolInfo> {
-    let groups = scenario.pool.groups(scenario.seed);
-    let mut names = Vec::with_capacity(groups.len());
-    for (replicas, options) in &groups {
-        names.push((*replicas, options.profile()?.name.to_string()));
+    let mut groups = Vec::new();
+    for (replicas, options) in scenario.pool.groups(scenario.seed) {
+        let profile = options.profile()?.name.to_string();
+        groups.push(PoolGroup { replicas, profile });
     }
     // One shape: its name; a mixed pool: each group's, e.g. `5 × h100-llama3-8b + 5 ×
     // a100-llama3-8b`.
-    let profile = match names.as_slice() {
-        [(_, name)] => name.clone(),
-        _ => names
-            .iter()
-            .map(|(n, name)| format!("{n} × {name}"))
-            .collect::<Vec<_>>()
-            .join(" + "),
-    };
+    if let [only] = groups.as_mut_slice() {
+        return Ok(PoolInfo {
+            replicas: only.replicas,
+            model: scenario.pool.model.clone(),
+            profile: std::mem::take(&mut only.profile),
+            speedup,
+            groups: Vec::new(),
+        });
+    }
+    let profile = groups
+        .iter()
+        .map(|g| format!("{} × {}", g.replicas, g.profile))
+        .collect::<Vec<_>>()
+        .join(" + ");
     Ok(PoolInfo {
         replicas: scenario.pool.total_replicas(),
         model: scenario.pool.model.clone(),
         profile,
         speedup,
+        groups,
     })
 }

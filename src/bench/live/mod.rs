@@ -205,6 +205,7 @@ async fn run_target(
         model: scenario.pool.model.clone(),
         profile: format!("external ({url})"),
         speedup: 1.0,
+        groups: Vec::new(),
     };
     let mut report = BenchReport::from_rows(scenario, plans, "target", pool, names, rows);
     report.interrupted = stopped;

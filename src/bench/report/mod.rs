@@ -81,15 +81,26 @@ pub struct PoolInfo {
     pub profile: String,
     /// Live mode's time compression; 1 in virtual mode. Reported times are pool time.
     pub speedup: f64,
+    /// A mixed pool's groups of replicas, in endpoint order (empty for a pool of one
+    /// shape); `profile` then lists them, e.g. `5 × h100-llama3-8b + 5 × a100-llama3-8b`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<PoolGroup>,
+}
+
+/// One group of a mixed pool: `replicas` replicas of `profile`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolGroup {
+    pub replicas: usize,
+    pub profile: String,
 }
 
 impl PoolInfo {
     /// The pool as headings state it: `4 × h100-llama3-8b`, or a mixed pool's groups
-    /// as `profile` already lists them (`5 × h100-llama3-8b + 5 × a100-llama3-8b`).
+    /// as `profile` lists them (`5 × h100-llama3-8b + 5 × a100-llama3-8b`).
     pub fn shape(&self) -> String {
-        match self.profile.contains(" × ") {
-            true => self.profile.clone(),
-            false => format!("{} × {}", self.replicas, self.profile),
+        match self.groups.is_empty() {
+            true => format!("{} × {}", self.replicas, self.profile),
+            false => self.profile.clone(),
         }
     }
 }

@@ -133,6 +133,7 @@ fn report() -> BenchReport {
             model: "m".into(),
             profile: "h100-llama3-8b".into(),
             speedup: 1.0,
+            groups: Vec::new(),
         },
         baseline: "random".into(),
         strategies: STRATEGIES.iter().map(|s| s.0.to_string()).collect(),
