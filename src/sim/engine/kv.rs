@@ -92,7 +92,12 @@ impl BlockPool {
         let n = num_blocks as u32;
         let mut pool = BlockPool {
             blocks: vec![FREE_BLOCK; num_blocks],
-            cached: HashMap::default(),
+            // At most one cached hash per block: sized once, the map never rehashes
+            // while a run fills the cache.
+            cached: HashMap::with_capacity_and_hasher(
+                if prefix_caching { num_blocks } else { 0 },
+                IdentityBuild::default(),
+            ),
             prefix_caching,
             head: NIL,
             tail: NIL,
