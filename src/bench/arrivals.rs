@@ -24,6 +24,10 @@ pub enum ArrivalProcess {
     Poisson,
     /// A request every `1 / rate` seconds, the first at the stage's start.
     Constant,
+    /// The arrival times of a `trace` workload, its timeline scaled so each stage gets
+    /// its `rate` (the plan reads them from the trace; [`ArrivalProcess::schedule`]
+    /// has none to give).
+    Trace,
 }
 
 /// One load level.
@@ -44,6 +48,7 @@ impl ArrivalProcess {
             return Vec::new();
         }
         match self {
+            ArrivalProcess::Trace => Vec::new(),
             ArrivalProcess::Constant => {
                 let n = (end * stage.rate).ceil() as u64;
                 (0..n)

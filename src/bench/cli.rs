@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use super::arrivals::ArrivalProcess;
 use super::interrupt::{EXIT_INTERRUPTED, Interrupt};
 use super::plan::plan;
 use super::progress::Progress;
 use super::report::{self, BenchReport};
 use super::scenario::{self, Mode, Scenario};
 use super::virtual_run;
+use super::workload::WorkloadSpec;
 
 /// `igw bench` flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -135,6 +137,9 @@ impl BenchOptions {
                 RunMode::Target(_) => "target",
             }
         );
+        if let Some(line) = trace_pace(&scenario) {
+            eprintln!("{line}");
+        }
         let report = match &mode {
             RunMode::Virtual => {
                 let threads = self
@@ -193,4 +198,28 @@ impl BenchOptions {
         }
         Ok(report)
     }
+}
+
+/// For a trace workload, its own pace, which a user needs to pick stage rates:
+/// `load.type: trace` replays its timeline scaled to each stage's rate.
+fn trace_pace(scenario: &Scenario) -> Option<String> {
+    let WorkloadSpec::Trace(spec) = &scenario.workload else {
+        return None;
+    };
+    let trace = spec.read().ok()?;
+    let rate = trace
+        .native_rate()
+        .map_or("no pace of its own".to_string(), |r| {
+            format!("{r:.2} req/s at its own pace")
+        });
+    let replay = match scenario.load.process {
+        ArrivalProcess::Trace => "; each stage replays its arrivals at the stage's rate",
+        _ => "; its lengths only (load.type trace replays its arrival times too)",
+    };
+    Some(format!(
+        "trace {}: {} requests over {:.1} s, {rate}{replay}",
+        spec.path.display(),
+        trace.entries.len(),
+        trace.span()
+    ))
 }

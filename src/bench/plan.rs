@@ -11,9 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::arrivals::Stage;
+use super::arrivals::{ArrivalProcess, Stage};
 use super::scenario::Scenario;
-use super::workload::{Workload, WorkloadError, WorkloadRequest, WorkloadSpec, sessions};
+use super::workload::{
+    LORA_STREAM, LoraAssigner, TraceSpec, Workload, WorkloadError, WorkloadRequest, WorkloadSpec,
+    sessions,
+};
 use crate::sim::tokens;
 
 /// One request and when to send it, from its stage's start (pool time).
@@ -59,6 +62,11 @@ impl StagePlan {
 
 /// Builds every stage's plan. Fails only when the workload cannot be built.
 pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
+    if let (ArrivalProcess::Trace, WorkloadSpec::Trace(spec)) =
+        (scenario.load.process, &scenario.workload)
+    {
+        return plan_trace(scenario, spec);
+    }
     let stages = scenario.stages();
     let times: Vec<Vec<Duration>> = stages
         .iter()
@@ -117,6 +125,66 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
                     request: drawn.next().expect("one request drawn per arrival"),
                 })
                 .collect(),
+        })
+        .collect())
+}
+
+/// Replays a trace's own arrivals. Every stage replays the trace from its start (the
+/// trace repeated end to end if the stage outlasts it), compressed or stretched so
+/// that the stage gets its `rate` on average while keeping the trace's bursts and
+/// lulls: a stage at twice the trace's own rate replays `2 × duration` of it in
+/// `duration`. Stages then differ in their rate only, as a sweep should, and the
+/// higher ones see more of the trace.
+fn plan_trace(scenario: &Scenario, spec: &TraceSpec) -> Result<Vec<StagePlan>, WorkloadError> {
+    let trace = spec.read()?;
+    let native = trace.native_rate().ok_or_else(|| {
+        WorkloadError::Invalid(format!(
+            "{}: load.type trace needs a trace with at least two requests at different \
+             times (it sets the pace); use load.type poisson for this one",
+            trace.path.display()
+        ))
+    })?;
+    let requests: Vec<Arc<WorkloadRequest>> = spec
+        .requests_of(&trace, scenario.seed)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // Adapters are drawn per send, so a trace replayed twice spreads anew; the stream
+    // is the one `Workload` draws from, so the split matches other workloads'.
+    let mut lora = match scenario.lora_traffic_split.is_empty() {
+        true => None,
+        false => Some(LoraAssigner::new(
+            &scenario.lora_traffic_split,
+            scenario.seed ^ LORA_STREAM,
+        )?),
+    };
+    Ok(scenario
+        .stages()
+        .into_iter()
+        .enumerate()
+        .map(|(index, stage)| {
+            let scale = stage.rate / native;
+            let span = stage.duration.as_secs_f64() * scale;
+            let window = trace.window(0.0, span);
+            let requests = window
+                .into_iter()
+                .map(|(offset, i)| PlannedRequest {
+                    at: Duration::from_secs_f64(offset / scale),
+                    request: match &mut lora {
+                        None => requests[i].clone(),
+                        Some(assigner) => {
+                            let mut r = (*requests[i]).clone();
+                            r.lora = Some(assigner.assign(None).to_string());
+                            Arc::new(r)
+                        }
+                    },
+                })
+                .collect();
+            StagePlan {
+                index,
+                stage,
+                requests,
+            }
         })
         .collect())
 }
@@ -291,5 +359,79 @@ mod tests {
         assert_eq!(r.len(), 10);
         assert_eq!(r[3].request, r[0].request);
         assert_eq!(r[9].request, r[0].request);
+    }
+
+    /// A four-request trace, one a second (a pass every 4 s), in a scenario with
+    /// `load` as given.
+    fn trace_scenario(test: &str, load: &str) -> Result<Scenario, String> {
+        let dir = std::env::temp_dir().join(format!("igw-plan-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.jsonl");
+        let lines: Vec<String> = (0..4)
+            .map(|i| {
+                format!(
+                    r#"{{"timestamp": {}, "input_length": {}, "output_length": 5}}"#,
+                    i * 1000,
+                    10 + i
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let yaml = format!(
+            "workload: {{type: trace, path: {}}}\nload: {load}\n",
+            path.display()
+        );
+        from_yaml_str(&yaml, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_trace_is_replayed_at_each_stages_rate_with_its_own_gaps() {
+        let s = trace_scenario(
+            "replay",
+            "{type: trace, stages: [{rate: 2, duration: 3s}, {rate: 1, duration: 2s}]}",
+        )
+        .unwrap();
+        let p = plan(&s).unwrap();
+        let at =
+            |k: usize| -> Vec<f64> { p[k].requests.iter().map(|r| r.at.as_secs_f64()).collect() };
+        let len = |k: usize| -> Vec<usize> {
+            (p[k].requests.iter())
+                .map(|r| r.request.prompt_tokens.len())
+                .collect()
+        };
+        // Twice the trace's pace: 6 s of it in 3 s, wrapping after its 4 s pass.
+        assert_eq!(at(0), [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
+        assert_eq!(len(0), [10, 11, 12, 13, 10, 11]);
+        // The next stage starts the trace again, at its own pace.
+        assert_eq!(at(1), [0.0, 1.0]);
+        assert_eq!(len(1), [10, 11]);
+        assert_eq!(p, plan(&s).unwrap());
+    }
+
+    #[test]
+    fn a_trace_gives_its_lengths_to_other_arrivals_and_its_times_only_to_its_own() {
+        let s = trace_scenario(
+            "lengths",
+            "{type: constant, stages: [{rate: 10, duration: 1s}]}",
+        )
+        .unwrap();
+        let p = plan(&s).unwrap();
+        let lens: Vec<usize> = (p[0].requests.iter())
+            .map(|r| r.request.prompt_tokens.len())
+            .collect();
+        // In the trace's order, repeated to fill the stage.
+        assert_eq!(lens, [10, 11, 12, 13, 10, 11, 12, 13, 10, 11]);
+        assert_eq!(p[0].requests[1].at, Duration::from_millis(100));
+
+        let err = from_yaml_str(
+            "load: {type: trace, stages: [{rate: 1, duration: 1s}]}\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("load.type") && err.contains("workload.type: trace"),
+            "{err}"
+        );
     }
 }

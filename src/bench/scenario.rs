@@ -350,6 +350,7 @@ impl Scenario {
                     fix(path);
                 }
             }
+            WorkloadSpec::Trace(s) => fix(&mut s.path),
             WorkloadSpec::Synthetic(_) | WorkloadSpec::SharedPrefix(_) => {}
         }
         if let Some(p) = &mut self.pool.profile_file {
@@ -421,6 +422,15 @@ impl Scenario {
         };
         if self.load.sweep.is_some() && !self.load.stages.is_empty() {
             return Err(invalid("load", "give `stages` or `sweep`, not both".into()));
+        }
+        if self.load.process == ArrivalProcess::Trace
+            && !matches!(self.workload, WorkloadSpec::Trace(_))
+        {
+            return Err(invalid(
+                "load.type",
+                "`trace` replays a trace's own arrival times: it needs `workload.type: trace`"
+                    .into(),
+            ));
         }
         for (i, s) in self.load.stages.iter().enumerate() {
             if !(s.rate > 0.0 && s.rate.is_finite()) {

@@ -39,7 +39,8 @@ enum SimCommand {
     Demo(igw::sim::demo::DemoOptions),
 }
 
-/// `igw bench --scenario F` runs a scenario; `igw bench gen-sharegpt` needs no scenario.
+/// `igw bench --scenario F` runs a scenario; `igw bench gen-sharegpt` and `igw bench
+/// gen-trace` need no scenario.
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct BenchArgs {
@@ -55,6 +56,20 @@ enum BenchCommand {
     /// Write the bundled ShareGPT-format sample (run by `cargo xtask gen-sharegpt`).
     #[command(hide = true)]
     GenSharegpt(GenSharegptOptions),
+    /// Write the bundled trace sample, a made-up chat service in Mooncake's format.
+    #[command(hide = true)]
+    GenTrace(GenTraceOptions),
+}
+
+#[derive(clap::Args)]
+struct GenTraceOptions {
+    /// The file to write.
+    #[arg(long, default_value = igw::bench::workload::trace::sample::SAMPLE_PATH)]
+    out: std::path::PathBuf,
+    #[arg(long, default_value_t = igw::bench::workload::trace::sample::SAMPLE_SEED)]
+    seed: u64,
+    #[arg(long, default_value_t = igw::bench::workload::trace::sample::SAMPLE_SESSIONS)]
+    sessions: usize,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +116,10 @@ fn main() -> anyhow::Result<()> {
             command: Some(BenchCommand::GenSharegpt(opts)),
             ..
         }) => gen_sharegpt(opts),
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::GenTrace(opts)),
+            ..
+        }) => gen_trace(opts),
         Command::Bench(BenchArgs {
             command: None,
             run: Some(run),
@@ -159,6 +178,20 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
         epp.shutdown().await;
         Ok(())
     })
+}
+
+fn gen_trace(opts: GenTraceOptions) -> anyhow::Result<()> {
+    use igw::bench::workload::trace::sample;
+    let text = sample::generate_sample(opts.seed, opts.sessions);
+    std::fs::write(&opts.out, &text)
+        .with_context(|| format!("cannot write {}", opts.out.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes, {} requests)",
+        opts.out.display(),
+        text.len(),
+        text.lines().count()
+    );
+    Ok(())
 }
 
 fn gen_sharegpt(opts: GenSharegptOptions) -> anyhow::Result<()> {

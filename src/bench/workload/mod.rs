@@ -14,6 +14,7 @@ pub mod shared_prefix;
 pub mod sharegpt;
 pub mod synthetic;
 mod text;
+pub mod trace;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub use sessions::SessionsSpec;
 pub use shared_prefix::SharedPrefixSpec;
 pub use sharegpt::ShareGptSpec;
 pub use synthetic::{LengthDist, SyntheticSpec};
+pub use trace::{Trace, TraceSpec};
 
 /// One chat message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +127,13 @@ pub enum WorkloadError {
         at: String,
         message: String,
     },
+    /// A trace file's row that cannot be read; `line` is 1-based.
+    #[error("{}:{line}: {message}", path.display())]
+    BadTrace {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{}: no conversation survives the filter ({what})", path.display())]
     NoUsableEntries { path: PathBuf, what: &'static str },
     #[error("invalid workload: {0}")]
@@ -158,6 +167,7 @@ pub enum WorkloadSpec {
     Synthetic(SyntheticSpec),
     SharedPrefix(SharedPrefixSpec),
     Sessions(SessionsSpec),
+    Trace(TraceSpec),
 }
 
 enum Source {
@@ -166,6 +176,10 @@ enum Source {
     Synthetic(synthetic::Generator),
     SharedPrefix(shared_prefix::Generator),
 }
+
+/// Mixed into the scenario's seed for the adapter draws, so adding a LoRA split does
+/// not change the prompts.
+pub const LORA_STREAM: u64 = 0x4c6f_5241;
 
 /// A seeded stream of requests; finite or endless as the spec says.
 pub struct Workload {
@@ -184,6 +198,7 @@ impl Workload {
         let source = match spec {
             WorkloadSpec::ShareGpt(s) => Source::List(s.requests(seed)?.into_iter()),
             WorkloadSpec::Sessions(s) => Source::List(s.requests(seed)?.into_iter()),
+            WorkloadSpec::Trace(s) => Source::List(s.requests(seed)?.into_iter()),
             WorkloadSpec::Synthetic(s) => Source::Synthetic(s.generator(seed)?),
             WorkloadSpec::SharedPrefix(s) => Source::SharedPrefix(s.generator(seed)?),
         };
@@ -192,7 +207,7 @@ impl Workload {
         } else {
             // A different stream from the workload's own, so adding a split does not
             // change the prompts.
-            Some(LoraAssigner::new(lora_split, seed ^ 0x4c6f_5241)?)
+            Some(LoraAssigner::new(lora_split, seed ^ LORA_STREAM)?)
         };
         Ok(Workload { source, lora })
     }

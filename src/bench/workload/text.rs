@@ -45,17 +45,63 @@ fn words() -> &'static [String] {
 /// starts with a space, so it can follow any text that ends in a letter or punctuation
 /// without merging into its last token.
 pub(crate) fn push_words(rng: &mut StdRng, n: usize, out: &mut String) {
+    push_pieces(rng, n, |piece, _| out.push_str(piece));
+}
+
+/// [`push_words`], also appending each piece's token id to `ids`: the ids of the text
+/// without running the tokenizer over it (a piece is one token, and BPE never merges
+/// across pieces). The same RNG state gives the same text as `push_words`.
+pub(crate) fn push_words_with_ids(
+    rng: &mut StdRng,
+    n: usize,
+    out: &mut String,
+    ids: &mut Vec<u32>,
+) {
+    push_pieces(rng, n, |piece, id| {
+        out.push_str(piece);
+        ids.push(id);
+    });
+}
+
+/// Draws `n` pieces, handing each (text, token id) to `emit`.
+fn push_pieces(rng: &mut StdRng, n: usize, mut emit: impl FnMut(&str, u32)) {
     let words = words();
+    let ids = word_ids();
     let mut after_word = false;
     for _ in 0..n {
         if after_word && rng.random_ratio(1, PUNCTUATION_EVERY) {
-            out.push_str(if rng.random_bool(0.6) { "," } else { "." });
+            let (piece, id) = if rng.random_bool(0.6) {
+                (",", ids.comma)
+            } else {
+                (".", ids.full_stop)
+            };
+            emit(piece, id);
             after_word = false;
         } else {
-            out.push_str(&words[rng.random_range(0..words.len())]);
+            let k = rng.random_range(0..words.len());
+            emit(&words[k], ids.words[k]);
             after_word = true;
         }
     }
+}
+
+/// The token id of every piece [`push_words`] may emit.
+struct PieceIds {
+    words: Vec<u32>,
+    comma: u32,
+    full_stop: u32,
+}
+
+fn word_ids() -> &'static PieceIds {
+    static IDS_ONCE: OnceLock<PieceIds> = OnceLock::new();
+    IDS_ONCE.get_or_init(|| {
+        let one = |piece: &str| tokens::encode(piece).first().copied().unwrap_or(0);
+        PieceIds {
+            words: words().iter().map(|w| one(w)).collect(),
+            comma: one(","),
+            full_stop: one("."),
+        }
+    })
 }
 
 /// `n` tokens of seeded words (see [`push_words`]).
@@ -88,6 +134,16 @@ mod tests {
         );
         for w in words() {
             assert_eq!(tokens::encode(w).len(), 1, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn the_ids_pushed_beside_the_text_are_its_tokens() {
+        for seed in 0..20 {
+            let (mut text, mut ids) = (String::new(), Vec::new());
+            push_words_with_ids(&mut StdRng::seed_from_u64(seed), 500, &mut text, &mut ids);
+            assert_eq!(ids, tokens::encode(&text), "seed {seed}");
+            assert_eq!(text, words_text(&mut StdRng::seed_from_u64(seed), 500));
         }
     }
 
