@@ -66,7 +66,8 @@ fn every_shipped_scenario_loads() {
             "multi-lora",
             "multi-lora-with-base",
             "prefix-heavy",
-            "quickstart"
+            "quickstart",
+            "trace-replay"
         ]
     );
 }

@@ -102,7 +102,7 @@ pub fn generate_sample(seed: u64, sessions: usize) -> String {
             let grown = full - full_blocks.len();
             full_blocks.extend(fresh(grown));
             let mut blocks = full_blocks.clone();
-            if tokens % SAMPLE_BLOCK_TOKENS > 0 {
+            if !tokens.is_multiple_of(SAMPLE_BLOCK_TOKENS) {
                 blocks.extend(fresh(1));
             }
             let output = length(&mut rng, REPLY);

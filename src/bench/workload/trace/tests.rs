@@ -1,3 +1,6 @@
+//! Reading traces in every format, the prompts built from their blocks, and the
+//! replay window over a trace repeated end to end.
+
 use std::path::PathBuf;
 
 use super::*;
