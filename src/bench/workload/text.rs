@@ -111,6 +111,20 @@ pub(crate) fn words_text(rng: &mut StdRng, n: usize) -> String {
     out
 }
 
+/// A log-normal length in tokens, from its `median` and the σ of its logarithm,
+/// rounded and clamped to `min..=max` (a σ that is not a valid σ gives the median).
+pub(crate) fn log_normal_length(
+    rng: &mut StdRng,
+    (median, sigma): (f64, f64),
+    min: usize,
+    max: usize,
+) -> usize {
+    let draw = rand_distr::LogNormal::new(median.ln(), sigma)
+        .map_or(median, |d| rand_distr::Distribution::sample(&d, rng));
+    // `as` saturates.
+    (draw.round() as usize).clamp(min, max)
+}
+
 /// A draw in `min..=max` that tolerates `min > max` by returning `min`.
 pub(crate) fn range_inclusive(rng: &mut impl Rng, min: usize, max: usize) -> usize {
     if max <= min {

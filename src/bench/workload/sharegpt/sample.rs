@@ -19,10 +19,9 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, LogNormal};
 use serde::Serialize;
 
-use super::super::text::{range_inclusive, words_text};
+use super::super::text::{log_normal_length, range_inclusive, words_text};
 use super::Turn;
 
 /// Where the sample lives, relative to the workspace root.
@@ -52,14 +51,9 @@ struct Entry<'a> {
     conversations: &'a [Turn],
 }
 
-fn length(rng: &mut StdRng, (median, sigma): (f64, f64)) -> usize {
-    let draw = match LogNormal::new(median.ln(), sigma) {
-        Ok(d) => d.sample(rng),
-        // Unreachable with the constants above.
-        Err(_) => median,
-    };
-    // `as` saturates; 8,192 tokens is far beyond anything the filter keeps.
-    (draw.round() as usize).clamp(1, 8192)
+/// 8,192 tokens at most: far beyond anything the filter keeps.
+fn length(rng: &mut StdRng, shape: (f64, f64)) -> usize {
+    log_normal_length(rng, shape, 1, 8192)
 }
 
 /// Words of `n` tokens, without the leading space and with a paragraph break now and

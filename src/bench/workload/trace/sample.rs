@@ -21,7 +21,9 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Exp, LogNormal};
+use rand_distr::{Distribution, Exp};
+
+use super::super::text::log_normal_length;
 
 /// Where the sample lives, relative to the workspace root.
 pub const SAMPLE_PATH: &str = "testdata/traces/chat-service.jsonl";
@@ -46,9 +48,8 @@ const THINK_S: f64 = 15.0;
 const MESSAGE: (f64, f64) = (80.0, 1.0);
 const REPLY: (f64, f64) = (180.0, 0.7);
 
-fn length(rng: &mut StdRng, (median, sigma): (f64, f64)) -> usize {
-    let draw = LogNormal::new(median.ln(), sigma).map_or(median, |d| d.sample(rng));
-    (draw.round() as usize).clamp(4, 4096)
+fn length(rng: &mut StdRng, shape: (f64, f64)) -> usize {
+    log_normal_length(rng, shape, 4, 4096)
 }
 
 /// One request before sorting: its time, lengths and blocks.
