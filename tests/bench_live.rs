@@ -1,6 +1,6 @@
 //! `igw bench` over real HTTP: the live runner agrees with the virtual one on the same
-//! scenario, target mode measures an in-process simulator, and a target nobody
-//! listens on gives labelled failures.
+//! scenario, target mode measures an in-process simulator, a target nobody listens on
+//! gives labelled failures, and a trace replays with its shared prompts intact.
 //!
 //! Everything runs in-process on loopback ports chosen by the OS, with fixed seeds.
 //! The only timing assertion is the agreement check, and its tolerance (15 % of the
@@ -16,6 +16,7 @@ use igw::bench::recorder::RequestLifecycle;
 use igw::bench::report::{self, BenchReport};
 use igw::bench::scenario::{Scenario, from_yaml_str};
 use igw::bench::virtual_run;
+use igw::bench::workload::TraceSpec;
 use igw::sim::options::EngineOptions;
 use igw::sim::server::{Listen, SimServer, SimServerConfig, spawn};
 
@@ -437,4 +438,45 @@ async fn a_mixed_pool_starts_every_group_behind_one_gateway() {
     // Both servers were in the gateway's pool: round-robin gave each half.
     assert_eq!(r.requests_per_endpoint, [10, 10]);
     assert_eq!(r.preemptions_per_endpoint.len(), 2);
+}
+
+/// The bundled chat-service trace replayed over HTTP: its arrival times, at four times
+/// its pace, and its shared system prompts, which reach the simulator's prefix cache.
+const TRACE: &str = "
+name: trace
+seed: 5
+workload: {type: trace, path: testdata/traces/chat-service.jsonl, block_tokens: 64}
+load: {type: trace, stages: [{rate: 26.7, duration: 1s}]}
+pool: {replicas: 1, speedup: 4}
+strategies:
+- {router: round-robin}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_is_replayed_over_http_with_its_shared_prompts() {
+    let s = scenario(TRACE);
+    let plans = plan(&s).unwrap();
+    let planned = plans[0].requests.len();
+    // 1 s at 26.7 req/s, about 4 × the trace's own pace, replays its first 4 s.
+    let trace = TraceSpec {
+        path: "testdata/traces/chat-service.jsonl".into(),
+        block_tokens: 64,
+        chat: false,
+    }
+    .read()
+    .unwrap();
+    let replayed = 26.7 / trace.native_rate().unwrap();
+    let first = trace.entries.iter().filter(|e| e.at < replayed).count();
+    assert_eq!(planned, first);
+    assert!(planned > 15, "{planned}");
+    let report = live::run(&s, &plans, None, &Progress::hidden())
+        .await
+        .unwrap();
+    let r = report.result(0, "round-robin").unwrap();
+    assert_eq!(r.summary.failures.count, 0, "{:?}", r.summary.failures);
+    assert_eq!(r.summary.successes.count, planned as u64);
+    // Every request starts with one of four system prompts of 4 to 40 blocks: most of
+    // what arrives after the first few is already cached on the one replica.
+    let hit = r.summary.successes.prefix_cache_hit_rate;
+    assert!(hit > 0.5, "prefix-cache hit rate {hit}");
 }
