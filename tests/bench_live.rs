@@ -462,6 +462,7 @@ async fn a_trace_is_replayed_over_http_with_its_shared_prompts() {
         path: "testdata/traces/chat-service.jsonl".into(),
         block_tokens: 64,
         chat: false,
+        num_requests: None,
     }
     .read()
     .unwrap();

@@ -136,7 +136,10 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
 /// `duration`. Stages then differ in their rate only, as a sweep should, and the
 /// higher ones see more of the trace.
 fn plan_trace(scenario: &Scenario, spec: &TraceSpec) -> Result<Vec<StagePlan>, WorkloadError> {
-    let trace = spec.read()?;
+    let mut trace = spec.read()?;
+    if let Some(n) = spec.num_requests {
+        trace.entries.truncate(n.max(1));
+    }
     let native = trace.native_rate().ok_or_else(|| {
         WorkloadError::Invalid(format!(
             "{}: load.type trace needs a trace with at least two requests at different \
@@ -144,11 +147,32 @@ fn plan_trace(scenario: &Scenario, spec: &TraceSpec) -> Result<Vec<StagePlan>, W
             trace.path.display()
         ))
     })?;
-    let requests: Vec<Arc<WorkloadRequest>> = spec
-        .requests_of(&trace, scenario.seed)
-        .into_iter()
-        .map(Arc::new)
+    let stages = scenario.stages();
+    // Per stage, (send time, entry index): the trace from its start, `rate / native`
+    // times faster.
+    let sends: Vec<Vec<(Duration, usize)>> = stages
+        .iter()
+        .map(|stage| {
+            let scale = stage.rate / native;
+            let window = trace.window(0.0, stage.duration.as_secs_f64() * scale);
+            let at = |offset: f64| Duration::from_secs_f64(offset / scale);
+            window
+                .into_iter()
+                .map(|(offset, i)| (at(offset), i))
+                .collect()
+        })
         .collect();
+    // Only the entries some stage sends are turned into prompts.
+    let mut needed: Vec<usize> = sends.iter().flatten().map(|&(_, i)| i).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let mut requests: Vec<Option<Arc<WorkloadRequest>>> = vec![None; trace.entries.len()];
+    for (&i, r) in needed
+        .iter()
+        .zip(spec.requests_of(&trace, &needed, scenario.seed))
+    {
+        requests[i] = Some(Arc::new(r));
+    }
     // Adapters are drawn per send, so a trace replayed twice spreads anew; the stream
     // is the one `Workload` draws from, so the split matches other workloads'.
     let mut lora = match scenario.lora_traffic_split.is_empty() {
@@ -158,33 +182,28 @@ fn plan_trace(scenario: &Scenario, spec: &TraceSpec) -> Result<Vec<StagePlan>, W
             scenario.seed ^ LORA_STREAM,
         )?),
     };
-    Ok(scenario
-        .stages()
+    Ok(stages
         .into_iter()
+        .zip(sends)
         .enumerate()
-        .map(|(index, stage)| {
-            let scale = stage.rate / native;
-            let span = stage.duration.as_secs_f64() * scale;
-            let window = trace.window(0.0, span);
-            let requests = window
+        .map(|(index, (stage, sends))| StagePlan {
+            index,
+            stage,
+            requests: sends
                 .into_iter()
-                .map(|(offset, i)| PlannedRequest {
-                    at: Duration::from_secs_f64(offset / scale),
-                    request: match &mut lora {
-                        None => requests[i].clone(),
+                .map(|(at, i)| {
+                    let built = requests[i].clone().expect("every sent entry was built");
+                    let request = match &mut lora {
+                        None => built,
                         Some(assigner) => {
-                            let mut r = (*requests[i]).clone();
+                            let mut r = (*built).clone();
                             r.lora = Some(assigner.assign(None).to_string());
                             Arc::new(r)
                         }
-                    },
+                    };
+                    PlannedRequest { at, request }
                 })
-                .collect();
-            StagePlan {
-                index,
-                stage,
-                requests,
-            }
+                .collect(),
         })
         .collect())
 }
@@ -203,8 +222,12 @@ fn interleave_sessions(requests: &mut [Arc<WorkloadRequest>]) {
 /// sample is drawn (and oversampled) the way vLLM draws `--num-prompts`.
 fn sized(spec: &WorkloadSpec, total: usize) -> WorkloadSpec {
     let mut spec = spec.clone();
-    if let WorkloadSpec::ShareGpt(s) = &mut spec {
-        s.num_requests = total;
+    match &mut spec {
+        WorkloadSpec::ShareGpt(s) => s.num_requests = total,
+        WorkloadSpec::Trace(s) => {
+            s.num_requests = Some(s.num_requests.map_or(total, |n| n.min(total)))
+        }
+        _ => {}
     }
     spec
 }
@@ -409,6 +432,23 @@ mod tests {
     }
 
     #[test]
+    fn num_requests_replays_only_the_start_of_a_trace_at_its_own_pace() {
+        let mut s =
+            trace_scenario("capped", "{type: trace, stages: [{rate: 1, duration: 6s}]}").unwrap();
+        if let WorkloadSpec::Trace(t) = &mut s.workload {
+            t.num_requests = Some(2);
+        }
+        // Two requests 1 s apart repeat every 2 s, so 1 req/s is their own pace.
+        let p = plan(&s).unwrap();
+        let at: Vec<f64> = p[0].requests.iter().map(|r| r.at.as_secs_f64()).collect();
+        assert_eq!(at, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let lens: Vec<usize> = (p[0].requests.iter())
+            .map(|r| r.request.prompt_tokens.len())
+            .collect();
+        assert_eq!(lens, [10, 11, 10, 11, 10, 11]);
+    }
+
+    #[test]
     fn a_trace_gives_its_lengths_to_other_arrivals_and_its_times_only_to_its_own() {
         let s = trace_scenario(
             "lengths",
@@ -422,6 +462,17 @@ mod tests {
         // In the trace's order, repeated to fill the stage.
         assert_eq!(lens, [10, 11, 12, 13, 10, 11, 12, 13, 10, 11]);
         assert_eq!(p[0].requests[1].at, Duration::from_millis(100));
+
+        // Fewer sends than the trace holds: only the first ones become prompts.
+        let short = trace_scenario(
+            "short",
+            "{type: constant, stages: [{rate: 3, duration: 1s}]}",
+        )
+        .unwrap();
+        let lens: Vec<usize> = (plan(&short).unwrap()[0].requests.iter())
+            .map(|r| r.request.prompt_tokens.len())
+            .collect();
+        assert_eq!(lens, [10, 11, 12]);
 
         let err = from_yaml_str(
             "load: {type: trace, stages: [{rate: 1, duration: 1s}]}\n",

@@ -47,6 +47,9 @@ pub struct TraceSpec {
     /// Send as one user chat message instead of completions text.
     #[serde(default)]
     pub chat: bool,
+    /// Only the trace's first `num_requests` requests; absent means all of them.
+    #[serde(default)]
+    pub num_requests: Option<usize>,
 }
 
 fn default_block_tokens() -> usize {
@@ -116,7 +119,7 @@ impl Trace {
 }
 
 impl TraceSpec {
-    /// Reads and checks the file.
+    /// Reads and checks the whole file (`num_requests` does not shorten it).
     pub fn read(&self) -> Result<Trace, WorkloadError> {
         let text = std::fs::read_to_string(&self.path).map_err(|error| WorkloadError::Io {
             path: self.path.clone(),
@@ -150,18 +153,30 @@ impl TraceSpec {
         })
     }
 
-    /// Every request of the trace, in arrival order.
+    /// The trace's requests in arrival order, the first `num_requests` of them when
+    /// set: a plan sets it to what its stages send, so a trace of millions of rows
+    /// costs the text of those alone.
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
         let trace = self.read()?;
-        Ok(self.requests_of(&trace, seed))
+        let n = trace
+            .entries
+            .len()
+            .min(self.num_requests.unwrap_or(usize::MAX));
+        let indices: Vec<usize> = (0..n).collect();
+        Ok(self.requests_of(&trace, &indices, seed))
     }
 
-    /// The requests of an already read trace, in its order.
-    pub(crate) fn requests_of(&self, trace: &Trace, seed: u64) -> Vec<WorkloadRequest> {
+    /// The requests of the entries at `indices` of an already read trace, in that
+    /// order; each depends only on its entry, its index and the seed.
+    pub(crate) fn requests_of(
+        &self,
+        trace: &Trace,
+        indices: &[usize],
+        seed: u64,
+    ) -> Vec<WorkloadRequest> {
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let indexed: Vec<(usize, &TraceEntry)> = trace.entries.iter().enumerate().collect();
-        crate::sim::tokens::map_with_encoders(&indexed, threads, 64, |_, &(i, e)| {
-            self.request(e, i, seed)
+        crate::sim::tokens::map_with_encoders(indices, threads, 64, |_, &i| {
+            self.request(&trace.entries[i], i, seed)
         })
     }
 

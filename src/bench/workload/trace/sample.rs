@@ -151,6 +151,7 @@ mod tests {
             path: SAMPLE_PATH.into(),
             block_tokens: SAMPLE_BLOCK_TOKENS,
             chat: false,
+            num_requests: None,
         }
         .read()
         .unwrap();

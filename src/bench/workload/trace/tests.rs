@@ -20,6 +20,7 @@ fn spec(path: PathBuf) -> TraceSpec {
         path,
         block_tokens: MOONCAKE_BLOCK_TOKENS,
         chat: false,
+        num_requests: None,
     }
 }
 
@@ -152,6 +153,21 @@ fn shared_hash_ids_share_exactly_their_blocks_of_prompt() {
         reqs[0].prompt_tokens,
         s.requests(8).unwrap()[0].prompt_tokens
     );
+}
+
+#[test]
+fn num_requests_keeps_the_first_requests_in_arrival_order() {
+    let s = TraceSpec {
+        num_requests: Some(2),
+        ..spec(file("first", "t.jsonl", MOONCAKE))
+    };
+    let lens: Vec<usize> = s
+        .requests(1)
+        .unwrap()
+        .iter()
+        .map(|r| r.prompt_tokens.len())
+        .collect();
+    assert_eq!(lens, [655, 2287]);
 }
 
 #[test]
