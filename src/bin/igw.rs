@@ -56,7 +56,8 @@ enum BenchCommand {
     /// Write the bundled ShareGPT-format sample (run by `cargo xtask gen-sharegpt`).
     #[command(hide = true)]
     GenSharegpt(GenSharegptOptions),
-    /// Write the bundled trace sample, a made-up chat service in Mooncake's format.
+    /// Write the bundled trace sample, a made-up chat service in Mooncake's format (run
+    /// by `cargo xtask gen-trace`).
     #[command(hide = true)]
     GenTrace(GenTraceOptions),
 }

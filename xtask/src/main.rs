@@ -5,7 +5,8 @@
 //!   are tests of this crate, so `cargo test --workspace` enforces them.
 //! - `cargo xtask ci` runs the steps `.ci/run` runs, in the same order ([`ci`]).
 //! - `cargo xtask gen-sharegpt` rewrites `testdata/sharegpt/sample.json` by running
-//!   `igw bench gen-sharegpt` (the generator lives in the library).
+//!   `igw bench gen-sharegpt` (the generator lives in the library); `cargo xtask
+//!   gen-trace` rewrites `testdata/traces/chat-service.jsonl` the same way.
 //!
 //! It depends on std only and never links the igw crate, so it compiles in seconds.
 //! Paths are resolved from the workspace root, not the current directory.
@@ -24,6 +25,8 @@ tasks:
   ci      run what CI runs: fetch --locked, fmt check, clippy -D warnings, doc, tests
   gen-sharegpt
           regenerate testdata/sharegpt/sample.json (the bundled ShareGPT sample)
+  gen-trace
+          regenerate testdata/traces/chat-service.jsonl (the bundled trace sample)
 ";
 
 fn main() -> ExitCode {
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("gen-sharegpt") => gen_sharegpt(&root),
+        Some("gen-sharegpt") => generate(&root, "gen-sharegpt", "testdata/sharegpt/sample.json"),
+        Some("gen-trace") => generate(&root, "gen-trace", "testdata/traces/chat-service.jsonl"),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -70,8 +74,9 @@ fn main() -> ExitCode {
 
 /// Runs the library's deterministic generator through the igw binary, so xtask stays
 /// std-only.
-fn gen_sharegpt(root: &Path) -> ExitCode {
-    let out = root.join("testdata/sharegpt/sample.json");
+/// Runs `igw bench <task> --out <root>/<out>`: the bundled samples' generators live
+/// in the library.
+fn generate(root: &Path, task: &str, out: &str) -> ExitCode {
     let status = std::process::Command::new("cargo")
         .args([
             "run",
@@ -80,20 +85,20 @@ fn gen_sharegpt(root: &Path) -> ExitCode {
             "igw",
             "--",
             "bench",
-            "gen-sharegpt",
+            task,
             "--out",
         ])
-        .arg(&out)
+        .arg(root.join(out))
         .current_dir(root)
         .status();
     match status {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         Ok(s) => {
-            eprintln!("gen-sharegpt: igw failed ({s})");
+            eprintln!("{task}: igw failed ({s})");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("gen-sharegpt: cannot start cargo: {e}");
+            eprintln!("{task}: cannot start cargo: {e}");
             ExitCode::FAILURE
         }
     }

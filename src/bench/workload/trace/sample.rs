@@ -16,8 +16,8 @@
 //! Blocks are [`SAMPLE_BLOCK_TOKENS`] tokens (the scenario sets `block_tokens` to
 //! match); a prompt's last, partial block gets an id of its own. Lengths are
 //! log-normal. The output is one JSON object per line and depends only on
-//! `(seed, sessions)`: `igw bench gen-trace` rewrites the file, and a test checks that
-//! the committed one is what it writes.
+//! `(seed, sessions)`: `cargo xtask gen-trace` rewrites the file, and a test checks
+//! that the committed one is what it writes.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -144,7 +144,7 @@ mod tests {
         let committed = std::fs::read_to_string(SAMPLE_PATH).unwrap();
         assert!(
             committed == generate_sample(SAMPLE_SEED, SAMPLE_SESSIONS),
-            "{SAMPLE_PATH} is stale: run `igw bench gen-trace`"
+            "{SAMPLE_PATH} is stale: run `cargo xtask gen-trace`"
         );
         assert!(committed.len() < 1_000_000, "{} bytes", committed.len());
         let trace = TraceSpec {
