@@ -218,8 +218,9 @@ fn interleave_sessions(requests: &mut [Arc<WorkloadRequest>]) {
     requests.sort_by_key(|r| r.session.map(|s| (s.turn, s.session)));
 }
 
-/// The workload with ShareGPT's `num_requests` set to what the stages need, so the
-/// sample is drawn (and oversampled) the way vLLM draws `--num-prompts`.
+/// The workload with `num_requests` set to what the stages need: ShareGPT's sample is
+/// drawn (and oversampled) the way vLLM draws `--num-prompts`, and a trace builds
+/// prompts for its first requests only.
 fn sized(spec: &WorkloadSpec, total: usize) -> WorkloadSpec {
     let mut spec = spec.clone();
     match &mut spec {
