@@ -221,3 +221,46 @@ fn the_sample_generator_runs_without_a_scenario_and_bench_without_one_says_so() 
     assert!(!run.status.success());
     assert!(stderr.contains("--scenario"), "{stderr}");
 }
+
+#[test]
+fn a_trace_scenario_prints_the_traces_pace_and_says_when_prompts_repeat() {
+    let dir = scratch("trace");
+    let trace = dir.join("t.jsonl");
+    // Four requests, one a second: 1 req/s at its own pace.
+    let lines: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                r#"{{"timestamp": {}, "input_length": 20, "output_length": 4}}"#,
+                i * 1000
+            )
+        })
+        .collect();
+    std::fs::write(&trace, lines.join("\n")).unwrap();
+    let scenario = dir.join("trace.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "workload: {{type: trace, path: {}}}\n\
+             load: {{type: trace, stages: [{{rate: 1, duration: 3s}}, {{rate: 4, duration: 3s}}]}}\n\
+             pool: {{replicas: 1}}\nstrategies: [{{router: random}}]\n",
+            trace.display()
+        ),
+    )
+    .unwrap();
+    let run = igw()
+        .args(["bench", "--quiet", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let want = format!(
+        "trace {}: 4 requests over 3.0 s, 1.00 req/s at its own pace; each stage replays \
+         its arrivals at the stage's rate; the 4 req/s stage sends 12 requests, 3.0 times \
+         the trace, so its prompts repeat",
+        trace.display()
+    );
+    assert!(stderr.lines().any(|l| l == want), "{stderr}");
+}

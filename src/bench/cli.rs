@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::arrivals::ArrivalProcess;
 use super::interrupt::{EXIT_INTERRUPTED, Interrupt};
-use super::plan::plan;
+use super::plan::{StagePlan, plan};
 use super::progress::Progress;
 use super::report::{self, BenchReport};
 use super::scenario::{self, Mode, Scenario};
@@ -137,7 +137,7 @@ impl BenchOptions {
                 RunMode::Target(_) => "target",
             }
         );
-        if let Some(line) = trace_pace(&scenario) {
+        if let Some(line) = trace_pace(&scenario, &plans) {
             eprintln!("{line}");
         }
         let report = match &mode {
@@ -201,12 +201,17 @@ impl BenchOptions {
 }
 
 /// For a trace workload, its own pace, which a user needs to pick stage rates:
-/// `load.type: trace` replays its timeline scaled to each stage's rate.
-fn trace_pace(scenario: &Scenario) -> Option<String> {
+/// `load.type: trace` replays its timeline scaled to each stage's rate. Says so when
+/// a stage sends more requests than the trace holds, since its prompts then repeat.
+fn trace_pace(scenario: &Scenario, plans: &[StagePlan]) -> Option<String> {
     let WorkloadSpec::Trace(spec) = &scenario.workload else {
         return None;
     };
-    let trace = spec.read().ok()?;
+    let mut trace = spec.read().ok()?;
+    if let Some(n) = spec.num_requests {
+        trace.entries.truncate(n.max(1));
+    }
+    let held = trace.entries.len();
     let rate = trace
         .native_rate()
         .map_or("no pace of its own".to_string(), |r| {
@@ -216,10 +221,19 @@ fn trace_pace(scenario: &Scenario) -> Option<String> {
         ArrivalProcess::Trace => "; each stage replays its arrivals at the stage's rate",
         _ => "; its lengths only (load.type trace replays its arrival times too)",
     };
+    let busiest = plans.iter().max_by_key(|p| p.requests.len());
+    let repeats = match busiest {
+        Some(p) if p.requests.len() > held => format!(
+            "; the {} req/s stage sends {} requests, {:.1} times the trace, so its prompts repeat",
+            p.stage.rate,
+            p.requests.len(),
+            p.requests.len() as f64 / held as f64
+        ),
+        _ => String::new(),
+    };
     Some(format!(
-        "trace {}: {} requests over {:.1} s, {rate}{replay}",
+        "trace {}: {held} requests over {:.1} s, {rate}{replay}{repeats}",
         spec.path.display(),
-        trace.entries.len(),
         trace.span()
     ))
 }
