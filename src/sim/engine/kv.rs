@@ -37,20 +37,33 @@ const ONE_SHOT_TOKENS: usize = 64;
 /// The hash of one full block, chained on its parent's: xxh64 of the tokens'
 /// little-endian bytes, seeded with the parent hash.
 pub fn block_hash(parent: u64, tokens: &[u32]) -> u64 {
+    // The one-shot digest equals the streaming one and avoids feeding the hasher 4
+    // bytes at a time. vLLM's 16-token blocks get a buffer of their own size, so each
+    // hash does not first clear four times the bytes it reads.
+    if tokens.len() <= DEFAULT_BLOCK_TOKENS {
+        return one_shot::<{ DEFAULT_BLOCK_TOKENS * 4 }>(parent, tokens);
+    }
     if tokens.len() <= ONE_SHOT_TOKENS {
-        // The one-shot digest equals the streaming one and avoids feeding the
-        // hasher 4 bytes at a time.
-        let mut buf = [0u8; ONE_SHOT_TOKENS * 4];
-        for (chunk, t) in buf.chunks_exact_mut(4).zip(tokens) {
-            chunk.copy_from_slice(&t.to_le_bytes());
-        }
-        return xxh64(&buf[..tokens.len() * 4], parent);
+        return one_shot::<{ ONE_SHOT_TOKENS * 4 }>(parent, tokens);
     }
     let mut h = Xxh64::new(parent);
     for t in tokens {
         h.update(&t.to_le_bytes());
     }
     h.digest()
+}
+
+/// vLLM's default block size, tokens.
+const DEFAULT_BLOCK_TOKENS: usize = 16;
+
+/// xxh64 of `tokens`' little-endian bytes through a stack buffer of `BYTES` (at least
+/// four per token).
+fn one_shot<const BYTES: usize>(parent: u64, tokens: &[u32]) -> u64 {
+    let mut buf = [0u8; BYTES];
+    for (chunk, t) in buf.chunks_exact_mut(4).zip(tokens) {
+        chunk.copy_from_slice(&t.to_le_bytes());
+    }
+    xxh64(&buf[..tokens.len() * 4], parent)
 }
 
 /// One block's bookkeeping, kept together so touching a block costs one cache line.
