@@ -309,7 +309,7 @@ mod tests {
         assert_ne!(x, block_hash(root_hash(Some("sql-lora")), &[1, 2]));
         assert_ne!(block_hash(x, &[3, 4]), block_hash(root_hash(None), &[3, 4]));
         // The one-shot and streaming paths agree with the crate's streaming digest.
-        for n in [0, 1, 16, ONE_SHOT_TOKENS, ONE_SHOT_TOKENS + 1, 200] {
+        for n in [0, 1, 16, 17, ONE_SHOT_TOKENS, ONE_SHOT_TOKENS + 1, 200] {
             let tokens: Vec<u32> = (0..n as u32).map(|t| t * 7919 + 3).collect();
             let mut h = Xxh64::new(x);
             for t in &tokens {
