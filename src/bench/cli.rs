@@ -207,10 +207,8 @@ fn trace_pace(scenario: &Scenario, plans: &[StagePlan]) -> Option<String> {
     let WorkloadSpec::Trace(spec) = &scenario.workload else {
         return None;
     };
-    let mut trace = spec.read().ok()?;
-    if let Some(n) = spec.num_requests {
-        trace.entries.truncate(n.max(1));
-    }
+    // Read again: the plan keeps only the requests it sends, not the trace.
+    let trace = spec.read().ok()?;
     let held = trace.entries.len();
     let rate = trace
         .native_rate()

@@ -136,10 +136,7 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
 /// `duration`. Stages then differ in their rate only, as a sweep should, and the
 /// higher ones see more of the trace.
 fn plan_trace(scenario: &Scenario, spec: &TraceSpec) -> Result<Vec<StagePlan>, WorkloadError> {
-    let mut trace = spec.read()?;
-    if let Some(n) = spec.num_requests {
-        trace.entries.truncate(n.max(1));
-    }
+    let trace = spec.read()?;
     let native = trace.native_rate().ok_or_else(|| {
         WorkloadError::Invalid(format!(
             "{}: load.type trace needs a trace with at least two requests at different \
@@ -226,7 +223,7 @@ fn sized(spec: &WorkloadSpec, total: usize) -> WorkloadSpec {
     match &mut spec {
         WorkloadSpec::ShareGpt(s) => s.num_requests = total,
         WorkloadSpec::Trace(s) => {
-            s.num_requests = Some(s.num_requests.map_or(total, |n| n.min(total)))
+            s.num_requests = Some(s.num_requests.map_or(total, |n| n.min(total)).max(1))
         }
         _ => {}
     }

@@ -119,7 +119,8 @@ impl Trace {
 }
 
 impl TraceSpec {
-    /// Reads and checks the whole file (`num_requests` does not shorten it).
+    /// Reads and checks the file, keeping its first `num_requests` requests in arrival
+    /// order when that is set: the trace as the scenario replays it.
     pub fn read(&self) -> Result<Trace, WorkloadError> {
         let text = std::fs::read_to_string(&self.path).map_err(|error| WorkloadError::Io {
             path: self.path.clone(),
@@ -141,8 +142,14 @@ impl TraceSpec {
                 "trace: block_tokens must be at least 1".into(),
             ));
         }
+        if self.num_requests == Some(0) {
+            return Err(WorkloadError::Invalid(
+                "trace: num_requests must be at least 1".into(),
+            ));
+        }
         // Stable: requests logged at the same instant keep the file's order.
         entries.sort_by(|a, b| a.at.total_cmp(&b.at));
+        entries.truncate(self.num_requests.unwrap_or(usize::MAX));
         let first = entries[0].at;
         for e in &mut entries {
             e.at -= first;
@@ -153,16 +160,12 @@ impl TraceSpec {
         })
     }
 
-    /// The trace's requests in arrival order, the first `num_requests` of them when
-    /// set: a plan sets it to what its stages send, so a trace of millions of rows
-    /// costs the text of those alone.
+    /// The trace's requests in arrival order ([`TraceSpec::read`]'s): a plan sets
+    /// `num_requests` to what its stages send, so a trace of millions of rows costs
+    /// the text of those alone.
     pub(crate) fn requests(&self, seed: u64) -> Result<Vec<WorkloadRequest>, WorkloadError> {
         let trace = self.read()?;
-        let n = trace
-            .entries
-            .len()
-            .min(self.num_requests.unwrap_or(usize::MAX));
-        let indices: Vec<usize> = (0..n).collect();
+        let indices: Vec<usize> = (0..trace.entries.len()).collect();
         Ok(self.requests_of(&trace, &indices, seed))
     }
 

@@ -168,6 +168,12 @@ fn num_requests_keeps_the_first_requests_in_arrival_order() {
         .map(|r| r.prompt_tokens.len())
         .collect();
     assert_eq!(lens, [655, 2287]);
+    let none = TraceSpec {
+        num_requests: Some(0),
+        ..s
+    };
+    let err = none.read().unwrap_err().to_string();
+    assert!(err.contains("num_requests must be at least 1"), "{err}");
 }
 
 #[test]
