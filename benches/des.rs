@@ -105,8 +105,8 @@ fn main() {
     let pool = PoolConfig::replicas(&engine, REPLICAS, "llama-3-8b", 0);
     println!("des: {REPLICAS} replicas ({DEFAULT_PROFILE}), {requests} requests at {rate} req/s");
     let routers: [(&str, MakeRouter); 5] = [
-        ("epp gie-default", || Router::Epp(gie_default().scheduler)),
-        ("epp igw-default", || Router::Epp(igw_default().scheduler)),
+        ("epp gie-default", || Router::epp(gie_default())),
+        ("epp igw-default", || Router::epp(igw_default())),
         ("round-robin", || Router::RoundRobin),
         ("random", || Router::Random),
         ("least-request", || Router::LeastRequest),
@@ -128,13 +128,7 @@ fn main() {
             .map_or("config".into(), |s| s.to_string_lossy().to_string());
         runs.push((
             format!("epp {name}"),
-            Box::new(move || {
-                Router::Epp(
-                    igw::epp::config::load(&path)
-                        .expect("loaded above")
-                        .scheduler,
-                )
-            }),
+            Box::new(move || Router::epp(igw::epp::config::load(&path).expect("loaded above"))),
         ));
     }
     for (name, router) in runs {

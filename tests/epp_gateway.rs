@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use igw::epp::clock::TokioClock;
 use igw::epp::config::{gie_default, objectives::Objectives};
-use igw::epp::datastore::{DEFAULT_STALENESS_THRESHOLD, Datastore};
-use igw::epp::director::Director;
-use igw::epp::metrics::EppMetrics;
+use igw::epp::datastore::DEFAULT_STALENESS_THRESHOLD;
+use igw::epp::pool::{Pool, PoolParts};
 use igw::epp::proxy::{self, GatewayConfig};
+use igw::epp::scrape::DEFAULT_REFRESH_INTERVAL;
 use igw::sim::options::EngineOptions;
 use serde_json::{Value, json};
 use support::epp::*;
@@ -102,23 +102,22 @@ async fn active_lora_beats_higher_kv_cache() {
 /// GIE's "no backend pods available": a pool without endpoints answers 500.
 #[tokio::test]
 async fn no_pods_is_an_internal_error() {
-    let config = gie_default();
-    let director = Arc::new(Director::new(
-        Arc::new(Datastore::new(
-            "empty",
-            Vec::new(),
-            DEFAULT_STALENESS_THRESHOLD,
-        )),
-        config.scheduler,
-        config.saturation,
-        Objectives::default(),
-        Arc::new(EppMetrics::new("empty")),
-        Arc::new(TokioClock::new()),
-        0,
-    ));
+    let pool = Arc::new(
+        Pool::new(PoolParts {
+            name: "empty".into(),
+            endpoints: Vec::new(),
+            config: gie_default(),
+            objectives: Objectives::default(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
+            clock: Arc::new(TokioClock::new()),
+            seed: 0,
+        })
+        .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = proxy::app(director, GatewayConfig::default());
+    let app = proxy::app(pool, GatewayConfig::default());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = reqwest::Client::new();

@@ -1,16 +1,26 @@
-//! The standalone gateway's data plane, with a fixed routing decision: forwarding,
-//! streaming pass-through, fallback on refused connections, usage and load
-//! accounting, and GIE's error codes. Real HTTP on 127.0.0.1:0 throughout.
+//! The standalone gateway's data plane through a real pool whose picker returns every
+//! endpoint in pool order: forwarding, streaming pass-through, fallback on refused
+//! connections, usage and load accounting (the decision's in-flight booking), and
+//! GIE's error codes. Real HTTP on 127.0.0.1:0 throughout.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use igw::epp::endpoint::{Endpoint, EndpointLoad};
-use igw::epp::error::EppError;
-use igw::epp::proxy::{Completion, GatewayConfig, RequestRouter, Target, app};
-use igw::epp::request::LlmRequest;
+use igw::epp::clock::ManualClock;
+use igw::epp::config::gie_default;
+use igw::epp::config::objectives::Objectives;
+use igw::epp::datastore::ScrapeOutcome;
+use igw::epp::endpoint::{Candidate, Endpoint, EndpointLoad, EndpointMetrics};
+use igw::epp::pool::{Pool, PoolParts};
+use igw::epp::proxy::{GatewayConfig, app};
+use igw::epp::request::{Completion, LlmRequest};
+use igw::epp::scheduler::plugins::NoParams;
+use igw::epp::scheduler::plugins::single_profile::SingleProfileHandler;
+use igw::epp::scheduler::{
+    Picker, Plugin, Scheduler, SchedulingContext, SchedulingProfile, Scored,
+};
 use igw::sim::options::EngineOptions;
 use igw::sim::server::{Listen, SimServer, SimServerConfig, spawn};
 use serde_json::{Value, json};
@@ -18,50 +28,112 @@ use tokio::net::TcpListener;
 
 const MODEL: &str = "test-model";
 
-/// Routes every request to the same ordered targets and records what happens.
+/// A picker that returns every candidate in pool order (the first is the primary),
+/// and records how each response ended.
 #[derive(Default)]
-struct FixedRouter {
-    targets: Vec<Target>,
-    failed: Mutex<Vec<String>>,
-    completed: Mutex<Vec<(String, u16, Completion)>>,
-    rejected: Mutex<Vec<u16>>,
-    /// The estimated tokens of each request routed.
+struct InOrder {
+    completed: Mutex<Vec<(String, Completion)>>,
+    /// The estimated tokens of each request picked.
     routed_tokens: Mutex<Vec<u64>>,
 }
 
-impl RequestRouter for FixedRouter {
-    fn route(&self, r: &mut LlmRequest, _: Option<&str>) -> Result<Vec<Target>, EppError> {
+impl Plugin for InOrder {
+    fn on_scheduled(
+        &self,
+        request: &LlmRequest,
+        _: &Candidate,
+        _: &mut igw::epp::scheduler::CycleState,
+    ) {
         self.routed_tokens
             .lock()
             .unwrap()
-            .push(r.estimated_tokens());
-        Ok(self.targets.clone())
+            .push(request.estimated_tokens());
     }
-    fn endpoint_failed(&self, endpoint: &Endpoint, _: &str) {
-        self.failed.lock().unwrap().push(endpoint.name.clone());
-    }
-    fn completed(&self, _: &LlmRequest, endpoint: &Endpoint, status: u16, done: &Completion) {
+
+    fn on_response_complete(&self, _: &LlmRequest, served: &Endpoint, done: &Completion) {
         self.completed
             .lock()
             .unwrap()
-            .push((endpoint.name.clone(), status, done.clone()));
-    }
-    fn rejected(&self, _: Option<&LlmRequest>, error: &EppError) {
-        self.rejected.lock().unwrap().push(error.status());
-    }
-    fn endpoints(&self) -> Vec<Arc<Endpoint>> {
-        self.targets.iter().map(|t| t.endpoint.clone()).collect()
+            .push((served.name.clone(), done.clone()));
     }
 }
 
-fn target(name: &str, address: SocketAddr) -> Target {
-    Target {
-        endpoint: Arc::new(Endpoint {
-            name: name.into(),
-            address,
-        }),
-        load: Arc::new(EndpointLoad::default()),
+impl Picker for InOrder {
+    fn pick(
+        &self,
+        _: &[Candidate],
+        scored: &mut [Scored],
+        _: &mut SchedulingContext<'_>,
+        picked: &mut Vec<usize>,
+    ) {
+        let mut all: Vec<usize> = scored.iter().map(|s| s.index).collect();
+        all.sort_unstable();
+        picked.extend(all);
     }
+}
+
+/// A pool of `endpoints` (name, address), in that order, every one routable (metrics
+/// published on a clock that never moves), routed by [`InOrder`].
+fn pool(endpoints: &[(&str, SocketAddr)]) -> (Arc<Pool>, Arc<InOrder>) {
+    let picker = Arc::new(InOrder::default());
+    let mut config = gie_default();
+    config.scheduler = Scheduler::new(
+        Arc::new(SingleProfileHandler::new(NoParams {})),
+        vec![SchedulingProfile::new("in-order", picker.clone())],
+    );
+    let endpoints: Vec<Endpoint> = endpoints
+        .iter()
+        .map(|(name, address)| Endpoint {
+            name: name.to_string(),
+            address: *address,
+        })
+        .collect();
+    let pool = Arc::new(
+        Pool::new(PoolParts {
+            name: "test".into(),
+            endpoints,
+            config,
+            objectives: Objectives::default(),
+            refresh_interval: Duration::from_millis(50),
+            staleness_threshold: Duration::from_secs(2),
+            clock: Arc::new(ManualClock::new(Duration::from_secs(1))),
+            seed: 0,
+        })
+        .unwrap(),
+    );
+    let outcomes = pool
+        .snapshot()
+        .endpoints
+        .iter()
+        .map(|e| ScrapeOutcome {
+            endpoint: e.endpoint.clone(),
+            result: Ok(EndpointMetrics {
+                updated_at: pool.now(),
+                ..EndpointMetrics::default()
+            }),
+            timed_out: false,
+        })
+        .collect();
+    pool.datastore().publish(outcomes, pool.now());
+    (pool, picker)
+}
+
+/// The shared load counters of the endpoint named `name`.
+fn load(pool: &Pool, name: &str) -> Arc<EndpointLoad> {
+    pool.snapshot().get(name).unwrap().load.clone()
+}
+
+/// Requests refused, by GIE error code, as the pool's metrics count them.
+fn errors(pool: &Pool, code: &str) -> u64 {
+    pool.metrics()
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("inference_objective_request_error_total{")
+                && l.contains(&format!("error_code=\"{code}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// An address nothing listens on.
@@ -84,21 +156,18 @@ async fn sims(n: usize) -> SimServer {
     spawn(config, Listen::local(n)).await.unwrap()
 }
 
-async fn gateway(router: Arc<FixedRouter>, config: GatewayConfig) -> String {
+async fn gateway(pool: Arc<Pool>, config: GatewayConfig) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(router, config)).await });
+    tokio::spawn(async move { axum::serve(listener, app(pool, config)).await });
     format!("http://{addr}")
 }
 
 #[tokio::test]
 async fn forwards_and_records_usage_and_releases_load() {
     let sim = sims(1).await;
-    let router = Arc::new(FixedRouter {
-        targets: vec![target("a", sim.addrs()[0])],
-        ..Default::default()
-    });
-    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let (pool, picker) = pool(&[("a", sim.addrs()[0])]);
+    let url = gateway(pool.clone(), GatewayConfig::default()).await;
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
         .json(
@@ -115,30 +184,24 @@ async fn forwards_and_records_usage_and_releases_load() {
     assert_eq!(served, sim.addrs()[0].to_string());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["usage"]["completion_tokens"], 5);
-    let completed = router.completed.lock().unwrap().clone();
+    let completed = picker.completed.lock().unwrap().clone();
     assert_eq!(completed.len(), 1);
-    let (name, status, done) = &completed[0];
-    assert_eq!((name.as_str(), *status, done.complete), ("a", 200, true));
-    assert_eq!(done.usage.unwrap().completion_tokens, 5);
+    let (name, done) = &completed[0];
     assert_eq!(
-        router.targets[0].load.in_flight(),
-        0,
-        "the guard was released"
+        (name.as_str(), done.status, done.complete),
+        ("a", 200, true)
     );
-    assert_eq!(router.targets[0].load.sent_since_scrape(), 1);
+    assert_eq!(done.usage.unwrap().completion_tokens, 5);
+    let a = load(&pool, "a");
+    assert_eq!(a.in_flight(), 0, "the guard was released");
+    assert_eq!(a.sent_since_scrape(), 1);
 }
 
 #[tokio::test]
 async fn falls_back_when_the_first_endpoint_refuses() {
     let sim = sims(1).await;
-    let router = Arc::new(FixedRouter {
-        targets: vec![
-            target("dead", dead_address().await),
-            target("live", sim.addrs()[0]),
-        ],
-        ..Default::default()
-    });
-    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let (pool, _) = pool(&[("dead", dead_address().await), ("live", sim.addrs()[0])]);
+    let url = gateway(pool.clone(), GatewayConfig::default()).await;
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
@@ -146,17 +209,28 @@ async fn falls_back_when_the_first_endpoint_refuses() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(*router.failed.lock().unwrap(), vec!["dead".to_string()]);
-    assert_eq!(router.targets[0].load.in_flight(), 0);
+    let snap = pool.snapshot();
+    let dead = snap.get("dead").unwrap();
+    assert_eq!(dead.health, igw::epp::datastore::Health::Unhealthy);
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .contains("request forwarding failed"),
+        "{:?}",
+        dead.last_error
+    );
+    assert_eq!(dead.load.in_flight(), 0);
+    assert_eq!(
+        snap.get("live").unwrap().health,
+        igw::epp::datastore::Health::Healthy
+    );
 }
 
 #[tokio::test]
 async fn every_endpoint_refusing_is_a_503() {
-    let router = Arc::new(FixedRouter {
-        targets: vec![target("dead", dead_address().await)],
-        ..Default::default()
-    });
-    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let (pool, _) = pool(&[("dead", dead_address().await)]);
+    let url = gateway(pool.clone(), GatewayConfig::default()).await;
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
         .json(&json!({"model": MODEL, "prompt": "x"}))
@@ -169,13 +243,14 @@ async fn every_endpoint_refusing_is_a_503() {
         text.starts_with("inference error: ServiceUnavailable - "),
         "{text}"
     );
+    assert_eq!(errors(&pool, "ServiceUnavailable"), 1);
 }
 
 #[tokio::test]
 async fn bad_requests_get_gies_codes() {
-    let router = Arc::new(FixedRouter::default());
+    let (pool, _) = pool(&[("dead", dead_address().await)]);
     let url = gateway(
-        router.clone(),
+        pool.clone(),
         GatewayConfig {
             max_body_bytes: 1024,
             ..Default::default()
@@ -215,7 +290,8 @@ async fn bad_requests_get_gies_codes() {
         let text = resp.text().await.unwrap();
         assert!(text.contains(needle), "{text}");
     }
-    assert_eq!(*router.rejected.lock().unwrap(), vec![400, 400, 413, 400]);
+    assert_eq!(errors(&pool, "BadRequest"), 3);
+    assert_eq!(errors(&pool, "PayloadTooLarge"), 1);
 }
 
 /// An upstream that sends one SSE frame, then waits for the test before the rest: if
@@ -248,11 +324,9 @@ async fn streams_pass_through_frame_by_frame() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, upstream).await });
-    let router = Arc::new(FixedRouter {
-        targets: vec![target("up", up_addr)],
-        ..Default::default()
-    });
-    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let (pool, picker) = pool(&[("up", up_addr)]);
+    let url = gateway(pool.clone(), GatewayConfig::default()).await;
+    let up = load(&pool, "up");
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
         .json(&json!({"model": MODEL, "prompt": "x", "stream": true}))
@@ -266,15 +340,11 @@ async fn streams_pass_through_frame_by_frame() {
         .unwrap()
         .unwrap();
     assert!(first.starts_with(b"data: {\"choices\":[{\"text\":\"a\"}]}"));
-    assert_eq!(
-        router.targets[0].load.in_flight(),
-        1,
-        "in flight while streaming"
-    );
-    let booked = router.routed_tokens.lock().unwrap()[0];
+    assert_eq!(up.in_flight(), 1, "in flight while streaming");
+    let booked = picker.routed_tokens.lock().unwrap()[0];
     assert!(booked > 0);
     assert_eq!(
-        router.targets[0].load.in_flight_tokens(),
+        up.in_flight_tokens(),
         booked,
         "the request's estimated tokens are booked while it streams"
     );
@@ -284,25 +354,19 @@ async fn streams_pass_through_frame_by_frame() {
         rest.extend_from_slice(&chunk.unwrap());
     }
     assert!(rest.ends_with(b"data: [DONE]\n\n"));
-    let done = router.completed.lock().unwrap()[0].2.clone();
+    let done = picker.completed.lock().unwrap()[0].1.clone();
     assert!(done.complete);
     assert_eq!(done.usage.unwrap().prompt_tokens, 1);
-    assert_eq!(router.targets[0].load.in_flight(), 0);
-    assert_eq!(
-        router.targets[0].load.in_flight_tokens(),
-        0,
-        "and released with the last frame"
-    );
+    assert_eq!(up.in_flight(), 0);
+    assert_eq!(up.in_flight_tokens(), 0, "and released with the last frame");
 }
 
 #[tokio::test]
 async fn a_client_leaving_mid_stream_releases_load_and_the_server_slot() {
     let sim = sims(1).await;
-    let router = Arc::new(FixedRouter {
-        targets: vec![target("a", sim.addrs()[0])],
-        ..Default::default()
-    });
-    let url = gateway(router.clone(), GatewayConfig::default()).await;
+    let (pool, picker) = pool(&[("a", sim.addrs()[0])]);
+    let url = gateway(pool.clone(), GatewayConfig::default()).await;
+    let a = load(&pool, "a");
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
         .json(&json!({"model": MODEL, "prompt": "tell me", "stream": true, "max_tokens": 2000, "ignore_eos": true}))
@@ -328,10 +392,10 @@ async fn a_client_leaving_mid_stream_releases_load_and_the_server_slot() {
             .and_then(|l| l.rsplit(' ').next())
             .unwrap()
             .to_string();
-        if router.targets[0].load.in_flight() == 0 && running == "0.0" {
-            let done = router.completed.lock().unwrap()[0].2.clone();
+        if a.in_flight() == 0 && running == "0.0" {
+            let done = picker.completed.lock().unwrap()[0].1.clone();
             assert!(!done.complete, "reported as abandoned");
-            assert_eq!(router.targets[0].load.in_flight_tokens(), 0);
+            assert_eq!(a.in_flight_tokens(), 0);
             return;
         }
         tokio::task::yield_now().await;
@@ -342,15 +406,12 @@ async fn a_client_leaving_mid_stream_releases_load_and_the_server_slot() {
 #[tokio::test]
 async fn models_lists_what_the_pool_serves() {
     let sim = sims(2).await;
-    let router = Arc::new(FixedRouter {
-        targets: vec![
-            target("a", sim.addrs()[0]),
-            target("b", sim.addrs()[1]),
-            target("dead", dead_address().await),
-        ],
-        ..Default::default()
-    });
-    let url = gateway(router, GatewayConfig::default()).await;
+    let (pool, _) = pool(&[
+        ("a", sim.addrs()[0]),
+        ("b", sim.addrs()[1]),
+        ("dead", dead_address().await),
+    ]);
+    let url = gateway(pool, GatewayConfig::default()).await;
     let list: Value = reqwest::get(format!("{url}/v1/models"))
         .await
         .unwrap()

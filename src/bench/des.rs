@@ -44,7 +44,7 @@ use std::time::Duration;
 use events::{Event, EventQueue};
 pub use router::Router;
 use router::Routing;
-use snapshot::{endpoint_state, metrics_of};
+use snapshot::{endpoint, metrics_of};
 use types::gap_histogram;
 pub use types::{DesError, DesReport, DesRequest, EngineTotals, PoolConfig, RequestRecord};
 
@@ -52,7 +52,7 @@ use hdrhistogram::Histogram;
 
 use super::recorder::Failure;
 
-use crate::epp::datastore::{EndpointState, Health};
+use crate::epp::datastore::{Datastore, ScrapeOutcome};
 use crate::epp::endpoint::InFlightGuard;
 use crate::sim::engine::{Engine, EngineEvent, NewRequest, StepResult};
 
@@ -79,7 +79,11 @@ pub fn simulate(
                 .map_err(|message| DesError::Engine { index, message })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let states = (0..replicas.len()).map(endpoint_state).collect();
+    let datastore = Datastore::new(
+        "des",
+        (0..replicas.len()).map(endpoint).collect(),
+        pool.staleness_threshold,
+    );
     // Requests that wait for another are sent when it ends, not in arrival order.
     let mut order: Vec<u32> = (0..requests.len() as u32)
         .filter(|&i| requests[i as usize].after.is_none())
@@ -131,7 +135,7 @@ pub fn simulate(
         now: Duration::ZERO,
         queue: EventQueue::default(),
         replicas,
-        states,
+        datastore,
         routing: Routing::new(router, pool.seed),
         served_model: Arc::from(pool.model.as_str()),
         guards: (0..requests.len()).map(|_| None).collect(),
@@ -191,8 +195,8 @@ struct Sim<'a> {
     now: Duration,
     queue: EventQueue,
     replicas: Vec<Replica>,
-    /// What the picker knows of each endpoint (the live datastore's view).
-    states: Vec<EndpointState>,
+    /// What the picker knows of each endpoint, published as the live scraper publishes.
+    datastore: Datastore,
     routing: Routing,
     /// Read, never changed: one stage's requests serve every strategy's run.
     requests: &'a [DesRequest],
@@ -310,13 +314,14 @@ impl Sim<'_> {
     fn arrive(&mut self, id: usize) {
         let now = self.now;
         self.records[id].arrival = now;
+        let snapshot = self.datastore.snapshot();
         let picked = self.routing.pick(
             id as u64,
             &self.requests[id],
             &self.pool.model,
-            &self.states,
+            &snapshot.endpoints,
             now,
-            self.pool.staleness_threshold,
+            snapshot.staleness_threshold,
         );
         let e = match picked {
             Ok(e) => e,
@@ -328,7 +333,7 @@ impl Sim<'_> {
         self.records[id].endpoint = Some(e);
         // The gateway counts the request as it forwards it.
         let tokens = self.routing.booked_tokens(&self.requests[id]);
-        self.guards[id] = Some(self.states[e].load.start_request(tokens));
+        self.guards[id] = Some(snapshot.endpoints[e].load.start_request(tokens));
         // The engine appends the output to the prompt: one allocation holds both.
         let req = &self.requests[id];
         let mut prompt = Vec::with_capacity(req.prompt.len() + req.output.len());
@@ -484,18 +489,25 @@ impl Sim<'_> {
     }
 
     /// One scrape round: every endpoint's metrics from its engine's gauges now,
-    /// published at once, with the load baselines moved as the live datastore does.
+    /// published at once through the datastore, as the live scraper publishes them
+    /// (which also moves each endpoint's "sent since scrape" baseline).
     fn scrape(&mut self) {
         self.scrapes += 1;
         let now = self.now;
-        for (state, replica) in self.states.iter_mut().zip(&self.replicas) {
-            state.load.scrape_started();
-            state.metrics = Some(metrics_of(&replica.engine, &self.served_model, now));
-            state.health = Health::Healthy;
-            state.last_error = None;
-        }
-        for state in &self.states {
-            state.load.metrics_refreshed();
-        }
+        let snapshot = self.datastore.snapshot();
+        let outcomes = snapshot
+            .endpoints
+            .iter()
+            .zip(&self.replicas)
+            .map(|(state, replica)| {
+                state.load.scrape_started();
+                ScrapeOutcome {
+                    endpoint: state.endpoint.clone(),
+                    result: Ok(metrics_of(&replica.engine, &self.served_model, now)),
+                    timed_out: false,
+                }
+            })
+            .collect();
+        self.datastore.publish(outcomes, now);
     }
 }

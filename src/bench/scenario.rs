@@ -26,7 +26,7 @@ use super::arrivals::{ArrivalProcess, Stage};
 use super::recorder::Slo;
 use super::workload::sessions::SessionSource;
 use super::workload::{LoraWeight, ShareGptSpec, WorkloadSpec, sharegpt};
-use crate::epp::clock::parse_go_duration;
+use crate::epp::duration::parse_go_duration;
 
 /// Why a scenario cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,7 @@ fn relative_cost(strategy: &StrategySpec) -> usize {
 /// A fresh router for one job (the EPP's plugins keep state, so no sharing).
 fn router(strategy: &StrategySpec) -> anyhow::Result<Router> {
     Ok(match strategy.router {
-        RouterKind::Epp => Router::Epp(picker_config(strategy)?.scheduler),
+        RouterKind::Epp => Router::epp(picker_config(strategy)?),
         RouterKind::RoundRobin => Router::RoundRobin,
         RouterKind::Random => Router::Random,
         RouterKind::LeastRequest => Router::LeastRequest,

@@ -17,19 +17,19 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::datastore::Health;
-use super::director::Director;
+use super::pool::Pool;
 
 /// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`.
-pub fn app(director: Arc<Director>) -> Router {
+pub fn app(pool: Arc<Pool>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/admin/endpoints", get(endpoints))
-        .with_state(director)
+        .with_state(pool)
 }
 
-async fn metrics(State(d): State<Arc<Director>>) -> Response {
+async fn metrics(State(d): State<Arc<Pool>>) -> Response {
     d.metrics().set_pool(&d.pool_stats());
     (
         [(
@@ -42,7 +42,7 @@ async fn metrics(State(d): State<Arc<Director>>) -> Response {
 }
 
 /// Ready when at least one endpoint can take requests.
-async fn ready(State(d): State<Arc<Director>>) -> Response {
+async fn ready(State(d): State<Arc<Pool>>) -> Response {
     let ready = d.pool_stats().ready_endpoints;
     if ready > 0 {
         (
@@ -92,8 +92,8 @@ pub struct PoolView {
     pub endpoints: Vec<EndpointView>,
 }
 
-async fn endpoints(State(d): State<Arc<Director>>) -> Json<PoolView> {
-    let snap = d.datastore().snapshot();
+async fn endpoints(State(d): State<Arc<Pool>>) -> Json<PoolView> {
+    let snap = d.snapshot();
     let now = d.now();
     let endpoints = snap
         .endpoints

@@ -15,7 +15,7 @@
 //! are candidates, and only they count in the `inference_pool_*` averages (gie-facts
 //! §8.2). This module does no I/O and reads no clock: callers pass `now`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,9 +193,10 @@ impl Datastore {
     }
 
     /// Replaces the endpoint set (discovery). Endpoints kept by name and address keep
-    /// their load, metrics and health; new ones start `Pending`.
-    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) {
-        self.current.rcu(|cur| {
+    /// their load, metrics and health; new ones start `Pending`. Returns the endpoints
+    /// that left.
+    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) -> Vec<Arc<Endpoint>> {
+        let previous = self.current.rcu(|cur| {
             let mut old: HashMap<&Endpoint, &EndpointState> = cur
                 .endpoints
                 .iter()
@@ -214,6 +215,13 @@ impl Datastore {
                 ..PoolSnapshot::clone_shallow(cur)
             }
         });
+        let kept: HashSet<&Endpoint> = endpoints.iter().collect();
+        previous
+            .endpoints
+            .iter()
+            .filter(|e| !kept.contains(e.endpoint.as_ref()))
+            .map(|e| e.endpoint.clone())
+            .collect()
     }
 
     /// Applies one scrape round and swaps in the resulting snapshot (one swap however

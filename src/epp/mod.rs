@@ -7,20 +7,29 @@
 //! and reads no clock, so the live gateway and the virtual-time benchmark run the same
 //! decision code. [`config`] reads GIE's `EndpointPickerConfig` and builds it.
 //!
-//! The data layer feeds it. [`pool`] says which endpoints exist (a pool file or
+//! The data layer feeds it. [`discovery`] says which endpoints exist (a pool file or
 //! `--endpoints`); [`scrape`] polls each one's `/metrics` every 50 ms, reading the text
 //! with [`prom_text`] and mapping engine-specific names with [`metric_mapping`]; it
 //! publishes one [`datastore`] snapshot per round, which the request path reads without
 //! locking. [`saturation`] judges from a snapshot's candidates whether the pool is
-//! full; [`clock`] is the time source the background tasks take.
+//! full; [`clock`] is the time source the background tasks take, [`duration`] reads
+//! Go-style durations.
+//!
+//! [`lifecycle`] is the request path every transport shares (context, the pure
+//! decision core, the director, the decision that owns the in-flight booking, usage);
+//! [`pool`] gathers one pool's datastore, scraper, director and metric mapping into
+//! one value. The transports: [`proxy`] (the standalone HTTP gateway); [`admin`] and
+//! [`metrics`] the operator port; [`run`] wires `igw epp run`.
 
 pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod datastore;
-pub mod director;
+pub mod discovery;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
+pub mod lifecycle;
 pub mod metric_mapping;
 pub mod metrics;
 pub mod parser;

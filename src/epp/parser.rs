@@ -14,13 +14,6 @@ use serde_json::value::RawValue;
 use super::error::EppError;
 use super::request::{ApiKind, LlmRequest};
 
-/// Header that overrides the model the endpoint must serve (gie-facts §1.4).
-pub const MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
-/// Header naming the request's InferenceObjective (gie-facts §1.4).
-pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
-/// Request id header; generated when absent.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
 /// The API a path targets, matched by suffix as GIE does; unknown paths are treated
 /// as completions (GIE's default path is `/v1/completions`).
 pub fn api_from_path(path: &str) -> ApiKind {
@@ -43,7 +36,8 @@ pub fn api_from_path(path: &str) -> ApiKind {
 pub struct RequestMeta<'a> {
     pub path: &'a str,
     pub request_id: String,
-    /// The `x-gateway-model-name-rewrite` header, if present.
+    /// The model-name rewrite header, if present
+    /// ([`RequestContext::model_rewrite`](crate::epp::lifecycle::RequestContext::model_rewrite)).
     pub model_rewrite: Option<&'a str>,
 }
 

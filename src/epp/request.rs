@@ -1,4 +1,10 @@
-//! What the picker knows about one request once its body is parsed.
+//! What the picker knows about one request once its body is parsed, and how its
+//! response ended.
+//!
+//! Pure data, shared by the scheduler (which decides on [`LlmRequest`] and tells its
+//! plugins about each [`Completion`]) and the lifecycle around it.
+
+use std::time::Duration;
 
 /// The OpenAI API a request body targets, chosen by path suffix as GIE's
 /// `openai-parser` does (gie-facts §1.7).
@@ -33,6 +39,32 @@ pub struct LlmRequest {
     pub stream: bool,
     /// The body's length in bytes.
     pub body_len: usize,
+}
+
+/// Token accounting of one response, from its `usage` object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// How a forwarded request's response ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// The response's HTTP status.
+    pub status: u16,
+    /// The response body reached its end (not abandoned by the client or cut by the
+    /// server).
+    pub complete: bool,
+    /// From the body, if the server sent a `usage` object.
+    pub usage: Option<TokenUsage>,
+    /// From sending the request to the first body byte.
+    pub first_byte: Option<Duration>,
+    /// From sending the request to the end (or abandonment) of the body.
+    pub elapsed: Duration,
+    /// Response bytes passed on.
+    pub bytes: u64,
 }
 
 /// Bytes per token GIE's in-flight load producer assumes for a request body.

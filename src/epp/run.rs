@@ -16,15 +16,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admin;
-use super::clock::{Clock, TokioClock, parse_go_duration};
+use super::clock::TokioClock;
 use super::config::{self, LoadedConfig, objectives::Objectives};
-use super::datastore::{DEFAULT_STALENESS_THRESHOLD, Datastore};
-use super::director::Director;
-use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings};
-use super::metrics::EppMetrics;
-use super::pool::StaticPool;
+use super::datastore::DEFAULT_STALENESS_THRESHOLD;
+use super::discovery::StaticPool;
+use super::duration::parse_go_duration;
+use super::pool::{Pool, PoolParts};
 use super::proxy::{self, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
-use super::scrape::{ScrapeConfig, Scraper};
 
 /// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
 #[derive(clap::Args, Clone, Debug)]
@@ -126,7 +124,7 @@ impl EppOptions {
 pub struct RunningEpp {
     pub proxy_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub director: Arc<Director>,
+    pub pool: Arc<Pool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -154,7 +152,7 @@ pub async fn start_with_config(
     opts: &EppOptions,
     config: LoadedConfig,
 ) -> anyhow::Result<RunningEpp> {
-    let pool = opts.pool()?;
+    let static_pool = opts.pool()?;
     for note in &config.notes {
         tracing::info!(config = %config.origin, "{note}");
     }
@@ -162,24 +160,16 @@ pub async fn start_with_config(
         Some(path) => Objectives::load(path)?,
         None => Objectives::default(),
     };
-    let (mapping, metrics_path) = metric_mapping(&config)?;
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let datastore = Arc::new(Datastore::new(
-        &pool.name,
-        pool.endpoints.clone(),
-        opts.metrics_staleness_threshold,
-    ));
-    let metrics = Arc::new(EppMetrics::new(&pool.name));
-    let passthrough = config.parser == config::host::ParserKind::Passthrough;
-    let director = Arc::new(Director::new(
-        datastore.clone(),
-        config.scheduler,
-        config.saturation,
+    let pool = Arc::new(Pool::new(PoolParts {
+        name: static_pool.name,
+        endpoints: static_pool.endpoints,
+        config,
         objectives,
-        metrics,
-        clock.clone(),
-        opts.seed,
-    ));
+        refresh_interval: opts.refresh_metrics_interval,
+        staleness_threshold: opts.metrics_staleness_threshold,
+        clock: Arc::new(TokioClock::new()),
+        seed: opts.seed,
+    })?);
 
     let bind = |port: u16| {
         let host = opts.host.clone();
@@ -205,26 +195,16 @@ pub async fn start_with_config(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let scraper = Scraper::new(
-        datastore,
-        mapping,
-        clock,
-        ScrapeConfig {
-            interval: opts.refresh_metrics_interval,
-            path: metrics_path,
-            ..ScrapeConfig::default()
-        },
-    );
+    let scraper = pool.scraper();
     let gateway = proxy::app(
-        director.clone(),
+        pool.clone(),
         GatewayConfig {
             max_body_bytes: opts.max_body_bytes,
-            passthrough,
             response_timeout: opts.response_timeout,
             ..GatewayConfig::default()
         },
     );
-    let admin = admin::app(director.clone());
+    let admin = admin::app(pool.clone());
     let tasks = vec![
         tokio::spawn(scraper.run(stopped(signal.clone()))),
         tokio::spawn({
@@ -253,28 +233,8 @@ pub async fn start_with_config(
     Ok(RunningEpp {
         proxy_addr,
         metrics_addr,
-        director,
+        pool,
         shutdown,
         tasks,
     })
-}
-
-/// The metric names to read and the path to scrape, from the config's data layer
-/// (GIE's defaults when it has none).
-fn metric_mapping(
-    config: &LoadedConfig,
-) -> anyhow::Result<(Arc<super::metric_mapping::MetricMapping>, String)> {
-    let source = config.data_layer.first();
-    let path = source
-        .map(|s| s.params.path.clone())
-        .unwrap_or_else(|| "/metrics".into());
-    let extractor = source.and_then(|s| s.extractors.first().map(|(_, p)| p.clone()));
-    let (entries, default_engine) = match &extractor {
-        Some(p) => (p.engine_configs.clone(), p.default_engine.clone()),
-        None => (Vec::new(), DEFAULT_ENGINE.to_string()),
-    };
-    let mappings = EngineMappings::new(&entries, &default_engine)
-        .with_context(|| format!("{}: core-metrics-extractor engineConfigs", config.origin))?;
-    // A static pool carries no engine labels: every endpoint uses the default engine.
-    Ok((mappings.get(None).clone(), path))
 }

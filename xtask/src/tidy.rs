@@ -17,9 +17,11 @@
 //!   under `src/`.
 //! - `ci_script`: `.ci/run` runs every step of `cargo xtask ci`, and the README shows
 //!   the same test command.
-//! - `invariants`: two of ARCHITECTURE.md's absences that text can show: no code under
-//!   `src/sim/engine/` names a clock, a sleep or tokio, and `xtask/Cargo.toml` lists
-//!   no dependencies.
+//! - `invariants`: ARCHITECTURE.md's absences that text can show: no code under
+//!   `src/sim/engine/` or `src/epp/scheduler/` names a clock, a sleep, tokio or I/O;
+//!   the scheduler names no crate module but the values it decides on (endpoint,
+//!   request), durations and the hashers; and `xtask/Cargo.toml` lists no
+//!   dependencies.
 //!
 //! Tidy only reads: it runs nothing and writes nothing. The needles it searches for are
 //! assembled from pieces so that this file does not match itself.
@@ -386,31 +388,75 @@ fn ci_script(tree: &Tree) -> Vec<Failure> {
     out
 }
 
-/// Words that show the engine reading time or depending on a runtime. Comments may
-/// name them (the engine's docs say who drives it); code may not.
-const ENGINE_FORBIDDEN: [&str; 4] = ["tokio", "Instant", "SystemTime", "sleep("];
+/// Trees that must stay pure: no clock, no runtime, no I/O; their driver hands them
+/// the time. The reason is part of each failure.
+const PURE_TREES: [(&str, &str); 2] = [
+    (
+        "src/sim/engine/",
+        "the engine never reads a clock and has no tokio; take `now` from the driver",
+    ),
+    (
+        "src/epp/scheduler/",
+        "the scheduler does no I/O and reads no clock; the time, the candidates and the \
+         RNG come in with each decision",
+    ),
+];
+
+/// Words that show code reading time, depending on a runtime or doing I/O. Comments
+/// may name them (the docs say who drives the code); code may not.
+const IMPURE_WORDS: [&str; 8] = [
+    "tokio",
+    "Instant",
+    "SystemTime",
+    "sleep(",
+    "std::fs",
+    "std::io",
+    "std::env",
+    "std::process",
+];
+
+/// The only crate modules the scheduler may name (`crate::…`, or `super::…` leading
+/// out of it): the values it decides on, durations, and the content hashers.
+const SCHEDULER_MAY_USE: [&str; 5] = [
+    "epp::scheduler",
+    "epp::endpoint",
+    "epp::request",
+    "epp::duration",
+    "hash",
+];
 
 fn invariants(tree: &Tree) -> Vec<Failure> {
     let mut out = Vec::new();
     for (path, text) in &tree.files {
-        if !path.starts_with("src/sim/engine/") {
+        let Some((_, why)) = PURE_TREES.iter().find(|(dir, _)| path.starts_with(dir)) else {
             continue;
-        }
+        };
+        let module = module_path(path);
         for (i, line) in text.lines().enumerate() {
             let code = line.trim_start();
             if code.starts_with("//") {
                 continue;
             }
-            for word in ENGINE_FORBIDDEN {
+            for word in IMPURE_WORDS {
                 if code.contains(word) {
-                    out.push(fail(
-                        path,
-                        i + 1,
-                        format!(
-                            "`{word}` in the engine: it never reads a clock and has no \
-                             tokio; take `now` from the driver"
-                        ),
-                    ));
+                    out.push(fail(path, i + 1, format!("`{word}`: {why}")));
+                }
+            }
+            if path.starts_with("src/epp/scheduler/") {
+                for used in crate_paths(code, &module) {
+                    let allowed = SCHEDULER_MAY_USE
+                        .iter()
+                        .any(|ok| used == *ok || used.starts_with(&format!("{ok}::")));
+                    if !allowed {
+                        out.push(fail(
+                            path,
+                            i + 1,
+                            format!(
+                                "the scheduler names `crate::{used}`; it may use only {}: {why}",
+                                SCHEDULER_MAY_USE.join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -432,6 +478,121 @@ fn invariants(tree: &Tree) -> Vec<Failure> {
         }
     }
     out
+}
+
+/// The module a source file is, as `::`-joined segments under the crate root:
+/// `src/epp/scheduler/plugins/queue.rs` is `epp::scheduler::plugins::queue`, a
+/// `mod.rs` is its directory.
+fn module_path(path: &str) -> Vec<String> {
+    let rel = path.strip_prefix("src/").unwrap_or(path);
+    let rel = rel.strip_suffix(".rs").unwrap_or(rel);
+    let mut segments: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if matches!(segments.last().map(String::as_str), Some("mod" | "lib")) {
+        segments.pop();
+    }
+    segments
+}
+
+/// Every module path a line of code names through `crate::` or `super::`, resolved
+/// against the file's `module` and expanded over `{…}` groups. (`super` in an inline
+/// `mod tests` is resolved one level too high; within a checked tree that only makes
+/// the check stricter.)
+fn crate_paths(code: &str, module: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(['c', 's']) {
+        let tail = &rest[at..];
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
+        let (base, after) = if let Some(after) = tail.strip_prefix("crate::") {
+            (Vec::new(), after)
+        } else if tail.starts_with("super::") {
+            let mut base = module.to_vec();
+            let mut after = tail;
+            while let Some(next) = after.strip_prefix("super::") {
+                base.pop();
+                after = next;
+            }
+            (base, after)
+        } else {
+            rest = &tail[1..];
+            continue;
+        };
+        if boundary {
+            expand(&base, after, &mut out);
+        }
+        rest = &tail[1..];
+    }
+    out
+}
+
+/// Appends `base::path` for the path at the start of `text`, one entry per item of a
+/// `{…}` group.
+fn expand(base: &[String], text: &str, out: &mut Vec<String>) {
+    let mut segments = base.to_vec();
+    let mut rest = text;
+    loop {
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if len == 0 {
+            break;
+        }
+        segments.push(rest[..len].to_string());
+        rest = &rest[len..];
+        match rest.strip_prefix("::") {
+            Some(next) if next.starts_with('{') => {
+                let inner = group(&next[1..]);
+                for item in split_top_level(inner) {
+                    expand(&segments, item.trim(), out);
+                }
+                return;
+            }
+            Some(next) => rest = next,
+            None => break,
+        }
+    }
+    if !segments.is_empty() {
+        out.push(segments.join("::"));
+    }
+}
+
+/// The text inside a `{…}` group that starts right after the opening brace.
+fn group(text: &str) -> &str {
+    let mut depth = 1;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Splits at commas outside nested braces.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
 }
 
 #[cfg(test)]

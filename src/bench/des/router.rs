@@ -1,10 +1,10 @@
 //! The routing strategies the pool simulation compares, and the per-run state each
 //! needs to decide.
 //!
-//! [`Router::Epp`] runs the real [`Scheduler`] the way the director does: candidates are
-//! the routable endpoints of the last *scraped* state, with the picker's own load
-//! counters copied in, the decision gets the virtual time and a seeded RNG, and
-//! `on_scheduled` runs after the pick. The baselines are what a pool has without a
+//! [`Router::Epp`] runs the lifecycle's [`DecisionCore`], the code the director runs:
+//! candidates are collected by the same function from the last *scraped* snapshot,
+//! with the picker's own load counters copied in, admission and scheduling get the
+//! virtual time and a seeded RNG, and the PreRequest hooks run after the pick. The baselines are what a pool has without a
 //! picker: round-robin, uniform random (a Kubernetes Service) and least-request (fewest
 //! in flight by the router's own count); and least-tokens, an oracle bound (fewest
 //! exact prompt + output tokens in flight, output lengths known in advance). None of
@@ -18,17 +18,20 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::DesRequest;
+use crate::epp::config::LoadedConfig;
 use crate::epp::datastore::EndpointState;
 use crate::epp::endpoint::Candidate;
 use crate::epp::error::EppError;
+use crate::epp::lifecycle::{DecisionCore, collect_candidates};
 use crate::epp::request::{ApiKind, LlmRequest};
-use crate::epp::scheduler::{CycleState, Scheduler, SchedulingContext};
+use crate::epp::scheduler::{CycleState, SchedulingContext};
 
 /// How the pool's requests are spread over its endpoints.
 pub enum Router {
-    /// The EPP's scheduler, exactly as the live picker runs it. It carries plugin state
-    /// (the prefix index, counters), so give each run a freshly built one.
-    Epp(Scheduler),
+    /// The EPP's decision core (admission and scheduler), exactly as the live picker
+    /// runs it. It carries plugin state (the prefix index, counters), so give each run
+    /// a freshly built one.
+    Epp(DecisionCore),
     /// Endpoints in turn.
     RoundRobin,
     /// Uniformly at random: what a Kubernetes Service's kube-proxy does.
@@ -42,6 +45,11 @@ pub enum Router {
 }
 
 impl Router {
+    /// The EPP as a loaded EndpointPickerConfig configures it.
+    pub fn epp(config: LoadedConfig) -> Router {
+        Router::Epp(DecisionCore::from_config(config))
+    }
+
     /// A short name for reports.
     pub fn name(&self) -> &'static str {
         match self {
@@ -138,20 +146,17 @@ impl Routing {
             Router::Random => Ok(self.rng.random_range(0..n)),
             Router::LeastRequest => Ok(self.fewest(states, |s| s.load.in_flight())),
             Router::LeastTokens => Ok(self.fewest(states, |s| s.load.in_flight_tokens())),
-            Router::Epp(scheduler) => {
+            Router::Epp(core) => {
                 // The director's candidate table: routable endpoints (healthy, metrics
                 // no older than the staleness threshold), load counters copied.
-                self.candidates.clear();
-                self.rows.clear();
-                for (i, s) in states.iter().enumerate() {
-                    if s.is_routable(now, staleness_threshold) {
-                        self.candidates.push(s.candidate());
-                        self.rows.push(i);
-                    }
-                }
-                if self.candidates.is_empty() {
-                    return Err(EppError::no_fresh_candidates());
-                }
+                collect_candidates(
+                    states,
+                    now,
+                    staleness_threshold,
+                    None,
+                    &mut self.candidates,
+                    &mut self.rows,
+                )?;
                 let r = &mut self.request;
                 r.request_id.clear();
                 let _ = write!(r.request_id, "des-{id}");
@@ -169,10 +174,8 @@ impl Routing {
                 }
                 r.body_len = request.body_len.unwrap_or(r.prefix_bytes.len());
                 let mut ctx = SchedulingContext::new(now, &mut self.rng, &mut self.cycle);
-                let result = scheduler.schedule(&self.request, &self.candidates, &mut ctx)?;
-                let target = result.target();
-                scheduler.on_scheduled(&self.request, &self.candidates[target], &mut self.cycle);
-                Ok(self.rows[target])
+                let result = core.decide(&self.request, &self.candidates, &mut ctx)?;
+                Ok(self.rows[result.target()])
             }
         }
     }

@@ -5,23 +5,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::epp::datastore::{EndpointState, Health};
-use crate::epp::endpoint::{Endpoint, EndpointLoad, EndpointMetrics};
+use crate::epp::endpoint::{Endpoint, EndpointMetrics};
 use crate::sim::engine::Engine;
 
 /// The endpoint that stands for engine `i`: named like a pod, on a made-up address
-/// (nothing connects to it), never scraped yet.
-pub(super) fn endpoint_state(i: usize) -> EndpointState {
+/// (nothing connects to it).
+pub(super) fn endpoint(i: usize) -> Endpoint {
     let port = 8000 + (i % 50_000) as u16;
-    EndpointState {
-        endpoint: Arc::new(Endpoint {
-            name: format!("des-{i}"),
-            address: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), port)),
-        }),
-        load: Arc::new(EndpointLoad::default()),
-        metrics: None,
-        health: Health::Pending,
-        last_error: None,
+    Endpoint {
+        name: format!("des-{i}"),
+        address: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), port)),
     }
 }
 

@@ -70,7 +70,7 @@ schedulingProfiles:
   - pluginRef: queue-scorer
   - pluginRef: max-score-picker
 ";
-    Router::Epp(from_yaml_str(yaml, "queue-only").unwrap().scheduler)
+    Router::epp(from_yaml_str(yaml, "queue-only").unwrap())
 }
 
 fn per_endpoint(records: &[RequestRecord]) -> BTreeMap<usize, usize> {
@@ -110,7 +110,7 @@ fn an_idle_replica_answers_in_overhead_plus_one_prefill_step() {
     .engine_config()
     .unwrap();
     let pool = PoolConfig::replicas(&config, 1, MODEL, 0);
-    for router in [Router::RoundRobin, Router::Epp(gie_default().scheduler)] {
+    for router in [Router::RoundRobin, Router::epp(gie_default())] {
         let reqs = workload(1, 1, ms(0), 204, 64);
         let report = simulate(&pool, router, &reqs).unwrap();
         let r = &report.records[0];
@@ -154,7 +154,7 @@ fn shared_prefix_workload() -> (Vec<DesRequest>, Vec<usize>) {
 #[test]
 fn gie_default_keeps_a_prefix_on_one_endpoint() {
     let (reqs, groups) = shared_prefix_workload();
-    let report = simulate(&pool(4), Router::Epp(gie_default().scheduler), &reqs).unwrap();
+    let report = simulate(&pool(4), Router::epp(gie_default()), &reqs).unwrap();
     check_complete(&report, &[30; 60]);
     let mut homes: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for (r, g) in report.records.iter().zip(&groups) {
@@ -206,7 +206,7 @@ fn stale_metrics_herd_a_queue_scorer_but_not_igw_default() {
         1,
         "the whole burst on one endpoint: {herded:?}"
     );
-    let spread = herd(Router::Epp(igw_default().scheduler));
+    let spread = herd(Router::epp(igw_default()));
     assert!(
         spread.len() >= 3,
         "igw-default spreads the burst: {spread:?}"
@@ -227,11 +227,7 @@ schedulingProfiles:
 
 /// An EPP that routes on `token-load-scorer` alone.
 fn token_load_only() -> Router {
-    Router::Epp(
-        from_yaml_str(TOKEN_LOAD_ONLY, "token-load")
-            .unwrap()
-            .scheduler,
-    )
+    Router::epp(from_yaml_str(TOKEN_LOAD_ONLY, "token-load").unwrap())
 }
 
 #[test]
@@ -326,8 +322,8 @@ fn same_inputs_same_records() {
         simulate(&pool, router, &reqs).unwrap()
     };
     let routers: [fn() -> Router; 4] = [
-        || Router::Epp(gie_default().scheduler),
-        || Router::Epp(igw_default().scheduler),
+        || Router::epp(gie_default()),
+        || Router::epp(igw_default()),
         || Router::Random,
         || Router::LeastRequest,
     ];
@@ -358,8 +354,8 @@ fn every_request_finishes_once_under_every_router() {
         e.num_blocks = 400;
     }
     let routers: [fn() -> Router; 5] = [
-        || Router::Epp(gie_default().scheduler),
-        || Router::Epp(igw_default().scheduler),
+        || Router::epp(gie_default()),
+        || Router::epp(igw_default()),
         || Router::RoundRobin,
         || Router::Random,
         || Router::LeastRequest,
@@ -394,7 +390,7 @@ fn refusals_and_missing_candidates_are_recorded_not_lost() {
     let mut stale = pool(2);
     stale.scrape_interval = Duration::from_secs(5);
     let reqs = workload(9, 2, Duration::from_secs(3), 10, 5);
-    let report = simulate(&stale, Router::Epp(gie_default().scheduler), &reqs).unwrap();
+    let report = simulate(&stale, Router::epp(gie_default()), &reqs).unwrap();
     assert!(report.records[0].error.is_none());
     // As the gateway would answer: 503 with GIE's plain-text body.
     let error = report.records[1].error.as_ref().unwrap();

@@ -37,7 +37,7 @@ use crate::bench::recorder::{
 };
 use crate::bench::wire;
 use crate::bench::workload::{PromptText, WorkloadRequest};
-use crate::epp::proxy::SERVED_HEADER;
+use crate::epp::lifecycle::headers::SERVED as SERVED_HEADER;
 
 /// How long a connection may take to open, wall time; a pool on loopback answers in
 /// microseconds, so this only bounds a target that is down or unreachable.

@@ -470,7 +470,7 @@ async fn start_gateway(
         .context("cannot start the gateway")?;
     let deadline = tokio::time::Instant::now() + READY_DEADLINE;
     loop {
-        let ready = gateway.director.pool_stats().ready_endpoints;
+        let ready = gateway.pool.pool_stats().ready_endpoints;
         if ready >= addrs.len() {
             return Ok(gateway);
         }

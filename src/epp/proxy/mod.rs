@@ -1,22 +1,20 @@
 //! The standalone gateway: an HTTP reverse proxy that asks the picker where each
 //! request goes and forwards it there, so igw routes without Envoy.
 //!
-//! Per request: read the body once (up to the size cap), parse it with GIE's openai
-//! parser, ask the [`RequestRouter`] for an ordered list of endpoints, forward to the
-//! first, and on a connection failure (nothing sent yet, so retrying is safe) try the
-//! next. A request without a body (a plain GET) has nothing to parse and is routed
-//! like a passthrough request, as GIE routes header-only requests rather than reject
-//! them. The response streams back untouched, chunk by chunk (no SSE buffering),
-//! inside a [`MeteredBody`] that holds the endpoint's in-flight guard and reads usage.
-//! Errors carry GIE's codes and texts. The handler never panics on client input and
-//! never holds a lock across an await.
+//! Per request: read the body once (up to the size cap), build the lifecycle's
+//! [`RequestContext`], parse with the pool's parser, ask the [`Pool`] for a
+//! [`Decision`](crate::epp::lifecycle::Decision), forward to the first target and on
+//! a connection failure (nothing sent yet, so retrying is safe) try the next. The
+//! response streams back untouched, chunk by chunk (no SSE buffering), inside a
+//! [`MeteredBody`] whose [`ResponseMeter`] owns the decision and so the in-flight
+//! booking. Errors carry GIE's codes and texts. The handler never panics on client
+//! input and never holds a lock across an await.
 
-mod body;
+mod metered;
 mod models;
-mod usage;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -29,67 +27,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub use body::{Completion, MeteredBody, OnComplete};
-pub use usage::{TokenUsage, UsageSniffer};
+pub use metered::MeteredBody;
 
-use super::endpoint::{Endpoint, EndpointLoad};
 use super::error::EppError;
-use super::parser::{
-    MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, REQUEST_ID_HEADER, RequestMeta, parse_openai,
-    parse_passthrough,
-};
+use super::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
+use super::lifecycle::{RequestContext, RequestIds, ResponseMeter};
+use super::pool::Pool;
 use super::request::LlmRequest;
-
-/// Header the gateway sets on the forwarded request (as the EPP sets it for Envoy) and
-/// returns on the response, naming the endpoint that served it.
-pub const DESTINATION_HEADER: &str = "x-gateway-destination-endpoint";
-/// Response header naming the endpoint that actually served (igw extension).
-pub const SERVED_HEADER: &str = "x-gateway-destination-endpoint-served";
 
 /// Default cap on request bodies, bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
-
-/// One place a request may go.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub endpoint: Arc<Endpoint>,
-    /// The endpoint's shared load counters; the gateway takes a guard on them.
-    pub load: Arc<EndpointLoad>,
-}
-
-/// The picker as the gateway sees it: admission and scheduling behind one call.
-pub trait RequestRouter: Send + Sync + 'static {
-    /// Chooses where `request` goes: the primary endpoint first, then fallbacks.
-    /// `objective` is the `x-gateway-inference-objective` header, if any.
-    fn route(
-        &self,
-        request: &mut LlmRequest,
-        objective: Option<&str>,
-    ) -> Result<Vec<Target>, EppError>;
-
-    /// A forward to `endpoint` failed before anything was sent (refused, unreachable).
-    fn endpoint_failed(&self, endpoint: &Endpoint, error: &str);
-
-    /// `endpoint` answered with response headers; [`RequestRouter::completed`] follows
-    /// exactly once.
-    fn forwarded(&self, _request: &LlmRequest, _endpoint: &Endpoint) {}
-
-    /// A response finished, failed or was abandoned.
-    fn completed(&self, request: &LlmRequest, endpoint: &Endpoint, status: u16, done: &Completion);
-
-    /// A routing error was returned to the client.
-    fn rejected(&self, request: Option<&LlmRequest>, error: &EppError);
-
-    /// Every endpoint of the pool, for `GET /v1/models`.
-    fn endpoints(&self) -> Vec<Arc<Endpoint>>;
-}
 
 /// How the gateway behaves.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub max_body_bytes: usize,
-    /// GIE's `passthrough-parser`: route without interpreting the body.
-    pub passthrough: bool,
     /// How long to wait for an endpoint to accept a connection before trying the next.
     pub connect_timeout: Duration,
     /// How long to wait for response headers (a non-streaming completion sends them
@@ -101,7 +53,6 @@ impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
         GatewayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            passthrough: false,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(600),
         }
@@ -109,15 +60,15 @@ impl Default for GatewayConfig {
 }
 
 struct Gateway {
-    router: Arc<dyn RequestRouter>,
+    pool: Arc<Pool>,
     client: Client<HttpConnector, Full<Bytes>>,
     config: GatewayConfig,
-    next_id: std::sync::atomic::AtomicU64,
+    ids: RequestIds,
 }
 
 /// The gateway's HTTP app: `GET /v1/models` answered from the pool, everything else
 /// routed and forwarded.
-pub fn app(router: Arc<dyn RequestRouter>, config: GatewayConfig) -> Router {
+pub fn app(pool: Arc<Pool>, config: GatewayConfig) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.connect_timeout));
@@ -125,10 +76,10 @@ pub fn app(router: Arc<dyn RequestRouter>, config: GatewayConfig) -> Router {
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
     let gateway = Arc::new(Gateway {
-        router,
+        pool,
         client,
         config,
-        next_id: std::sync::atomic::AtomicU64::new(1),
+        ids: RequestIds::default(),
     });
     Router::new()
         .route("/v1/models", axum::routing::get(models::list))
@@ -163,77 +114,40 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             } else {
                 EppError::BadRequest(format!("cannot read request body: {e}"))
             };
-            gw.router.rejected(None, &err);
+            gw.pool.reject(None, &err);
             return error_response(&err);
         }
     };
-    let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let request_id = header_str(REQUEST_ID_HEADER)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let n = gw
-                .next_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            format!("igw-{n:016x}")
-        });
     let path_and_query = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let meta = RequestMeta {
-        path: parts.uri.path(),
-        request_id: request_id.clone(),
-        model_rewrite: header_str(MODEL_REWRITE_HEADER),
-    };
-    let parsed = if gw.config.passthrough || body.is_empty() {
-        Ok(parse_passthrough(meta, &body))
-    } else {
-        parse_openai(meta, &body)
-    };
-    let mut request = match parsed {
+    let ctx = RequestContext::new(parts.method, path_and_query, parts.headers, &gw.ids);
+    let request = match gw.pool.parse(&ctx, &body) {
         Ok(r) => r,
         Err(err) => {
-            gw.router.rejected(None, &err);
-            return error_response(&err);
-        }
-    };
-    let targets = match gw.router.route(&mut request, header_str(OBJECTIVE_HEADER)) {
-        Ok(t) if !t.is_empty() => t,
-        Ok(_) => {
-            let err = EppError::ServiceUnavailable(
-                "failed to find endpoint candidates for serving the request".into(),
-            );
-            gw.router.rejected(Some(&request), &err);
-            return error_response(&err);
-        }
-        Err(err) => {
-            gw.router.rejected(Some(&request), &err);
+            gw.pool.reject(None, &err);
             return error_response(&err);
         }
     };
     let body = rewrite_model(&request, body);
-    let request = Arc::new(request);
+    let mut decision = match gw.pool.route(&ctx, request) {
+        Ok(d) => d,
+        Err(err) => return error_response(&err),
+    };
     let mut failures = Vec::new();
-    for target in &targets {
-        let addr = target.endpoint.address.to_string();
-        let upstream = match build_upstream(
-            &parts.method,
-            &parts.headers,
-            &addr,
-            &path_and_query,
-            &request_id,
-            body.clone(),
-        ) {
+    for index in 0..decision.targets().len() {
+        let addr = decision.targets()[index].endpoint.address.to_string();
+        let upstream = match build_upstream(&ctx, &addr, body.clone()) {
             Ok(r) => r,
             Err(e) => {
                 let err = EppError::BadRequest(format!("cannot forward request: {e}"));
-                gw.router.rejected(Some(&request), &err);
+                decision.fail(&err);
                 return error_response(&err);
             }
         };
-        let guard = target.load.start_request(request.estimated_tokens());
-        let sent_at = Instant::now();
+        decision.reserve(index);
         let result =
             tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream)).await;
         let resp = match result {
@@ -241,7 +155,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             Ok(Err(e)) if e.is_connect() => {
                 // Nothing reached the endpoint: safe to try the next one.
                 let msg = format!("{addr}: {e}");
-                gw.router.endpoint_failed(&target.endpoint, &msg);
+                decision.endpoint_failed(index, &msg);
                 failures.push(msg);
                 continue;
             }
@@ -249,7 +163,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                 let err = EppError::ServiceUnavailable(format!(
                     "endpoint {addr} failed before responding: {e}"
                 ));
-                gw.router.rejected(Some(&request), &err);
+                decision.fail(&err);
                 return error_response(&err);
             }
             Err(_) => {
@@ -257,7 +171,7 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                     "endpoint {addr} sent no response within {:?}",
                     gw.config.response_timeout
                 ));
-                gw.router.rejected(Some(&request), &err);
+                decision.fail(&err);
                 return error_response(&err);
             }
         };
@@ -267,26 +181,20 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"));
-        let status = resp_parts.status.as_u16();
-        gw.router.forwarded(&request, &target.endpoint);
-        let (router, req_for_done, endpoint) =
-            (gw.router.clone(), request.clone(), target.endpoint.clone());
-        let on_complete: OnComplete =
-            Box::new(move |done| router.completed(&req_for_done, &endpoint, status, &done));
-        let metered = MeteredBody::new(incoming, guard, streaming, sent_at, on_complete);
+        let meter = ResponseMeter::start(decision, resp_parts.status.as_u16(), streaming);
         if let Ok(v) = HeaderValue::from_str(&addr) {
             resp_parts
                 .headers
-                .insert(HeaderName::from_static(SERVED_HEADER), v);
+                .insert(HeaderName::from_static(SERVED), v);
         }
         strip_hop_by_hop(&mut resp_parts.headers);
-        return Response::from_parts(resp_parts, Body::new(metered));
+        return Response::from_parts(resp_parts, Body::new(MeteredBody::new(incoming, meter)));
     }
     let err = EppError::ServiceUnavailable(format!(
         "every endpoint chosen for the request refused it: {}",
         failures.join("; ")
     ));
-    gw.router.rejected(Some(&request), &err);
+    decision.fail(&err);
     error_response(&err)
 }
 
@@ -304,27 +212,24 @@ fn rewrite_model(request: &LlmRequest, body: Bytes) -> Bytes {
 }
 
 fn build_upstream(
-    method: &axum::http::Method,
-    headers: &HeaderMap,
+    ctx: &RequestContext,
     addr: &str,
-    path_and_query: &str,
-    request_id: &str,
     body: Bytes,
 ) -> Result<hyper::Request<Full<Bytes>>, axum::http::Error> {
     let mut builder = hyper::Request::builder()
-        .method(method.clone())
-        .uri(format!("http://{addr}{path_and_query}"));
+        .method(ctx.method.clone())
+        .uri(format!("http://{addr}{}", ctx.path));
     if let Some(h) = builder.headers_mut() {
-        for (name, value) in headers {
+        for (name, value) in &ctx.headers {
             if !is_hop_by_hop(name) && name != header::HOST && name != header::CONTENT_LENGTH {
                 h.append(name.clone(), value.clone());
             }
         }
         if let Ok(v) = HeaderValue::from_str(addr) {
-            h.insert(HeaderName::from_static(DESTINATION_HEADER), v);
+            h.insert(HeaderName::from_static(DESTINATION), v);
         }
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            h.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            h.insert(HeaderName::from_static(REQUEST_ID), v);
         }
     }
     builder.body(Full::new(body))

@@ -24,7 +24,7 @@ const PER_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_LIST_BYTES: usize = 4 << 20;
 
 pub(super) async fn list(State(gw): State<Arc<Gateway>>) -> Response {
-    let endpoints = gw.router.endpoints();
+    let endpoints = gw.pool.endpoints();
     let fetches = endpoints.iter().map(|ep| {
         let client = gw.client.clone();
         let uri = format!("http://{}/v1/models", ep.address);

@@ -8,8 +8,8 @@
 //! [`ProfileHandler`]) and answer with indices into the host's candidate table. The
 //! host owns eligibility (model, health, subset, draining) and builds the table; after
 //! the pick it calls [`Scheduler::on_scheduled`] (GIE's PreRequest: the prefix index
-//! learns the request here) and, when an endpoint leaves the pool,
-//! [`Scheduler::on_endpoint_removed`].
+//! learns the request here), when the response ends [`Scheduler::on_response_complete`],
+//! and, when an endpoint leaves the pool, [`Scheduler::on_endpoint_removed`].
 //!
 //! Everything here is pure: no I/O, no clock reads (the time comes in
 //! [`SchedulingContext::now`]), no tokio, no global state; randomness comes only from
@@ -35,8 +35,8 @@ pub use cycle::CycleState;
 pub use profile::SchedulingProfile;
 pub use run::{ProfileResult, Scheduler, SchedulingError, SchedulingResult};
 
-use super::endpoint::Candidate;
-use super::request::LlmRequest;
+use super::endpoint::{Candidate, Endpoint};
+use super::request::{Completion, LlmRequest};
 
 /// What one scheduling decision may use besides the request and the candidates.
 pub struct SchedulingContext<'a> {
@@ -71,6 +71,10 @@ pub trait Plugin: Send + Sync {
     /// The request was sent to `chosen` (the primary profile's first target). GIE's
     /// PreRequest: optimistic, it does not wait to learn which endpoint served it.
     fn on_scheduled(&self, _request: &LlmRequest, _chosen: &Candidate, _cycle: &mut CycleState) {}
+
+    /// The response of a request sent to `served` ended or was abandoned (GIE's
+    /// ResponseComplete). `done.status` is 0 when no response arrived at all.
+    fn on_response_complete(&self, _request: &LlmRequest, _served: &Endpoint, _done: &Completion) {}
 
     /// The endpoint named `name` left the pool: forget what is kept about it.
     fn on_endpoint_removed(&self, _name: &str) {}

@@ -8,9 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{CycleState, Plugin, ProfileHandler, SchedulingContext, SchedulingProfile};
-use crate::epp::endpoint::Candidate;
-use crate::epp::error::EppError;
-use crate::epp::request::LlmRequest;
+use crate::epp::endpoint::{Candidate, Endpoint};
+use crate::epp::request::{Completion, LlmRequest};
 
 /// What one profile run produced.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,16 +55,6 @@ pub enum SchedulingError {
     /// choosing profiles). A bug in a plugin: 500.
     #[error("profile handler error: {0}")]
     Handler(String),
-}
-
-impl From<SchedulingError> for EppError {
-    fn from(e: SchedulingError) -> EppError {
-        match e {
-            SchedulingError::NoCandidates => EppError::ServiceUnavailable(e.to_string()),
-            SchedulingError::NoEndpoint { .. } => EppError::ResourceExhausted(e.to_string()),
-            SchedulingError::Handler(_) => EppError::Internal(e.to_string()),
-        }
-    }
 }
 
 /// A profile handler and its profiles; built by the config loader or by hand.
@@ -185,6 +174,13 @@ impl Scheduler {
     pub fn on_scheduled(&self, request: &LlmRequest, chosen: &Candidate, cycle: &mut CycleState) {
         for plugin in &self.hooks {
             plugin.on_scheduled(request, chosen, cycle);
+        }
+    }
+
+    /// ResponseComplete: the response of `request`, served by `served`, ended.
+    pub fn on_response_complete(&self, request: &LlmRequest, served: &Endpoint, done: &Completion) {
+        for plugin in &self.hooks {
+            plugin.on_response_complete(request, served, done);
         }
     }
 

@@ -246,3 +246,41 @@ fn invariants_keep_the_engine_clockless_and_xtask_std_only() {
         &["src/sim/engine/mod.rs:3", "xtask/Cargo.toml:8"],
     );
 }
+
+#[test]
+fn invariants_keep_the_scheduler_pure() {
+    let plugin = "//! A plugin.\nuse super::{Filter, Scored};\nuse crate::epp::endpoint::Candidate;\n\
+                  use crate::epp::{request::LlmRequest, clock::Clock};\n\
+                  fn f(e: crate::epp::error::EppError) {}\nuse std::fs::read;\n";
+    let root = "//! The scheduler.\nuse super::endpoint::Candidate;\nuse super::proxy::Target;\n\
+                use self::run::Scheduler;\n";
+    let t = tree(
+        &[
+            ("src/epp/scheduler/plugins/queue.rs", plugin),
+            ("src/epp/scheduler/mod.rs", root),
+            ("src/epp/director.rs", "use super::clock::Clock;\n"),
+        ],
+        &[],
+    );
+    check(
+        invariants,
+        &t,
+        &[
+            "src/epp/scheduler/mod.rs:3",
+            "src/epp/scheduler/plugins/queue.rs:4",
+            "src/epp/scheduler/plugins/queue.rs:5",
+            "src/epp/scheduler/plugins/queue.rs:6",
+        ],
+    );
+    assert_eq!(
+        crate_paths(
+            "use crate::epp::{request::LlmRequest, clock::{Clock, X}};",
+            &module_path("src/epp/scheduler/run.rs")
+        ),
+        vec![
+            "epp::request::LlmRequest",
+            "epp::clock::Clock",
+            "epp::clock::X"
+        ]
+    );
+}

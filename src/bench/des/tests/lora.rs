@@ -91,7 +91,7 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 "
         );
-        Router::Epp(from_yaml_str(&yaml, "lora-only").unwrap().scheduler)
+        Router::epp(from_yaml_str(&yaml, "lora-only").unwrap())
     };
     // One long adapter request holds its replica's only slot; 40 short base-model
     // requests follow, 100 ms apart, each done before the next.

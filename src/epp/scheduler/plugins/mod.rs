@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
-pub use crate::epp::clock::parse_go_duration;
+pub use crate::epp::duration::parse_go_duration;
 
 /// Scores each candidate of `subset` on its own: `scores[k] = score(candidates[subset[k]])`,
 /// the shape of every scorer that needs no comparison across candidates.

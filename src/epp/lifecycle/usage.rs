@@ -8,19 +8,13 @@
 
 use serde_json::Value;
 
+pub use crate::epp::request::TokenUsage;
+
 /// Largest non-streaming body copied for usage parsing, bytes; bigger ones are
 /// forwarded untouched and report no usage.
 const MAX_JSON_COPY: usize = 4 << 20;
 /// Largest partial SSE frame kept between chunks, bytes.
 const MAX_PARTIAL_FRAME: usize = 1 << 20;
-
-/// Token accounting of one response.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cached_tokens: u64,
-}
 
 /// Watches response bytes for a `usage` object.
 #[derive(Debug)]
@@ -40,6 +34,11 @@ impl UsageSniffer {
             overflowed: false,
             found: None,
         }
+    }
+
+    /// Whether the response is server-sent events.
+    pub fn streaming(&self) -> bool {
+        self.streaming
     }
 
     /// Looks at the next chunk of the body.
