@@ -14,6 +14,7 @@ use std::sync::Arc;
 use igw::epp::clock::TokioClock;
 use igw::epp::config::{gie_default, objectives::Objectives};
 use igw::epp::datastore::DEFAULT_STALENESS_THRESHOLD;
+use igw::epp::lifecycle::outlier::OutlierPolicy;
 use igw::epp::pool::{Pool, PoolParts};
 use igw::epp::proxy::{self, GatewayConfig};
 use igw::epp::scrape::DEFAULT_REFRESH_INTERVAL;
@@ -112,6 +113,7 @@ async fn no_pods_is_an_internal_error() {
             staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
             clock: Arc::new(TokioClock::new()),
             seed: 0,
+            outlier: OutlierPolicy::default(),
         })
         .unwrap(),
     );
@@ -141,11 +143,15 @@ async fn no_pods_is_an_internal_error() {
 }
 
 /// GIE's "protocol: simple GET (header only)": a request without a body is routed,
-/// not rejected for having no JSON.
+/// not rejected for having no JSON (here to a path outside the default forwarded
+/// set, which `--forward-paths '*'` opens).
 #[tokio::test]
 async fn a_request_without_a_body_is_routed() {
     let sims = replicas(1, sim_config(EngineOptions::default(), 1000.0)).await;
-    let p = picker(sims.addrs(), |_| {}).await;
+    let p = picker(sims.addrs(), |o| {
+        o.forward_paths = Some(igw::epp::proxy::ForwardPaths::All)
+    })
+    .await;
     p.wait_healthy(sims.addrs()).await;
     let resp = p
         .client

@@ -13,6 +13,7 @@ use igw::epp::config::gie_default;
 use igw::epp::config::objectives::Objectives;
 use igw::epp::datastore::ScrapeOutcome;
 use igw::epp::endpoint::{Candidate, Endpoint, EndpointLoad, EndpointMetrics};
+use igw::epp::lifecycle::outlier::OutlierPolicy;
 use igw::epp::pool::{Pool, PoolParts};
 use igw::epp::proxy::{GatewayConfig, app};
 use igw::epp::request::{Completion, LlmRequest};
@@ -98,6 +99,7 @@ fn pool(endpoints: &[(&str, SocketAddr)]) -> (Arc<Pool>, Arc<InOrder>) {
             staleness_threshold: Duration::from_secs(2),
             clock: Arc::new(ManualClock::new(Duration::from_secs(1))),
             seed: 0,
+            outlier: OutlierPolicy::default(),
         })
         .unwrap(),
     );

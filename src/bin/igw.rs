@@ -172,12 +172,18 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
             metrics = %epp.metrics_addr,
             "endpoint picker serving"
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")?;
-        tracing::info!("shutting down");
-        epp.shutdown().await;
-        Ok(())
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("cannot listen for Ctrl-C")?;
+                tracing::info!("shutting down");
+                epp.shutdown().await;
+                Ok(())
+            }
+            why = epp.failed() => {
+                epp.shutdown().await;
+                anyhow::bail!("the endpoint picker cannot go on: {why}")
+            }
+        }
     })
 }
 

@@ -18,18 +18,45 @@ use serde::Serialize;
 
 use super::datastore::Health;
 use super::pool::Pool;
+use super::run::Fault;
 
-/// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`.
-pub fn app(pool: Arc<Pool>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .route("/admin/endpoints", get(endpoints))
-        .with_state(pool)
+/// What the handlers read.
+#[derive(Clone)]
+struct Admin {
+    pool: Arc<Pool>,
+    /// Set when a background task died.
+    fault: Fault,
 }
 
-async fn metrics(State(d): State<Arc<Pool>>) -> Response {
+/// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`. `fault` fails
+/// `/health` and `/ready` once a background task has died.
+pub fn app(pool: Arc<Pool>, fault: Fault) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/admin/endpoints", get(endpoints))
+        .with_state(Admin { pool, fault })
+}
+
+/// The fault, as a 503 response.
+fn broken(a: &Admin) -> Option<Response> {
+    let why = a.fault.borrow().clone()?;
+    Some(
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        )
+            .into_response(),
+    )
+}
+
+async fn health(State(a): State<Admin>) -> Response {
+    broken(&a).unwrap_or_else(|| "ok".into_response())
+}
+
+async fn metrics(State(a): State<Admin>) -> Response {
+    let d = &a.pool;
     d.metrics().set_pool(&d.pool_stats());
     (
         [(
@@ -42,8 +69,11 @@ async fn metrics(State(d): State<Arc<Pool>>) -> Response {
 }
 
 /// Ready when at least one endpoint can take requests.
-async fn ready(State(d): State<Arc<Pool>>) -> Response {
-    let ready = d.pool_stats().ready_endpoints;
+async fn ready(State(a): State<Admin>) -> Response {
+    if let Some(broken) = broken(&a) {
+        return broken;
+    }
+    let ready = a.pool.pool_stats().ready_endpoints;
     if ready > 0 {
         (
             StatusCode::OK,
@@ -92,7 +122,8 @@ pub struct PoolView {
     pub endpoints: Vec<EndpointView>,
 }
 
-async fn endpoints(State(d): State<Arc<Pool>>) -> Json<PoolView> {
+async fn endpoints(State(a): State<Admin>) -> Json<PoolView> {
+    let d = &a.pool;
     let snap = d.snapshot();
     let now = d.now();
     let endpoints = snap

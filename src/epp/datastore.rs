@@ -22,6 +22,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::endpoint::{Candidate, Endpoint, EndpointLoad, EndpointMetrics};
+use super::lifecycle::outlier::OutlierState;
 
 /// GIE's `--metrics-staleness-threshold` default.
 pub const DEFAULT_STALENESS_THRESHOLD: Duration = Duration::from_secs(2);
@@ -42,6 +43,8 @@ pub struct EndpointState {
     pub endpoint: Arc<Endpoint>,
     /// Shared by all snapshots; updated by the request path.
     pub load: Arc<EndpointLoad>,
+    /// The request path's failure streak and ejection; shared like `load`.
+    pub outlier: Arc<OutlierState>,
     /// The last metrics scraped successfully, kept through failures for display.
     pub metrics: Option<EndpointMetrics>,
     pub health: Health,
@@ -54,6 +57,7 @@ impl EndpointState {
         EndpointState {
             endpoint: Arc::new(endpoint),
             load: Arc::default(),
+            outlier: Arc::default(),
             metrics: None,
             health: Health::Pending,
             last_error: None,
@@ -72,10 +76,12 @@ impl EndpointState {
         }
     }
 
-    /// Healthy with metrics no older than `threshold` at `now`: the endpoint may take
-    /// requests and counts in pool averages.
+    /// Healthy with metrics no older than `threshold` at `now`, and not ejected for
+    /// failing requests: the endpoint may take requests and counts in pool averages.
     pub fn is_routable(&self, now: Duration, threshold: Duration) -> bool {
-        self.health == Health::Healthy && self.fresh_metrics(now, threshold).is_some()
+        self.health == Health::Healthy
+            && self.fresh_metrics(now, threshold).is_some()
+            && !self.outlier.ejected(now)
     }
 
     fn fresh_metrics(&self, now: Duration, threshold: Duration) -> Option<&EndpointMetrics> {

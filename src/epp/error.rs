@@ -12,6 +12,10 @@ pub enum EppError {
     /// retrying the same request cannot help.
     #[error("inference error: BadRequest - {0}")]
     BadRequest(String),
+    /// The path is not one the gateway forwards (model servers' admin routes are not
+    /// reachable through it). 404; GIE's `NotFound` code.
+    #[error("inference error: NotFound - {0}")]
+    NotFound(String),
     /// The body is over the configured limit. 413; igw's own code (GIE has no limit).
     #[error("inference error: PayloadTooLarge - {0}")]
     PayloadTooLarge(String),
@@ -33,6 +37,7 @@ impl EppError {
     pub fn status(&self) -> u16 {
         match self {
             EppError::BadRequest(_) => 400,
+            EppError::NotFound(_) => 404,
             EppError::PayloadTooLarge(_) => 413,
             EppError::ResourceExhausted(_) => 429,
             EppError::ServiceUnavailable(_) => 503,
@@ -44,6 +49,7 @@ impl EppError {
     pub fn code(&self) -> &'static str {
         match self {
             EppError::BadRequest(_) => "BadRequest",
+            EppError::NotFound(_) => "NotFound",
             EppError::PayloadTooLarge(_) => "PayloadTooLarge",
             EppError::ResourceExhausted(_) => "ResourceExhausted",
             EppError::ServiceUnavailable(_) => "ServiceUnavailable",

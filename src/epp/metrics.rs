@@ -3,10 +3,14 @@
 //!
 //! `inference_objective_*` per request (labels `model_name`, `target_model_name`),
 //! `inference_pool_*` pool gauges refreshed from the datastore, and
-//! `inference_extension_*` for the scheduler itself. Recording is lock-free on the
+//! `inference_extension_*` for the scheduler itself. igw's own additions are named
+//! `igw_epp_*`: re-sends after a failure, responses that broke off, ejections.
+//! Model-name label values are bounded by [`labels`]; the host passes bounded values. Recording is lock-free on the
 //! hot path (prometheus-client families take a read lock once a label set exists).
 //! Bucket bounds: the reference confirms only the request-duration range (5 ms to
 //! 3600 s); the exact lists are GIE's `metrics.go` values as recalled.
+
+pub mod labels;
 
 use std::time::Duration;
 
@@ -102,6 +106,12 @@ struct PodLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    name: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     commit: String,
     build_ref: String,
@@ -144,6 +154,9 @@ pub struct EppMetrics {
     pool_running: Family<PoolLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pool_pod_queue: Family<PodLabels, Gauge>,
     scheduler_e2e: Histogram,
+    retries: Family<ReasonLabels, Counter>,
+    broken: Family<ReasonLabels, Counter>,
+    ejections: Family<PoolLabel, Counter>,
 }
 
 impl EppMetrics {
@@ -167,6 +180,9 @@ impl EppMetrics {
             pool_running: Family::default(),
             pool_pod_queue: Family::default(),
             scheduler_e2e: Histogram::new(SCHEDULER_BUCKETS.iter().copied()),
+            retries: Family::default(),
+            broken: Family::default(),
+            ejections: Family::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder.
@@ -221,6 +237,21 @@ impl EppMetrics {
             "inference_extension_scheduler_e2e_duration_seconds",
             "End-to-end scheduling latency distribution in seconds.",
             m.scheduler_e2e.clone(),
+        );
+        registry.register(
+            "igw_epp_request_retries",
+            "Requests sent again after the endpoint tried failed before any response, by reason (connect: no connection; closed: the connection closed first).",
+            m.retries.clone(),
+        );
+        registry.register(
+            "igw_epp_responses_broken",
+            "Responses that broke off after their headers, by reason (upstream: the model server's body failed; stall: no bytes within the stall timeout).",
+            m.broken.clone(),
+        );
+        registry.register(
+            "igw_epp_outlier_ejections",
+            "Endpoints taken out of rotation because their requests kept failing.",
+            m.ejections.clone(),
         );
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels {
@@ -303,6 +334,35 @@ impl EppMetrics {
                     .observe(elapsed.as_secs_f64() / u.completion_tokens as f64);
             }
         }
+    }
+
+    /// A request is sent again after a failure before any response.
+    pub fn retried(&self, reason: &str) {
+        self.retries
+            .get_or_create(&ReasonLabels {
+                name: self.pool_name.clone(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// A response broke off after its headers.
+    pub fn response_broken(&self, reason: &str) {
+        self.broken
+            .get_or_create(&ReasonLabels {
+                name: self.pool_name.clone(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// An endpoint was ejected by outlier detection.
+    pub fn endpoint_ejected(&self) {
+        self.ejections
+            .get_or_create(&PoolLabel {
+                name: self.pool_name.clone(),
+            })
+            .inc();
     }
 
     /// One scheduling decision took `d`.

@@ -16,6 +16,7 @@ use super::config::{LoadedConfig, ParserKind};
 use super::datastore::{Datastore, PoolSnapshot};
 use super::endpoint::Endpoint;
 use super::error::EppError;
+use super::lifecycle::outlier::OutlierPolicy;
 use super::lifecycle::{Decision, DecisionCore, Director, DirectorParts, RequestContext};
 use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings, MetricMapping, SpecError};
 use super::metrics::{EppMetrics, PoolStats};
@@ -38,6 +39,8 @@ pub struct PoolParts {
     pub clock: Arc<dyn Clock>,
     /// Seeds the picker's random tie-breaks.
     pub seed: u64,
+    /// When failing endpoints are taken out of rotation.
+    pub outlier: OutlierPolicy,
 }
 
 /// Why a pool could not be built.
@@ -75,6 +78,7 @@ impl Pool {
             metrics: Arc::new(EppMetrics::new(&parts.name)),
             clock: parts.clock.clone(),
             seed: parts.seed,
+            outlier: parts.outlier,
         }));
         Ok(Pool {
             name: parts.name,
@@ -135,6 +139,18 @@ impl Pool {
     /// Chooses where `request` goes; a refusal is already counted in the metrics.
     pub fn route(&self, ctx: &RequestContext, request: LlmRequest) -> Result<Decision, EppError> {
         self.director.route(ctx, request)
+    }
+
+    /// New targets for a decision whose targets all failed before any response,
+    /// without them. On an error the decision has failed with it.
+    pub fn reroute(&self, ctx: &RequestContext, decision: &mut Decision) -> Result<(), EppError> {
+        self.director.reroute(ctx, decision)
+    }
+
+    /// Counts a request sent again after failing before any response (`reason`:
+    /// `connect` or `closed`).
+    pub fn retried(&self, reason: &str) {
+        self.director.retried(reason);
     }
 
     /// Counts a request refused before routing (`request` is `None` when it could
@@ -256,6 +272,7 @@ mod tests {
             staleness_threshold: Duration::from_secs(2),
             clock: Arc::new(ManualClock::default()),
             seed: 0,
+            outlier: OutlierPolicy::default(),
         })
         .unwrap();
         let kept = pool.snapshot().get("e2").unwrap().load.clone();

@@ -271,3 +271,79 @@ pub async fn keep_busy(addr: SocketAddr, model: &str, n: usize, prompt_tokens: u
     }
     Busy { _streams: streams }
 }
+
+/// A pool over `endpoints` (name, address, the metrics the picker sees of it) routed by
+/// `config`, with no scrape loop: the metrics are published once on a clock that never
+/// moves, so they stay exactly as given. Outlier detection as `outlier` says.
+pub fn fixed_pool(
+    config: igw::epp::config::LoadedConfig,
+    endpoints: &[(&str, SocketAddr, igw::epp::endpoint::EndpointMetrics)],
+    outlier: igw::epp::lifecycle::outlier::OutlierPolicy,
+) -> std::sync::Arc<igw::epp::pool::Pool> {
+    use igw::epp::datastore::ScrapeOutcome;
+    use igw::epp::endpoint::{Endpoint, EndpointMetrics};
+    use igw::epp::pool::{Pool, PoolParts};
+    let clock = std::sync::Arc::new(igw::epp::clock::ManualClock::new(Duration::from_secs(1)));
+    let pool = std::sync::Arc::new(
+        Pool::new(PoolParts {
+            name: "test".into(),
+            endpoints: endpoints
+                .iter()
+                .map(|(name, address, _)| Endpoint {
+                    name: name.to_string(),
+                    address: *address,
+                })
+                .collect(),
+            config,
+            objectives: Default::default(),
+            refresh_interval: Duration::from_millis(50),
+            staleness_threshold: Duration::from_secs(2),
+            clock,
+            seed: 0,
+            outlier,
+        })
+        .expect("the pool builds"),
+    );
+    let now = pool.now();
+    let snap = pool.snapshot();
+    let outcomes = snap
+        .endpoints
+        .iter()
+        .zip(endpoints)
+        .map(|(state, (_, _, metrics))| ScrapeOutcome {
+            endpoint: state.endpoint.clone(),
+            result: Ok(EndpointMetrics {
+                updated_at: now,
+                ..metrics.clone()
+            }),
+            timed_out: false,
+        })
+        .collect();
+    pool.datastore().publish(outcomes, now);
+    pool
+}
+
+/// Serves the standalone gateway over `pool` on a free loopback port; returns its URL.
+pub async fn serve_gateway(
+    pool: std::sync::Arc<igw::epp::pool::Pool>,
+    config: igw::epp::proxy::GatewayConfig,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = igw::epp::proxy::app(pool, config);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// The sum of a metric's samples in Prometheus text whose line contains every one of
+/// `labels` (e.g. `reason="stall"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -154,6 +154,7 @@ impl Routing {
                     now,
                     staleness_threshold,
                     None,
+                    &[],
                     &mut self.candidates,
                     &mut self.rows,
                 )?;

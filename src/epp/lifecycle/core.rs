@@ -11,6 +11,7 @@
 //! No I/O, no clock, no locks: the time, the RNG and the scratch come in with the call.
 //! Errors carry GIE's codes and texts (gie-facts §1.5).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::epp::config::LoadedConfig;
@@ -73,12 +74,14 @@ impl DecisionCore {
 /// Fills `candidates` with the endpoints of `states` a request may go to at `now`, in
 /// pool order, and `rows` with the index into `states` of each: those the subset hint
 /// allows (all without one), then those routable (healthy, metrics no older than
-/// `threshold`). Both buffers are cleared first.
+/// `threshold`, not ejected) and not in `exclude` (endpoints this request already
+/// failed on). Both buffers are cleared first.
 pub fn collect_candidates(
     states: &[EndpointState],
     now: Duration,
     threshold: Duration,
     subset: Option<&SubsetHint>,
+    exclude: &[SocketAddr],
     candidates: &mut Vec<Candidate>,
     rows: &mut Vec<usize>,
 ) -> Result<(), EppError> {
@@ -93,7 +96,7 @@ pub fn collect_candidates(
             continue;
         }
         allowed += 1;
-        if state.is_routable(now, threshold) {
+        if state.is_routable(now, threshold) && !exclude.contains(&state.endpoint.address) {
             candidates.push(state.candidate());
             rows.push(i);
         }
@@ -121,7 +124,6 @@ impl From<SchedulingError> for EppError {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
     use std::sync::Arc;
 
     use super::*;
@@ -139,6 +141,7 @@ mod tests {
                 address,
             }),
             load: Arc::default(),
+            outlier: Arc::default(),
             metrics: Some(EndpointMetrics {
                 updated_at: NOW - age,
                 ..EndpointMetrics::default()
@@ -153,7 +156,15 @@ mod tests {
         subset: Option<&SubsetHint>,
     ) -> Result<Vec<usize>, EppError> {
         let (mut candidates, mut rows) = (Vec::new(), Vec::new());
-        collect_candidates(states, NOW, THRESHOLD, subset, &mut candidates, &mut rows)?;
+        collect_candidates(
+            states,
+            NOW,
+            THRESHOLD,
+            subset,
+            &[],
+            &mut candidates,
+            &mut rows,
+        )?;
         assert_eq!(candidates.len(), rows.len());
         Ok(rows)
     }

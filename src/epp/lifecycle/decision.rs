@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::director::Director;
+use super::director::{Director, Labels};
+use super::outlier::OutlierState;
 use crate::epp::endpoint::{Endpoint, EndpointLoad, InFlightGuard};
 use crate::epp::error::EppError;
 use crate::epp::request::{Completion, LlmRequest};
@@ -24,6 +25,8 @@ pub struct Target {
     pub endpoint: Arc<Endpoint>,
     /// The endpoint's shared load counters.
     pub load: Arc<EndpointLoad>,
+    /// Its failure streak, for outlier detection.
+    pub outlier: Arc<OutlierState>,
 }
 
 /// The booking on the target the request was sent to.
@@ -39,9 +42,13 @@ struct Reserved {
 pub struct Decision {
     director: Arc<Director>,
     request: Arc<LlmRequest>,
+    /// The request's metric label values.
+    labels: Labels,
     /// Never empty: the primary first, then fallbacks in order.
     targets: Vec<Target>,
     reserved: Option<Reserved>,
+    /// Endpoints this request failed on before any response; a re-pick leaves them out.
+    failed: Vec<SocketAddr>,
     /// The response status, once response headers arrived.
     status: Option<u16>,
     ended: bool,
@@ -51,17 +58,32 @@ impl Decision {
     pub(super) fn new(
         director: Arc<Director>,
         request: Arc<LlmRequest>,
+        labels: Labels,
         targets: Vec<Target>,
     ) -> Decision {
         debug_assert!(!targets.is_empty(), "the scheduler never picks nothing");
         Decision {
             director,
             request,
+            labels,
             targets,
             reserved: None,
+            failed: Vec::new(),
             status: None,
             ended: false,
         }
+    }
+
+    /// New targets from a re-pick ([`Director::reroute`]).
+    pub(super) fn retarget(&mut self, targets: Vec<Target>) {
+        debug_assert!(!targets.is_empty(), "the scheduler never picks nothing");
+        self.reserved = None;
+        self.targets = targets;
+    }
+
+    /// The endpoints this request failed on before any response.
+    pub fn failed_addresses(&self) -> &[SocketAddr] {
+        &self.failed
     }
 
     pub fn request(&self) -> &Arc<LlmRequest> {
@@ -129,14 +151,16 @@ impl Decision {
             .map(|r| &self.targets[r.target].endpoint)
     }
 
-    /// Sending to target `index` failed before anything reached it (refused,
-    /// unreachable): its booking is released and the endpoint is reported.
+    /// Sending to target `index` failed before any response (refused, unreachable, or
+    /// the connection closed first): its booking is released, the endpoint is
+    /// reported, and a re-pick will leave it out.
     pub fn endpoint_failed(&mut self, index: usize, error: &str) {
         if self.reserved.as_ref().is_some_and(|r| r.target == index) {
             self.reserved = None;
         }
         if let Some(target) = self.targets.get(index) {
-            self.director.endpoint_failed(&target.endpoint, error);
+            self.failed.push(target.endpoint.address);
+            self.director.endpoint_failed(target, error);
         }
     }
 
@@ -144,8 +168,24 @@ impl Decision {
     pub fn response_started(&mut self, status: u16) {
         if self.status.is_none() {
             self.status = Some(status);
-            self.director.response_started(&self.request);
+            let index = self.reserved.as_ref().map_or(0, |r| r.target);
+            self.director
+                .response_started(&self.labels, &self.targets[index], status);
         }
+    }
+
+    /// The booked endpoint never answered in time: a failure for outlier detection.
+    pub fn endpoint_timed_out(&self) {
+        if let Some(r) = &self.reserved {
+            self.director.outlier_failure(&self.targets[r.target]);
+        }
+    }
+
+    /// The booked endpoint's response broke off after its headers (`reason`, a metric
+    /// label): counted, and a failure for outlier detection.
+    pub fn broke_off(&self, reason: &str) {
+        self.director.response_broken(reason);
+        self.endpoint_timed_out();
     }
 
     /// The response ended (`done.complete`) or was abandoned; releases the booking.
@@ -157,8 +197,13 @@ impl Decision {
         let index = self.reserved.as_ref().map_or(0, |r| r.target);
         let endpoint = self.targets[index].endpoint.clone();
         self.reserved = None;
-        self.director
-            .completed(&self.request, &endpoint, self.status.is_some(), &done);
+        self.director.completed(
+            &self.request,
+            &self.labels,
+            &endpoint,
+            self.status.is_some(),
+            &done,
+        );
     }
 
     /// The request could not be delivered after all (every target failed, or none
@@ -168,7 +213,7 @@ impl Decision {
             return;
         }
         self.reserved = None;
-        self.director.rejected(Some(&self.request), error);
+        self.director.decision_failed(&self.labels, error);
     }
 }
 

@@ -23,11 +23,13 @@ use rand::rngs::StdRng;
 use super::context::RequestContext;
 use super::core::{DecisionCore, collect_candidates};
 use super::decision::{Decision, Target};
+use super::outlier::OutlierPolicy;
 use crate::epp::clock::Clock;
 use crate::epp::config::objectives::Objectives;
 use crate::epp::datastore::{Datastore, ScrapeOutcome};
 use crate::epp::endpoint::{Candidate, Endpoint};
 use crate::epp::error::EppError;
+use crate::epp::metrics::labels::ModelLabels;
 use crate::epp::metrics::{EppMetrics, PoolStats};
 use crate::epp::request::{Completion, LlmRequest};
 use crate::epp::scheduler::{CycleState, SchedulingContext};
@@ -41,6 +43,7 @@ pub struct DirectorParts {
     pub clock: Arc<dyn Clock>,
     /// Seeds the picker's random tie-breaks.
     pub seed: u64,
+    pub outlier: OutlierPolicy,
 }
 
 /// Everything a routing decision needs.
@@ -50,9 +53,20 @@ pub struct Director {
     objectives: Objectives,
     metrics: Arc<EppMetrics>,
     clock: Arc<dyn Clock>,
+    outlier: OutlierPolicy,
+    /// Which model names may be metric label values.
+    labels: ModelLabels,
     rng: Mutex<StdRng>,
     /// Scratch for decisions, reused so a decision allocates little.
     scratch: Mutex<Vec<Scratch>>,
+}
+
+/// A request's metric label values: its model names, bounded (see
+/// [`crate::epp::metrics::labels`]).
+#[derive(Clone, Debug)]
+pub struct Labels {
+    pub model: Arc<str>,
+    pub target: Arc<str>,
 }
 
 /// One decision's reusable buffers.
@@ -74,6 +88,8 @@ impl Director {
             objectives: parts.objectives,
             metrics: parts.metrics,
             clock: parts.clock,
+            outlier: parts.outlier,
+            labels: ModelLabels::default(),
             rng: Mutex::new(StdRng::seed_from_u64(parts.seed)),
             scratch: Mutex::new(Vec::new()),
         }
@@ -124,22 +140,74 @@ impl Director {
         mut request: LlmRequest,
     ) -> Result<Decision, EppError> {
         request.priority = self.objectives.priority(ctx.objective.as_deref());
+        let labels = self.labels_of(&request);
         self.metrics.request_received(
-            &request.incoming_model,
-            &request.target_model,
+            &labels.model,
+            &labels.target,
             request.priority,
             request.body_len,
         );
-        match self.decide(ctx, &request) {
-            Ok(targets) => Ok(Decision::new(self.clone(), Arc::new(request), targets)),
+        match self.decide(ctx, &request, &[]) {
+            Ok(targets) => Ok(Decision::new(
+                self.clone(),
+                Arc::new(request),
+                labels,
+                targets,
+            )),
             Err(err) => {
-                self.rejected(Some(&request), &err);
+                self.metrics
+                    .request_failed(&labels.model, &labels.target, err.code());
                 Err(err)
             }
         }
     }
 
-    fn decide(&self, ctx: &RequestContext, request: &LlmRequest) -> Result<Vec<Target>, EppError> {
+    /// The bounded label values of `request`'s model names.
+    pub(super) fn labels_of(&self, request: &LlmRequest) -> Labels {
+        let label = |name: &str| self.labels.label(name, |n| self.pool_serves(n));
+        let model = label(&request.incoming_model);
+        let target = if request.target_model == request.incoming_model {
+            model.clone()
+        } else {
+            label(&request.target_model)
+        };
+        Labels { model, target }
+    }
+
+    /// Whether an endpoint reports serving `name` (its model or a loaded adapter).
+    fn pool_serves(&self, name: &str) -> bool {
+        self.datastore.snapshot().endpoints.iter().any(|e| {
+            e.metrics.as_ref().is_some_and(|m| {
+                m.served_model.as_deref() == Some(name)
+                    || m.active_adapters.iter().any(|a| a == name)
+                    || m.waiting_adapters.iter().any(|a| a == name)
+            })
+        })
+    }
+
+    /// Chooses new targets for a decision whose targets all failed before anything
+    /// was sent, leaving out the endpoints that failed. Not a new request: it is not
+    /// counted again. On an error the decision has failed with it.
+    pub fn reroute(&self, ctx: &RequestContext, decision: &mut Decision) -> Result<(), EppError> {
+        let request = decision.request().clone();
+        match self.decide(ctx, &request, decision.failed_addresses()) {
+            Ok(targets) => {
+                decision.retarget(targets);
+                Ok(())
+            }
+            Err(err) => {
+                decision.fail(&err);
+                Err(err)
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        ctx: &RequestContext,
+        request: &LlmRequest,
+        exclude: &[std::net::SocketAddr],
+    ) -> Result<Vec<Target>, EppError> {
         let snap = self.datastore.snapshot();
         let now = self.clock.now();
         let started = Instant::now();
@@ -159,6 +227,7 @@ impl Director {
             now,
             snap.staleness_threshold,
             ctx.subset.as_ref(),
+            exclude,
             candidates,
             rows,
         )
@@ -176,6 +245,7 @@ impl Director {
                     Target {
                         endpoint: state.endpoint.clone(),
                         load: state.load.clone(),
+                        outlier: state.outlier.clone(),
                     }
                 })
                 .collect()
@@ -199,15 +269,27 @@ impl Director {
 
     /// A request was refused (before or after routing) with `error`.
     pub fn rejected(&self, request: Option<&LlmRequest>, error: &EppError) {
-        let (model, target) = request
-            .map(|r| (r.incoming_model.as_str(), r.target_model.as_str()))
-            .unwrap_or(("", ""));
-        self.metrics.request_failed(model, target, error.code());
+        match request.map(|r| self.labels_of(r)) {
+            Some(l) => self
+                .metrics
+                .request_failed(&l.model, &l.target, error.code()),
+            None => self.metrics.request_failed("", "", error.code()),
+        }
     }
 
-    /// A forward to `endpoint` failed before anything was sent (refused, unreachable).
-    pub(super) fn endpoint_failed(&self, endpoint: &Endpoint, error: &str) {
-        tracing::warn!(endpoint = %endpoint.name, address = %endpoint.address, error, "endpoint refused a request; marked unhealthy until its metrics return");
+    /// A decision's request failed with `error` after routing.
+    pub(super) fn decision_failed(&self, labels: &Labels, error: &EppError) {
+        self.metrics
+            .request_failed(&labels.model, &labels.target, error.code());
+    }
+
+    /// A forward to `target` failed before any response: refused, unreachable, or the
+    /// connection closed before the response began. Marked unhealthy until its next
+    /// good scrape (a live server is back within one scrape interval), and counted as
+    /// a failure for outlier detection.
+    pub(super) fn endpoint_failed(&self, target: &Target, error: &str) {
+        let endpoint = &target.endpoint;
+        tracing::warn!(endpoint = %endpoint.name, address = %endpoint.address, error, "endpoint failed a request before responding; marked unhealthy until its metrics return");
         // Recorded like a failed scrape: unhealthy now, healthy at the next good scrape.
         let snap = self.datastore.snapshot();
         if let Some(state) = snap.get(&endpoint.name) {
@@ -220,39 +302,82 @@ impl Director {
                 self.clock.now(),
             );
         }
+        self.outlier_failure(target);
+    }
+
+    /// A request to `target` failed after it was sent (no response in time, or the
+    /// response broke off): an outlier-detection failure.
+    pub(super) fn outlier_failure(&self, target: &Target) {
+        let now = self.clock.now();
+        let ejected = target.outlier.record_failure(now, &self.outlier, || {
+            let snap = self.datastore.snapshot();
+            let out = snap
+                .endpoints
+                .iter()
+                .filter(|e| e.outlier.ejected(now))
+                .count();
+            out < self.outlier.max_ejected(snap.endpoints.len())
+        });
+        if let Some(length) = ejected {
+            self.metrics.endpoint_ejected();
+            tracing::warn!(
+                endpoint = %target.endpoint.name,
+                address = %target.endpoint.address,
+                ejected_for = ?length,
+                "endpoint ejected: its requests keep failing"
+            );
+        }
+    }
+
+    /// A response broke off after its headers.
+    pub(super) fn response_broken(&self, reason: &str) {
+        self.metrics.response_broken(reason);
+    }
+
+    /// A request is sent again after failing before any response.
+    pub fn retried(&self, reason: &str) {
+        self.metrics.retried(reason);
     }
 
     /// The endpoint answered with response headers; [`Director::completed`] follows
-    /// exactly once.
-    pub(super) fn response_started(&self, request: &LlmRequest) {
-        self.metrics.running_delta(&request.incoming_model, 1);
+    /// exactly once. A 5xx counts against the endpoint, anything else for it.
+    pub(super) fn response_started(&self, labels: &Labels, target: &Target, status: u16) {
+        if status >= 500 {
+            self.outlier_failure(target);
+        } else {
+            target.outlier.record_success();
+        }
+        self.metrics.running_delta(&labels.model, 1);
     }
 
     /// A decision ended. `responded` says whether response headers had arrived (and
-    /// so [`Director::response_started`] ran).
+    /// so [`Director::response_started`] ran). A response below 400 proves the pool
+    /// serves the request's models: their names become label values.
     pub(super) fn completed(
         &self,
         request: &LlmRequest,
+        labels: &Labels,
         endpoint: &Endpoint,
         responded: bool,
         done: &Completion,
     ) {
         if responded {
-            self.metrics.running_delta(&request.incoming_model, -1);
+            self.metrics.running_delta(&labels.model, -1);
             if done.status >= 400 {
-                self.metrics.request_failed(
-                    &request.incoming_model,
-                    &request.target_model,
-                    "ModelServerError",
-                );
+                self.metrics
+                    .request_failed(&labels.model, &labels.target, "ModelServerError");
             }
             self.metrics.response_completed(
-                &request.incoming_model,
-                &request.target_model,
+                &labels.model,
+                &labels.target,
                 done.elapsed,
                 done.bytes,
                 done.usage,
             );
+            if done.status < 400 {
+                self.labels.learn(&request.incoming_model);
+                self.labels.learn(&request.target_model);
+            }
         }
         self.core
             .scheduler

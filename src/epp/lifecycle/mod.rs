@@ -19,7 +19,8 @@
 //!   `bench::des`.
 //! - [`director`]: a pool's request path around the core (objectives, snapshot,
 //!   metrics, reporting).
-//! - [`decision`]: the [`Decision`] that owns the in-flight booking.
+//! - [`decision`]: the [`Decision`] that owns the in-flight booking; [`outlier`] takes
+//!   endpoints whose requests keep failing out of rotation for a back-off.
 //! - [`response`]: the [`ResponseMeter`]; [`usage`] reads token usage from JSON and
 //!   SSE bodies.
 
@@ -28,6 +29,7 @@ pub mod core;
 pub mod decision;
 pub mod director;
 pub mod headers;
+pub mod outlier;
 pub mod response;
 pub mod subset;
 pub mod usage;

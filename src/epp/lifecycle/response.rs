@@ -54,6 +54,13 @@ impl ResponseMeter {
         self.sniffer.feed(data);
     }
 
+    /// The model server's body broke off after the headers (`reason`: `upstream` when
+    /// it failed, `stall` when it sent nothing in time): counted, and a failure of the
+    /// endpoint for outlier detection.
+    pub fn broke_off(&self, reason: &str) {
+        self.decision.broke_off(reason);
+    }
+
     /// The body ended (`complete`) or was abandoned. Only the first call counts.
     pub fn finish(&mut self, complete: bool) {
         if std::mem::replace(&mut self.done, true) {

@@ -21,6 +21,13 @@ const MAX_PARTIAL_FRAME: usize = 1 << 20;
 pub struct UsageSniffer {
     streaming: bool,
     buf: Vec<u8>,
+    /// SSE: how much of `buf` is known to hold no frame end, so each byte is searched
+    /// once however the stream is chunked (one unterminated frame sent a byte at a
+    /// time would otherwise be searched again on every byte).
+    searched: usize,
+    /// Bytes the frame-end search has looked at, for the cost test.
+    #[cfg(test)]
+    examined: usize,
     overflowed: bool,
     found: Option<TokenUsage>,
 }
@@ -31,6 +38,9 @@ impl UsageSniffer {
         UsageSniffer {
             streaming,
             buf: Vec::new(),
+            searched: 0,
+            #[cfg(test)]
+            examined: 0,
             overflowed: false,
             found: None,
         }
@@ -56,23 +66,37 @@ impl UsageSniffer {
             return;
         }
         self.buf.extend_from_slice(chunk);
-        // Parse every complete frame; keep the tail.
+        // Parse every complete frame; keep the tail. A frame end may straddle the
+        // previous chunk's last byte, so the search restarts one byte back.
         let mut start = 0;
-        while let Some(end) = find(&self.buf[start..], b"\n\n") {
-            let frame = &self.buf[start..start + end];
+        let mut from = self.searched.saturating_sub(1);
+        while let Some(end) = self.frame_end(from) {
+            let frame_end = from + end;
+            let frame = &self.buf[start..frame_end];
             if self.found.is_none() && find(frame, b"\"usage\"").is_some() {
                 self.found = frame
                     .split(|&b| b == b'\n')
                     .filter_map(|line| line.strip_prefix(b"data:"))
                     .find_map(|data| parse_usage(data.trim_ascii()));
             }
-            start += end + 2;
+            start = frame_end + 2;
+            from = start;
         }
         self.buf.drain(..start);
+        self.searched = self.buf.len();
         if self.buf.len() > MAX_PARTIAL_FRAME {
             self.overflowed = true;
             self.buf = Vec::new();
         }
+    }
+
+    /// Where the next frame end after `from` is, relative to `from`.
+    fn frame_end(&mut self, from: usize) -> Option<usize> {
+        #[cfg(test)]
+        {
+            self.examined += self.buf.len() - from;
+        }
+        find(&self.buf[from..], b"\n\n")
     }
 
     /// The usage found, once the body has ended.
@@ -86,6 +110,9 @@ impl UsageSniffer {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if hay.len() < needle.len() {
+        return None;
+    }
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -140,6 +167,37 @@ mod tests {
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
             (5, 1, 4)
         );
+    }
+
+    #[test]
+    fn a_frame_end_split_across_chunks_is_found() {
+        let mut s = UsageSniffer::new(true);
+        for chunk in [
+            &b"data: {\"usage\":{\"prompt_tokens\":3}}\n"[..],
+            b"\n",
+            b"data: [DONE]\n\n",
+        ] {
+            s.feed(chunk);
+        }
+        assert_eq!(s.finish().map(|u| u.prompt_tokens), Some(3));
+    }
+
+    /// One unterminated frame trickled a byte at a time: each byte is searched a
+    /// bounded number of times, so the cost is linear in the bytes, not quadratic.
+    #[test]
+    fn a_trickled_unterminated_frame_is_searched_once() {
+        let mut s = UsageSniffer::new(true);
+        let n = 100_000;
+        for _ in 0..n {
+            s.feed(b"x");
+        }
+        assert!(
+            s.examined <= 2 * n,
+            "{} bytes searched for {n} sent",
+            s.examined
+        );
+        assert_eq!(s.buf.len(), n);
+        assert_eq!(s.finish(), None);
     }
 
     #[test]

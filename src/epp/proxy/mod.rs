@@ -10,33 +10,40 @@
 //! booking. Errors carry GIE's codes and texts. The handler never panics on client
 //! input and never holds a lock across an await.
 
+mod forward;
 mod metered;
 mod models;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 pub use metered::MeteredBody;
+pub use target::{DEFAULT_FORWARD_PATHS, ForwardPaths};
 
 use super::error::EppError;
-use super::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
-use super::lifecycle::{RequestContext, RequestIds, ResponseMeter};
+use super::lifecycle::RequestIds;
 use super::pool::Pool;
-use super::request::LlmRequest;
 
 /// Default cap on request bodies, bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Default number of times a request is sent again after failing before any
+/// response (Envoy's `num_retries` default is 1; a model-server pool loses replicas
+/// often enough during rollouts that a second re-send pays).
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// Default longest wait for the next bytes of a response body, once its headers came.
+/// Long: a busy vLLM may preempt a running request and resume it much later.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the gateway behaves.
 #[derive(Clone, Debug)]
@@ -47,6 +54,14 @@ pub struct GatewayConfig {
     /// How long to wait for response headers (a non-streaming completion sends them
     /// only when it is done).
     pub response_timeout: Duration,
+    /// How long a response body may send nothing before it counts as broken; `None`
+    /// waits forever.
+    pub stall_timeout: Option<Duration>,
+    /// Re-sends of a request whose endpoint failed before any response: to the next
+    /// target, then to a re-pick without the endpoints that failed.
+    pub max_retries: u32,
+    /// The paths forwarded; every other path is a 404.
+    pub forward_paths: ForwardPaths,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +70,9 @@ impl Default for GatewayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(600),
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+            max_retries: DEFAULT_MAX_RETRIES,
+            forward_paths: ForwardPaths::default(),
         }
     }
 }
@@ -66,8 +84,8 @@ struct Gateway {
     ids: RequestIds,
 }
 
-/// The gateway's HTTP app: `GET /v1/models` answered from the pool, everything else
-/// routed and forwarded.
+/// The gateway's HTTP app: `GET /v1/models` answered from the pool, the inference
+/// routes routed and forwarded, everything else refused.
 pub fn app(pool: Arc<Pool>, config: GatewayConfig) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -81,10 +99,9 @@ pub fn app(pool: Arc<Pool>, config: GatewayConfig) -> Router {
         config,
         ids: RequestIds::default(),
     });
-    Router::new()
-        .route("/v1/models", axum::routing::get(models::list))
-        .fallback(forward)
-        .with_state(gateway)
+    // One handler for every request, so the request-target check runs before any
+    // route, `GET /v1/models` included.
+    Router::new().fallback(forward::forward).with_state(gateway)
 }
 
 /// GIE's error response: the status and `inference error: <Code> - <message>`.
@@ -96,168 +113,4 @@ pub fn error_response(err: &EppError) -> Response {
         err.to_string(),
     )
         .into_response()
-}
-
-async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, gw.config.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let err = if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                EppError::PayloadTooLarge(format!(
-                    "request body exceeds {} bytes",
-                    gw.config.max_body_bytes
-                ))
-            } else {
-                EppError::BadRequest(format!("cannot read request body: {e}"))
-            };
-            gw.pool.reject(None, &err);
-            return error_response(&err);
-        }
-    };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let ctx = RequestContext::new(parts.method, path_and_query, parts.headers, &gw.ids);
-    let request = match gw.pool.parse(&ctx, &body) {
-        Ok(r) => r,
-        Err(err) => {
-            gw.pool.reject(None, &err);
-            return error_response(&err);
-        }
-    };
-    let body = rewrite_model(&request, body);
-    let mut decision = match gw.pool.route(&ctx, request) {
-        Ok(d) => d,
-        Err(err) => return error_response(&err),
-    };
-    let mut failures = Vec::new();
-    for index in 0..decision.targets().len() {
-        let addr = decision.targets()[index].endpoint.address.to_string();
-        let upstream = match build_upstream(&ctx, &addr, body.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                let err = EppError::BadRequest(format!("cannot forward request: {e}"));
-                decision.fail(&err);
-                return error_response(&err);
-            }
-        };
-        decision.reserve(index);
-        let result =
-            tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream)).await;
-        let resp = match result {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) if e.is_connect() => {
-                // Nothing reached the endpoint: safe to try the next one.
-                let msg = format!("{addr}: {e}");
-                decision.endpoint_failed(index, &msg);
-                failures.push(msg);
-                continue;
-            }
-            Ok(Err(e)) => {
-                let err = EppError::ServiceUnavailable(format!(
-                    "endpoint {addr} failed before responding: {e}"
-                ));
-                decision.fail(&err);
-                return error_response(&err);
-            }
-            Err(_) => {
-                let err = EppError::ServiceUnavailable(format!(
-                    "endpoint {addr} sent no response within {:?}",
-                    gw.config.response_timeout
-                ));
-                decision.fail(&err);
-                return error_response(&err);
-            }
-        };
-        let (mut resp_parts, incoming) = resp.into_parts();
-        let streaming = resp_parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"));
-        let meter = ResponseMeter::start(decision, resp_parts.status.as_u16(), streaming);
-        if let Ok(v) = HeaderValue::from_str(&addr) {
-            resp_parts
-                .headers
-                .insert(HeaderName::from_static(SERVED), v);
-        }
-        strip_hop_by_hop(&mut resp_parts.headers);
-        return Response::from_parts(resp_parts, Body::new(MeteredBody::new(incoming, meter)));
-    }
-    let err = EppError::ServiceUnavailable(format!(
-        "every endpoint chosen for the request refused it: {}",
-        failures.join("; ")
-    ));
-    decision.fail(&err);
-    error_response(&err)
-}
-
-/// Writes the target model into the body when a rewrite changed it (GIE does the same
-/// before forwarding). Bodies that need no change are forwarded byte for byte.
-fn rewrite_model(request: &LlmRequest, body: Bytes) -> Bytes {
-    if request.target_model == request.incoming_model {
-        return body;
-    }
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return body;
-    };
-    value["model"] = serde_json::Value::String(request.target_model.clone());
-    serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body)
-}
-
-fn build_upstream(
-    ctx: &RequestContext,
-    addr: &str,
-    body: Bytes,
-) -> Result<hyper::Request<Full<Bytes>>, axum::http::Error> {
-    let mut builder = hyper::Request::builder()
-        .method(ctx.method.clone())
-        .uri(format!("http://{addr}{}", ctx.path));
-    if let Some(h) = builder.headers_mut() {
-        for (name, value) in &ctx.headers {
-            if !is_hop_by_hop(name) && name != header::HOST && name != header::CONTENT_LENGTH {
-                h.append(name.clone(), value.clone());
-            }
-        }
-        if let Ok(v) = HeaderValue::from_str(addr) {
-            h.insert(HeaderName::from_static(DESTINATION), v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            h.insert(HeaderName::from_static(REQUEST_ID), v);
-        }
-    }
-    builder.body(Full::new(body))
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-    )
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "trailer",
-    ] {
-        headers.remove(name);
-    }
 }

@@ -6,11 +6,9 @@
 //! each endpoint has loaded. Endpoints that do not answer are left out, not fatal.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -23,7 +21,7 @@ const PER_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest model list read from one endpoint, bytes.
 const MAX_LIST_BYTES: usize = 4 << 20;
 
-pub(super) async fn list(State(gw): State<Arc<Gateway>>) -> Response {
+pub(super) async fn list(gw: &Gateway) -> Response {
     let endpoints = gw.pool.endpoints();
     let fetches = endpoints.iter().map(|ep| {
         let client = gw.client.clone();

@@ -1,0 +1,211 @@
+//! `igw epp run`'s flags, their defaults (GIE's names and values where GIE has the
+//! flag, gie-facts §8.1), and the checks that refuse a bad value at start with one
+//! line naming the flag, so no background task can die of it later.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::epp::config::{self, LoadedConfig};
+use crate::epp::datastore::DEFAULT_STALENESS_THRESHOLD;
+use crate::epp::discovery::StaticPool;
+use crate::epp::duration::parse_go_duration;
+use crate::epp::lifecycle::outlier::OutlierPolicy;
+use crate::epp::proxy::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_STALL_TIMEOUT, ForwardPaths, GatewayConfig,
+};
+
+/// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
+#[derive(clap::Args, Clone, Debug)]
+#[command(group(clap::ArgGroup::new("pool").required(true).args(["pool_file", "endpoints"])))]
+pub struct EppOptions {
+    /// The pool: an InferencePool v1 YAML with `spec.endpoints` listing addresses.
+    #[arg(long, value_name = "FILE")]
+    pub pool_file: Option<PathBuf>,
+    /// The pool, quick form: comma-separated `ip:port` model-server addresses.
+    #[arg(long, value_name = "LIST")]
+    pub endpoints: Option<String>,
+    /// Pool name for `--endpoints` (labels `inference_pool_*` metrics).
+    #[arg(long, default_value = "igw-pool")]
+    pub pool_name: String,
+    /// An EndpointPickerConfig YAML (GIE's format). Without it: GIE's default profile.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// A built-in configuration instead of `--config`: `gie-default` or `igw-default`.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Objectives (name → priority) for the `x-gateway-inference-objective` header.
+    #[arg(long, value_name = "FILE")]
+    pub objectives: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// The standalone gateway's port (OpenAI API in, forwarded to the picked endpoint).
+    #[arg(long, default_value_t = 8080)]
+    pub proxy_port: u16,
+    /// Prometheus metrics, health, readiness and the admin API.
+    #[arg(long, default_value_t = 9090)]
+    pub metrics_port: u16,
+    /// How often each endpoint's `/metrics` is scraped (Go duration).
+    #[arg(long, default_value = "50ms", value_parser = parse_go_duration)]
+    pub refresh_metrics_interval: Duration,
+    /// Metrics older than this make an endpoint unhealthy (Go duration).
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    pub metrics_staleness_threshold: Duration,
+    /// How long an endpoint may take to start answering (a non-streaming completion
+    /// answers only when done), Go duration; then the client gets 503.
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration)]
+    pub response_timeout: Duration,
+    /// How long a response body may send nothing, once its headers came, before the
+    /// gateway ends it (an SSE stream with vLLM's error event) and counts it against
+    /// the endpoint, Go duration.
+    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    pub response_stall_timeout: Duration,
+    /// Re-sends of a request whose endpoint failed before any response (to the next
+    /// picked endpoint, then to a re-pick without the failed ones); 0 turns them off.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
+    pub max_retries: u32,
+    /// The request paths the gateway forwards, comma-separated, or `*` for all. By
+    /// default the inference APIs (completions, chat, embeddings, responses, …); model
+    /// servers' admin routes (adapter loading, `/metrics`) answer 404.
+    #[arg(long, value_name = "PATHS", value_parser = ForwardPaths::parse)]
+    pub forward_paths: Option<ForwardPaths>,
+    /// Failures in a row (5xx, or no response) that take an endpoint out of rotation;
+    /// 0 turns outlier detection off.
+    #[arg(long, default_value_t = OutlierPolicy::default().consecutive_failures)]
+    pub outlier_consecutive_failures: u32,
+    /// The first ejection's length; each further one of the same endpoint is longer
+    /// by as much (Go duration).
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
+    pub outlier_base_ejection_time: Duration,
+    /// The longest ejection (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
+    pub outlier_max_ejection_time: Duration,
+    /// The largest share of the pool ejected at once, percent (at least one endpoint).
+    #[arg(long, default_value_t = OutlierPolicy::default().max_ejected_percent)]
+    pub outlier_max_ejection_percent: u8,
+    /// Largest request body accepted, bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Seed of the picker's random tie-breaks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl EppOptions {
+    /// Options for a pool of `endpoints` on free loopback ports, as tests want.
+    pub fn local(endpoints: &[SocketAddr]) -> EppOptions {
+        EppOptions {
+            pool_file: None,
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            pool_name: "igw-pool".into(),
+            config: None,
+            preset: None,
+            objectives: None,
+            host: "127.0.0.1".into(),
+            proxy_port: 0,
+            metrics_port: 0,
+            refresh_metrics_interval: Duration::from_millis(50),
+            metrics_staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            response_timeout: Duration::from_secs(600),
+            response_stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_retries: DEFAULT_MAX_RETRIES,
+            forward_paths: None,
+            outlier_consecutive_failures: OutlierPolicy::default().consecutive_failures,
+            outlier_base_ejection_time: OutlierPolicy::default().base_ejection,
+            outlier_max_ejection_time: OutlierPolicy::default().max_ejection,
+            outlier_max_ejection_percent: OutlierPolicy::default().max_ejected_percent,
+            seed: 0,
+        }
+    }
+
+    /// Refuses values no background task could live with: one line naming the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("--refresh-metrics-interval", self.refresh_metrics_interval),
+            (
+                "--metrics-staleness-threshold",
+                self.metrics_staleness_threshold,
+            ),
+            ("--response-timeout", self.response_timeout),
+            ("--response-stall-timeout", self.response_stall_timeout),
+            (
+                "--outlier-base-ejection-time",
+                self.outlier_base_ejection_time,
+            ),
+            (
+                "--outlier-max-ejection-time",
+                self.outlier_max_ejection_time,
+            ),
+        ];
+        for (flag, value) in positive {
+            if value.is_zero() {
+                return Err(format!("{flag}: must be longer than 0s"));
+            }
+        }
+        if self.metrics_staleness_threshold <= self.refresh_metrics_interval {
+            return Err(format!(
+                "--metrics-staleness-threshold: {:?} must be longer than --refresh-metrics-interval ({:?}), or every endpoint goes stale between scrapes",
+                self.metrics_staleness_threshold, self.refresh_metrics_interval
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err("--max-body-bytes: must be at least 1".into());
+        }
+        if self.outlier_max_ejection_percent > 100 {
+            return Err(format!(
+                "--outlier-max-ejection-percent: {} is over 100",
+                self.outlier_max_ejection_percent
+            ));
+        }
+        Ok(())
+    }
+
+    /// The outlier-detection flags as a policy.
+    pub fn outlier_policy(&self) -> OutlierPolicy {
+        OutlierPolicy {
+            consecutive_failures: self.outlier_consecutive_failures,
+            base_ejection: self.outlier_base_ejection_time,
+            max_ejection: self.outlier_max_ejection_time,
+            max_ejected_percent: self.outlier_max_ejection_percent,
+        }
+    }
+
+    /// The gateway's settings from the flags.
+    pub fn gateway_config(&self) -> GatewayConfig {
+        GatewayConfig {
+            max_body_bytes: self.max_body_bytes,
+            response_timeout: self.response_timeout,
+            stall_timeout: Some(self.response_stall_timeout),
+            max_retries: self.max_retries,
+            forward_paths: self.forward_paths.clone().unwrap_or_default(),
+            ..GatewayConfig::default()
+        }
+    }
+
+    pub(super) fn pool(&self) -> anyhow::Result<StaticPool> {
+        Ok(match (&self.pool_file, &self.endpoints) {
+            (Some(path), _) => StaticPool::from_file(path)?,
+            (None, Some(list)) => StaticPool::from_endpoints_flag(&self.pool_name, list)?,
+            (None, None) => anyhow::bail!("give the pool with --pool-file or --endpoints"),
+        })
+    }
+
+    pub(super) fn config(&self) -> anyhow::Result<LoadedConfig> {
+        Ok(match (&self.config, self.preset.as_deref()) {
+            (Some(path), _) => config::load(path)?,
+            (None, None | Some("gie-default")) => config::gie_default(),
+            (None, Some("igw-default")) => config::igw_default(),
+            (None, Some(other)) => {
+                anyhow::bail!("--preset: unknown preset `{other}` (gie-default, igw-default)")
+            }
+        })
+    }
+}
