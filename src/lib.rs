@@ -17,6 +17,8 @@
 //!   [`bench::virtual_run`], [`bench::live`] and [`bench::report`] make `igw bench`.
 //! - [`hash`]: hashers for maps keyed by content hashes, shared by the engine's block
 //!   pool and the picker's prefix index.
+//! - [`yaml`]: YAML errors in words for the person who wrote the file, and the line a
+//!   semantic error is about, for every loader.
 //!
 //! The kubectl plugin will build on these modules; see ARCHITECTURE.md for the whole
 //! map.
@@ -26,3 +28,4 @@ pub mod bench;
 pub mod epp;
 pub mod hash;
 pub mod sim;
+pub mod yaml;

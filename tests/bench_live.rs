@@ -255,6 +255,36 @@ async fn a_dead_target_gives_labelled_failures() {
     }
 }
 
+/// A target that answers 200 with something that is not an event stream: every
+/// request is a failure of its own kind, never a success with no tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_answering_200_with_garbage_gives_invalid_response_failures() {
+    let garbage = axum::Router::new().fallback(|| async { "<html>not an API</html>" });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, garbage).await });
+    let s = scenario(SHARED_PREFIX);
+    let plans = plan(&s).unwrap();
+    let report = live::run(
+        &s,
+        &plans,
+        Some(&format!("http://{addr}")),
+        &Progress::hidden(),
+    )
+    .await
+    .unwrap();
+    for (stage, p) in report.stages.iter().zip(&plans) {
+        let f = &stage.results[0].summary.failures;
+        assert_eq!(f.count, p.requests.len() as u64, "{f:?}");
+        assert_eq!(f.by_label.count("invalid response"), f.count, "{f:?}");
+        let by_label = serde_json::to_value(&f.by_label).unwrap();
+        let message = by_label["invalid response"]["messages"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(message.contains("not an API"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn the_least_tokens_oracle_is_refused_in_live_mode_before_anything_starts() {
     let s = from_yaml_str(

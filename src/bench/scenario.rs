@@ -165,6 +165,10 @@ pub struct StageSpec {
     pub duration: Duration,
 }
 
+/// The most requests one run may plan, over all its stages: 20× the largest shipped
+/// scenario (`gie-blog-10-replicas` plans 447,926 and peaks at 1.6 GB).
+pub const MAX_PLANNED_REQUESTS: u64 = 10_000_000;
+
 /// Rates from `from` to `to` (inclusive) in steps of `step`, each for `duration`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,7 +320,7 @@ fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     serde_saphyr::from_str(text).map_err(|e| ScenarioError::Syntax {
         origin: origin.to_string(),
-        message: e.to_string(),
+        message: crate::yaml::error_text(&e),
     })
 }
 
@@ -414,6 +418,10 @@ impl Scenario {
     }
 
     /// The checks that span fields.
+    ///
+    /// A run plans every request before sending any, so the load is capped at
+    /// [`MAX_PLANNED_REQUESTS`]: a typo'd rate (`1e12`) is an error naming `load`, not
+    /// an allocation that kills the process.
     pub fn validate(&self, origin: &str) -> Result<(), ScenarioError> {
         let invalid = |field: &str, message: String| ScenarioError::Invalid {
             origin: origin.to_string(),
@@ -468,6 +476,21 @@ impl Scenario {
                     "must be greater than 0".into(),
                 ));
             }
+        }
+        let planned: f64 = self
+            .stages()
+            .iter()
+            .map(|s| s.rate * s.duration.as_secs_f64())
+            .sum();
+        if planned > MAX_PLANNED_REQUESTS as f64 {
+            return Err(invalid(
+                "load",
+                format!(
+                    "the stages send about {planned:.3e} requests; a run plans at most {} \
+                     (each is held in memory): lower the rates or the durations",
+                    MAX_PLANNED_REQUESTS
+                ),
+            ));
         }
         if self.pool.replicas == 0 {
             return Err(invalid("pool.replicas", "must be at least 1".into()));

@@ -84,7 +84,19 @@ struct GenSharegptOptions {
     conversations: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as one chain of causes (`error: a: b`), never as the debug form
+/// `main` would print, which adds a backtrace under `RUST_BACKTRACE=1`.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The servers log what they do at info. A benchmark starts a pool and a gateway per
     // strategy in-process, and their start-up lines would bury its progress bars and

@@ -173,7 +173,7 @@ impl LatencyProfile {
     pub fn from_yaml_str(text: &str) -> Result<LatencyProfile, ProfileError> {
         let file: ProfileFile = serde_saphyr::from_str(text).map_err(|e| ProfileError::Parse {
             path: "<string>".into(),
-            message: e.to_string(),
+            message: crate::yaml::error_text(&e),
         })?;
         let base_name = file.base.as_deref().unwrap_or(DEFAULT_PROFILE);
         let mut p = LatencyProfile::builtin(base_name).ok_or_else(|| ProfileError::Invalid {

@@ -369,10 +369,17 @@ async fn send_one(shared: &Shared, i: usize, r: &WorkloadRequest, due: Instant) 
     m.finish(done, due, r.lora.clone())
 }
 
-/// Reads the SSE body into `m`.
+/// Bytes of a body that is not an event stream quoted in its failure.
+const GARBAGE_QUOTE: usize = 120;
+
+/// Reads the SSE body into `m`. A 200 answer whose body holds no OpenAI stream event
+/// at all is a failure of its own kind (`invalid response`), not a success with no
+/// tokens; one that ends without `data: [DONE]` is `unfinished`.
 async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
     let mut body = resp.bytes_stream();
     let mut lines = LineBuffer::default();
+    let mut events = 0usize;
+    let mut head: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
         let now = Instant::now();
         let bytes = match chunk {
@@ -386,12 +393,20 @@ async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
                 return;
             }
         };
+        if head.len() < GARBAGE_QUOTE {
+            let room = GARBAGE_QUOTE - head.len();
+            head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         let mut finished = false;
         lines.push(&bytes, |data| {
             if finished {
                 return;
             }
-            match parse_data(data) {
+            let event = parse_data(data);
+            if !matches!(event, Event::Other) {
+                events += 1;
+            }
+            match event {
                 Event::Done => finished = true,
                 Event::Chunk(c) => {
                     if c.has_token {
@@ -415,6 +430,22 @@ async fn read_stream(resp: reqwest::Response, m: &mut Measure<'_>) {
         if finished {
             return;
         }
+    }
+    if m.error.is_none() {
+        m.error = Some(if events == 0 {
+            Failure::other(
+                "invalid response",
+                format!(
+                    "status 200, but the body is not an OpenAI event stream: {:?}",
+                    String::from_utf8_lossy(&head)
+                ),
+            )
+        } else {
+            Failure::other(
+                "unfinished",
+                "the event stream ended without `data: [DONE]`",
+            )
+        });
     }
 }
 

@@ -31,7 +31,8 @@ pub enum FailureKind {
     Timeout,
     /// No connection, or the connection broke.
     Connection,
-    /// Anything else, named in lower case: `"stream error"`, `"unfinished"`.
+    /// Anything else, named in lower case: `"stream error"`, `"unfinished"`,
+    /// `"invalid response"` (a 200 whose body is no event stream).
     Other(&'static str),
 }
 

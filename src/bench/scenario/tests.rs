@@ -112,6 +112,14 @@ fn mistakes_are_errors_that_say_where() {
             "load: {sweep: {from: 1, to: 5, step: 0, stage_duration: 1s}}",
             "load.sweep",
         ),
+        (
+            "load: {stages: [{rate: 1e12, duration: 30s}]}",
+            "a run plans at most 10000000",
+        ),
+        (
+            "load: {sweep: {from: 1000, to: 100000, step: 1000, stage_duration: 60s}}",
+            "load: the stages send about",
+        ),
         ("pool: {replicas: 0}", "pool.replicas"),
         ("pool: {also: [{replicas: 0}]}", "pool.also[0].replicas"),
         (

@@ -235,6 +235,20 @@ impl Loader<'_> {
                     .into(),
             );
         }
+        let names = &self.spec.scheduling_profiles;
+        for (i, p) in names.iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(
+                    self.invalid(format!("schedulingProfiles[{i}]"), "field `name` is empty")
+                );
+            }
+            if names[..i].iter().any(|q| q.name == p.name) {
+                return Err(self.invalid(
+                    "schedulingProfiles",
+                    format!("duplicate profile name `{}`", p.name),
+                ));
+            }
+        }
         let handlers: Vec<&str> = self
             .entries
             .iter()
@@ -288,20 +302,6 @@ impl Loader<'_> {
             .try_for_each(|p| self.default_profile(p, &picker_name));
         self.spec.scheduling_profiles = profiles;
         result?;
-        let names = &self.spec.scheduling_profiles;
-        for (i, p) in names.iter().enumerate() {
-            if p.name.is_empty() {
-                return Err(
-                    self.invalid(format!("schedulingProfiles[{i}]"), "field `name` is empty")
-                );
-            }
-            if names[..i].iter().any(|q| q.name == p.name) {
-                return Err(self.invalid(
-                    "schedulingProfiles",
-                    format!("duplicate profile name `{}`", p.name),
-                ));
-            }
-        }
         Ok(())
     }
 

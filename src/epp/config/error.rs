@@ -86,3 +86,81 @@ pub enum ConfigError {
         message: String,
     },
 }
+
+impl ConfigError {
+    /// The error with the line of `text` (the file it came from) that it is about
+    /// written after the origin, `file.yaml: line 12: …`, as parse errors name theirs.
+    /// Unchanged when the line cannot be found.
+    pub fn at_line(mut self, text: &str) -> ConfigError {
+        use crate::yaml::{line_of, line_of_key_after};
+        let plugin = |name: &str, type_name: &str| {
+            line_of(text, "name", name, 0).or_else(|| line_of(text, "type", type_name, 0))
+        };
+        let line = match &self {
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+            ConfigError::Header { field, found, .. } => line_of(text, field, found, 0),
+            ConfigError::UnknownFeatureGate { gate, .. } => text
+                .lines()
+                .position(|l| l.contains(gate.as_str()))
+                .map(|i| i + 1),
+            ConfigError::MissingType { .. } => line_of(text, "type", "", 0),
+            ConfigError::DuplicatePlugin { name, .. } => {
+                line_of(text, "name", name, 1).or_else(|| line_of(text, "type", name, 1))
+            }
+            ConfigError::UnknownPluginType {
+                name, type_name, ..
+            }
+            | ConfigError::Unsupported {
+                name, type_name, ..
+            } => plugin(name, type_name),
+            ConfigError::Parameter {
+                name,
+                type_name,
+                field,
+                ..
+            } => plugin(name, type_name).map(|at| {
+                let last = field.rsplit('.').next().unwrap_or(field);
+                line_of_key_after(text, last, at).unwrap_or(at)
+            }),
+            ConfigError::UnknownPluginRef { plugin_ref, .. }
+            | ConfigError::BadWeight { plugin_ref, .. } => {
+                line_of(text, "pluginRef", plugin_ref, 0)
+            }
+            ConfigError::Invalid {
+                section, message, ..
+            } => {
+                // `duplicate profile name `x``: the second profile of that name.
+                let quoted = |s: &str| s.split('`').nth(1).map(str::to_string);
+                if message.starts_with("duplicate profile name") {
+                    quoted(message).and_then(|n| line_of(text, "name", &n, 1))
+                } else if let Some(profile) =
+                    section.strip_prefix("schedulingProfiles ").and_then(quoted)
+                {
+                    line_of(text, "name", &profile, 0)
+                } else {
+                    line_of_key_after(text, section, 1)
+                }
+            }
+        };
+        let Some(line) = line else {
+            return self;
+        };
+        match &mut self {
+            ConfigError::Read { origin, .. }
+            | ConfigError::Syntax { origin, .. }
+            | ConfigError::Header { origin, .. }
+            | ConfigError::UnknownFeatureGate { origin, .. }
+            | ConfigError::MissingType { origin, .. }
+            | ConfigError::DuplicatePlugin { origin, .. }
+            | ConfigError::UnknownPluginType { origin, .. }
+            | ConfigError::Unsupported { origin, .. }
+            | ConfigError::Parameter { origin, .. }
+            | ConfigError::UnknownPluginRef { origin, .. }
+            | ConfigError::BadWeight { origin, .. }
+            | ConfigError::Invalid { origin, .. } => {
+                origin.push_str(&format!(": line {line}"));
+            }
+        }
+        self
+    }
+}

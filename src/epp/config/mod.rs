@@ -169,10 +169,18 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// Loads a configuration from YAML text; `origin` names it in messages (a file name,
 /// `--config-text`, …).
 pub fn from_yaml_str(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
+    if crate::yaml::is_blank(text) {
+        return Err(ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: "the file is empty: an EndpointPickerConfig needs `apiVersion`, `kind` \
+                      and `plugins` (leave out --config for GIE's default profile)"
+                .into(),
+        });
+    }
     let spec: EndpointPickerConfig =
         serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             origin: origin.to_string(),
-            message: e.to_string(),
+            message: crate::yaml::error_text(&e),
         })?;
-    assemble::assemble(spec, origin)
+    assemble::assemble(spec, origin).map_err(|e| e.at_line(text))
 }

@@ -54,9 +54,17 @@ impl Objectives {
     }
 
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Objectives, ConfigError> {
+        if crate::yaml::is_blank(text) {
+            return Err(ConfigError::Syntax {
+                origin: origin.to_string(),
+                message: "the file is empty: list objectives under `objectives:` (each a \
+                          `name` and a `priority`), or leave out --objectives"
+                    .into(),
+            });
+        }
         let file: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             origin: origin.to_string(),
-            message: e.to_string(),
+            message: crate::yaml::error_text(&e),
         })?;
         let mut by_name = HashMap::new();
         for (i, o) in file.objectives.into_iter().enumerate() {

@@ -540,3 +540,55 @@ fn objectives_file() {
         assert!(err.starts_with("obj.yaml") && err.contains(want), "{err}");
     }
 }
+
+/// What a user sees: no parser-library wording, the line of a semantic error as of a
+/// syntax error, duplicate profiles called that, and empty files called empty (an
+/// objectives file the same as a configuration).
+#[test]
+fn user_facing_errors_speak_plainly_and_name_the_line() {
+    let text = format!("{HEADER}plugins:\n- type: queue-scorer\n---\napiVersion: x\n");
+    let err = from_yaml_str(&text, "cfg.yaml").unwrap_err().to_string();
+    assert!(err.contains("more than one YAML document"), "{err}");
+    assert!(!err.contains("from_str_multiple"), "{err}");
+    let huge = format!(
+        "{HEADER}plugins:\n{}",
+        "- type: queue-scorer\n".repeat(150_000)
+    );
+    let err = from_yaml_str(&huge, "cfg.yaml").unwrap_err().to_string();
+    assert!(err.contains("too large"), "{err}");
+    assert!(!err.contains("budget") && !err.contains("Nodes {"), "{err}");
+
+    let semantic = format!(
+        "{HEADER}plugins:\n- type: queue-scorer\n- name: p\n  type: prefix-cache-scorer\n  parameters:\n    blockSize: -4\n"
+    );
+    let err = from_yaml_str(&semantic, "cfg.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cfg.yaml: line 8: plugin `p`"), "{err}");
+    let duplicate = format!(
+        "{HEADER}plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: queue-scorer\n- name: a\n  plugins:\n  - pluginRef: queue-scorer\n"
+    );
+    let err = from_yaml_str(&duplicate, "cfg.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "cfg.yaml: line 9: schedulingProfiles: duplicate profile name `a`"
+    );
+    let unknown_ref = format!(
+        "{HEADER}plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: nope\n"
+    );
+    let err = from_yaml_str(&unknown_ref, "cfg.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cfg.yaml: line 8: "), "{err}");
+
+    for blank in ["", "\n# nothing yet\n"] {
+        let err = from_yaml_str(blank, "cfg.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("cfg.yaml: the file is empty"), "{err}");
+        let err = objectives::Objectives::from_yaml_str(blank, "obj.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("obj.yaml: the file is empty"), "{err}");
+    }
+}

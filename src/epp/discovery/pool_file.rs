@@ -188,7 +188,7 @@ impl StaticPool {
         let pool = decoded.map_err(|e| PoolError::Decode {
             file: file.to_string(),
             field: if field.is_empty() { ".".into() } else { field },
-            message: e.to_string(),
+            message: crate::yaml::error_text(&e),
         })?;
         let invalid = |field: &str, message: String| PoolError::Invalid {
             file: file.to_string(),
