@@ -13,6 +13,9 @@
 //! publishes one [`datastore`] snapshot per round, which the request path reads without
 //! locking. [`saturation`] judges from a snapshot's candidates whether the pool is
 //! full; [`clock`] is the time source the background tasks take.
+//!
+//! Behind Envoy, [`extproc`] holds the ext_proc plumbing (message codec, gRPC serving
+//! with TLS and drain, gRPC health) the picker and the body-based router share.
 
 pub mod admin;
 pub mod clock;
@@ -21,6 +24,7 @@ pub mod datastore;
 pub mod director;
 pub mod endpoint;
 pub mod error;
+pub mod extproc;
 pub mod metric_mapping;
 pub mod metrics;
 pub mod parser;
