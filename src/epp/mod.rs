@@ -15,9 +15,11 @@
 //! full; [`clock`] is the time source the background tasks take.
 //!
 //! Behind Envoy, [`extproc`] holds the ext_proc plumbing (message codec, gRPC serving
-//! with TLS and drain, gRPC health) the picker and the body-based router share.
+//! with TLS and drain, gRPC health) the picker and the body-based router share;
+//! [`bbr`] is that router, which copies a body's `model` into a routing header.
 
 pub mod admin;
+pub mod bbr;
 pub mod clock;
 pub mod config;
 pub mod datastore;
