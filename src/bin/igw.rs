@@ -16,6 +16,10 @@ enum Command {
     /// The endpoint picker.
     #[command(subcommand)]
     Epp(EppCommand),
+    /// The body-based router: an Envoy ext_proc server that copies the body's model
+    /// into a routing header.
+    #[command(subcommand)]
+    Bbr(BbrCommand),
     /// The vLLM-compatible model-server simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -27,6 +31,12 @@ enum Command {
 enum EppCommand {
     /// Run the endpoint picker as a standalone HTTP gateway in front of a pool.
     Run(igw::epp::run::EppOptions),
+}
+
+#[derive(Subcommand)]
+enum BbrCommand {
+    /// Serve ext_proc (9004), gRPC health (9005) and metrics (9090) for Envoy.
+    Run(igw::epp::bbr::BbrOptions),
 }
 
 #[derive(Subcommand)]
@@ -115,6 +125,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
         Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
+        Command::Bbr(BbrCommand::Run(opts)) => bbr_run(opts),
         Command::Sim(SimCommand::Demo(opts)) => {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
@@ -195,6 +206,28 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
                 epp.shutdown().await;
                 anyhow::bail!("the endpoint picker cannot go on: {why}")
             }
+        }
+    })
+}
+
+fn bbr_run(opts: igw::epp::bbr::BbrOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let bbr = igw::epp::bbr::start(&opts).await?;
+        tracing::info!(
+            ext_proc = %bbr.grpc_addr,
+            tls = bbr.certificate_pem.is_some(),
+            health = %bbr.health_addr,
+            metrics = %bbr.metrics_addr,
+            "body-based router serving"
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        tracing::info!("shutting down; open streams may finish (Ctrl-C again to quit now)");
+        tokio::select! {
+            () = bbr.shutdown() => Ok(()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
 }
