@@ -8,7 +8,9 @@
 //!   [`sim::calibrate`].
 //! - [`api`]: wire types shared by every part (OpenAI request/response bodies).
 //! - [`epp`]: the endpoint picker: endpoint state, requests, the pure scheduler and its
-//!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]).
+//!   plugins ([`epp::scheduler`]), and GIE's `EndpointPickerConfig` ([`epp::config`]);
+//!   behind Envoy, the ext_proc plumbing ([`epp::extproc`]) and the body-based router
+//!   ([`epp::bbr`]).
 //! - [`bench`](mod@bench): the benchmark's pieces; [`bench::workload`] decides what
 //!   requests it sends (ShareGPT, synthetic, shared-prefix, multi-turn sessions, LoRA
 //!   traffic split), [`bench::des`] runs a pool of engines behind a router (the real

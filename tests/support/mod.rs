@@ -1,6 +1,6 @@
 //! What the `igw sim serve` HTTP tests share: a test server configuration, a small
 //! client, an SSE frame splitter and a Prometheus sample reader; [`epp`] adds what
-//! the picker's end-to-end tests need on top.
+//! the picker's end-to-end tests need on top, and [`envoy`] a real Envoy.
 //!
 //! Nothing here asserts on timing or sleeps in place of waiting for something: it
 //! sends requests and parses what comes back, and [`epp`] polls observable state
@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod envoy;
 pub mod epp;
 
 use igw::sim::engine::EngineConfig;

@@ -3,7 +3,8 @@
 //! [`codec`] reads and builds ext_proc messages (headers, mutations, 62,000-byte
 //! streamed body chunks, immediate responses, `envoy.lb` metadata) with no I/O;
 //! [`server`] serves tonic services on a listener with optional TLS and a graceful
-//! drain; [`health`] serves the gRPC health service whose readiness the host flips.
+//! drain; [`health`](mod@health) serves the gRPC health service whose readiness the
+//! host flips.
 //! Policy (what to route where) lives in the processors built on these, never here.
 
 pub mod codec;

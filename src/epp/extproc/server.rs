@@ -7,7 +7,7 @@
 //! in flight finish for up to [`GrpcServing::drain_timeout`]. Streams still open then
 //! are ended with gRPC `UNAVAILABLE`, which drops their handlers (and everything they
 //! hold), and [`GrpcServer::serve`] returns. The gRPC health service lives in
-//! [`super::health`].
+//! [`super::health`](mod@super::health).
 
 use std::future::Future;
 use std::path::PathBuf;
