@@ -62,7 +62,7 @@ async fn request_targets_that_are_not_origin_form_get_4xx_and_never_touch_the_po
     let sim = replicas(2, sim_config(Default::default(), 100.0)).await;
     let p = picker(sim.addrs(), |_| {}).await;
     p.wait_healthy(sim.addrs()).await;
-    let gateway = p.epp.proxy_addr;
+    let gateway = p.epp.proxy_addr.unwrap();
     for i in 0..50 {
         let (target, status) = match i % 3 {
             0 => ("OPTIONS * HTTP/1.1\r\nHost: g\r\n\r\n", 400),

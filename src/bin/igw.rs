@@ -191,14 +191,20 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let epp = igw::epp::run::start(&opts).await?;
         tracing::info!(
-            gateway = %epp.proxy_addr,
+            ext_proc = %epp.grpc_addr,
+            tls = epp.grpc_certificate_pem.is_some(),
+            grpc_health = %epp.grpc_health_addr,
+            gateway = %epp.proxy_addr.map_or("off".into(), |a| a.to_string()),
             metrics = %epp.metrics_addr,
             "endpoint picker serving"
         );
         tokio::select! {
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("cannot listen for Ctrl-C")?;
-                tracing::info!("shutting down");
+            signal = stop_signal() => {
+                signal?;
+                tracing::info!(
+                    drain = ?opts.drain_timeout,
+                    "shutting down: refusing new streams, finishing open ones"
+                );
                 epp.shutdown().await;
                 Ok(())
             }
@@ -208,6 +214,25 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Ctrl-C, or SIGTERM (how Kubernetes stops a pod).
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")
+    }
 }
 
 fn bbr_run(opts: igw::epp::bbr::BbrOptions) -> anyhow::Result<()> {
@@ -221,9 +246,7 @@ fn bbr_run(opts: igw::epp::bbr::BbrOptions) -> anyhow::Result<()> {
             metrics = %bbr.metrics_addr,
             "body-based router serving"
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")?;
+        stop_signal().await?;
         tracing::info!("shutting down; open streams may finish (Ctrl-C again to quit now)");
         tokio::select! {
             () = bbr.shutdown() => Ok(()),

@@ -66,6 +66,18 @@ impl EppError {
         )
     }
 
+    /// llm-d Router's `x-llm-d-request-dropped-reason` value (llm-d-facts §1.5) for a
+    /// request refused before it reached any endpoint; `None` for the client's own
+    /// mistakes and for the picker's internal faults.
+    pub fn dropped_reason(&self) -> Option<&'static str> {
+        match self {
+            EppError::ResourceExhausted(_) => Some("rejected-saturated"),
+            EppError::ServiceUnavailable(_) => Some("rejected-no-endpoints"),
+            EppError::Internal(m) if m.starts_with("no pods") => Some("rejected-no-endpoints"),
+            _ => None,
+        }
+    }
+
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
         matches!(

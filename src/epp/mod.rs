@@ -21,7 +21,8 @@
 //! one value. The transports: [`proxy`] (the standalone HTTP gateway); [`admin`] and
 //! [`metrics`] the operator port; [`run`] wires `igw epp run`.
 //!
-//! Behind Envoy, [`extproc`] holds the ext_proc plumbing (message codec, gRPC serving
+//! Behind Envoy, [`envoy`] is the picker's ext_proc server; [`extproc`] holds the
+//! ext_proc plumbing (message codec, gRPC serving
 //! with TLS and drain, gRPC health) the picker and the body-based router share;
 //! [`bbr`] is that router, which copies a body's `model` into a routing header.
 
@@ -33,6 +34,7 @@ pub mod datastore;
 pub mod discovery;
 pub mod duration;
 pub mod endpoint;
+pub mod envoy;
 pub mod error;
 pub mod extproc;
 pub mod lifecycle;

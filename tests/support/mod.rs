@@ -10,6 +10,7 @@
 
 pub mod envoy;
 pub mod epp;
+pub mod extproc;
 
 use igw::sim::engine::EngineConfig;
 use igw::sim::profile::LatencyProfile;

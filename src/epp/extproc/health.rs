@@ -73,6 +73,14 @@ impl HealthReporter {
         }
     }
 
+    /// Another health service answering from these statuses: to serve health on a
+    /// second port too (Envoy health-checks the ext_proc port itself).
+    pub fn service(&self) -> Health {
+        Health {
+            service: HealthServer::new(HealthService::from_health_reporter(self.inner.clone())),
+        }
+    }
+
     /// Flips every liveness-type name.
     pub async fn set_live(&self, live: bool) {
         for name in &self.names.liveness {
@@ -91,6 +99,11 @@ impl Health {
     /// or next to other services).
     pub fn into_routes(self) -> Routes {
         Routes::new(self.service)
+    }
+
+    /// `routes` with this health service beside them.
+    pub fn add_to(self, routes: Routes) -> Routes {
+        routes.add_service(self.service)
     }
 }
 

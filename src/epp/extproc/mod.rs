@@ -12,4 +12,6 @@ pub mod health;
 pub mod server;
 
 pub use health::{Health, HealthNames, HealthReporter, health, serve_health};
-pub use server::{GrpcServer, GrpcServing, ServeError, Tls};
+pub use server::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, GrpcServer, GrpcServing, ServeError, Tls,
+};

@@ -23,9 +23,9 @@ use super::metered::MeteredBody;
 use super::target::origin_form;
 use super::{Gateway, error_response, models, target};
 use crate::epp::error::EppError;
+use crate::epp::lifecycle::body::rewrite_model;
 use crate::epp::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
 use crate::epp::lifecycle::{Decision, RequestContext, ResponseMeter};
-use crate::epp::request::LlmRequest;
 
 pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let gw: &Gateway = &gw;
@@ -208,19 +208,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
-}
-
-/// Writes the target model into the body when a rewrite changed it (GIE does the same
-/// before forwarding). Bodies that need no change are forwarded byte for byte.
-fn rewrite_model(request: &LlmRequest, body: Bytes) -> Bytes {
-    if request.target_model == request.incoming_model {
-        return body;
-    }
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return body;
-    };
-    value["model"] = serde_json::Value::String(request.target_model.clone());
-    serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body)
 }
 
 /// The request for the endpoint at `addr`. The URL is built from its parts, so a path

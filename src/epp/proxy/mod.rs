@@ -32,6 +32,7 @@ pub use target::{DEFAULT_FORWARD_PATHS, ForwardPaths};
 
 use super::error::EppError;
 use super::lifecycle::RequestIds;
+use super::lifecycle::headers::DROPPED_REASON;
 use super::pool::Pool;
 
 /// Default cap on request bodies, bytes.
@@ -105,12 +106,19 @@ pub fn app(pool: Arc<Pool>, config: GatewayConfig) -> Router {
 }
 
 /// GIE's error response: the status and `inference error: <Code> - <message>`.
+/// A request refused before any endpoint also carries llm-d's
+/// `x-llm-d-request-dropped-reason`.
 pub fn error_response(err: &EppError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         err.to_string(),
     )
-        .into_response()
+        .into_response();
+    if let Some(reason) = err.dropped_reason() {
+        resp.headers_mut()
+            .insert(DROPPED_REASON, axum::http::HeaderValue::from_static(reason));
+    }
+    resp
 }
