@@ -17,9 +17,13 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     processing_response,
 };
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use igw::epp::config::objectives::Objectives;
+use igw::epp::config::{self, LoadedConfig};
+use igw::epp::endpoint::EndpointMetrics;
 use igw::epp::envoy::{PickerProcessor, Shared};
 use igw::epp::extproc::{GrpcServer, GrpcServing};
 use igw::epp::lifecycle::RequestIds;
+use igw::epp::lifecycle::outlier::OutlierPolicy;
 use igw::epp::pool::Pool;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -335,4 +339,94 @@ fn metadata(namespace: &str, key: &str, value: Kind) -> Metadata {
         .into(),
         ..Default::default()
     }
+}
+
+/// A pod as GIE's tests write it: index, waiting queue, KV-cache use, running adapters.
+pub struct P(pub u8, pub u64, pub f64, pub &'static [&'static str]);
+
+pub fn addr(index: u8) -> SocketAddr {
+    SocketAddr::from(([192, 168, 1, index + 1], 8000))
+}
+
+pub fn lora_config() -> LoadedConfig {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/epp/lora-affinity.yaml");
+    config::load(&path).expect("the test config loads")
+}
+
+pub fn pool(config: LoadedConfig, pods: &[P]) -> Arc<Pool> {
+    let objectives = Objectives::from_yaml_str(
+        "objectives:\n- name: critical\n  priority: 2\n- name: sheddable\n  priority: -1\n- name: sql-lora-sheddable\n",
+        "objectives",
+    )
+    .unwrap();
+    let names: Vec<String> = pods.iter().map(|p| format!("pod-{}", p.0)).collect();
+    let endpoints: Vec<(&str, SocketAddr, EndpointMetrics)> = pods
+        .iter()
+        .zip(&names)
+        .map(|(p, name)| {
+            (
+                name.as_str(),
+                addr(p.0),
+                EndpointMetrics {
+                    waiting_queue_size: p.1,
+                    kv_cache_usage: p.2,
+                    active_adapters: p.3.iter().map(|s| s.to_string()).collect(),
+                    max_active_adapters: 2,
+                    ..EndpointMetrics::default()
+                },
+            )
+        })
+        .collect();
+    super::epp::fixed_pool_with(config, &endpoints, OutlierPolicy::default(), objectives)
+}
+
+pub async fn stream(pool: &Arc<Pool>) -> Envoy {
+    let addr = serve_ext_proc(pool.clone(), 16 << 20).await;
+    Envoy::connect(addr).await
+}
+
+/// Sends one request (headers, then `body` in one message) and returns the replies.
+pub async fn send(
+    envoy: &mut Envoy,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Vec<ProcessingResponse> {
+    envoy
+        .send(request_headers("/v1/completions", headers, false))
+        .await;
+    envoy.send(request_body(body.as_bytes(), true)).await;
+    envoy.request_replies(false).await
+}
+
+/// The success shape GIE checks: a request-headers reply that clears the route cache
+/// and names the destination in a header and in `envoy.lb` metadata (the same value),
+/// with `Content-Length` and `x-request-id`, then the body, end of stream on the last.
+pub fn destination(replies: &[ProcessingResponse], body_len: usize) -> String {
+    assert!(replies.len() >= 2, "{replies:#?}");
+    let headers = &replies[0];
+    assert!(
+        matches!(
+            headers.response,
+            Some(processing_response::Response::RequestHeaders(_))
+        ),
+        "{headers:#?}"
+    );
+    assert!(clears_route_cache(headers));
+    let set = set_headers(headers);
+    let dest = set["x-gateway-destination-endpoint"].clone();
+    assert_eq!(
+        destination_metadata(headers).as_deref(),
+        Some(dest.as_str())
+    );
+    assert_eq!(set["content-length"], body_len.to_string());
+    assert!(!set["x-request-id"].is_empty());
+    let body: Vec<u8> = replies[1..].iter().flat_map(body_bytes).collect();
+    assert_eq!(body.len(), body_len);
+    assert!(body_eos(replies.last().unwrap(), true));
+    dest
+}
+
+pub fn completion(model: &str) -> String {
+    format!(r#"{{"model":"{model}","prompt":"test1","temperature":0}}"#)
 }
