@@ -253,6 +253,88 @@ impl EppMetrics {
             "Endpoints taken out of rotation because their requests kept failing.",
             m.ejections.clone(),
         );
+        // llm-d Router's canonical names (llm-d-facts §1.12): the same series again,
+        // so dashboards of either generation read igw unchanged.
+        registry.register(
+            "llm_d_epp_request",
+            "Requests received, by model, target model and priority.",
+            m.request_total.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_error",
+            "Requests that failed, by model, target model and error code.",
+            m.request_error_total.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_duration_seconds",
+            "Response latency, seconds.",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_ntpot_seconds",
+            "Latency divided by output tokens, seconds.",
+            m.ntpot.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_size_bytes",
+            "Request sizes, bytes.",
+            m.request_sizes.clone(),
+        );
+        registry.register(
+            "llm_d_epp_response_size_bytes",
+            "Response sizes, bytes.",
+            m.response_sizes.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_input_tokens",
+            "Input tokens per request.",
+            m.input_tokens.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_output_tokens",
+            "Output tokens per request.",
+            m.output_tokens.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_cached_tokens",
+            "Prompt tokens served from the prefix cache per request.",
+            m.cached_tokens.clone(),
+        );
+        registry.register(
+            "llm_d_epp_request_running",
+            "Requests running, by model.",
+            m.running_requests.clone(),
+        );
+        registry.register(
+            "llm_d_epp_ready_endpoints",
+            "Endpoints ready to take requests.",
+            m.pool_ready.clone(),
+        );
+        registry.register(
+            "llm_d_epp_average_kv_cache_utilization",
+            "Mean KV-cache use of the ready endpoints.",
+            m.pool_kv.clone(),
+        );
+        registry.register(
+            "llm_d_epp_average_queue_size",
+            "Mean waiting-queue length of the ready endpoints.",
+            m.pool_queue.clone(),
+        );
+        registry.register(
+            "llm_d_epp_average_running_requests",
+            "Mean running batch of the ready endpoints.",
+            m.pool_running.clone(),
+        );
+        registry.register(
+            "llm_d_epp_per_endpoint_queue_size",
+            "Waiting-queue length per endpoint.",
+            m.pool_pod_queue.clone(),
+        );
+        registry.register(
+            "llm_d_epp_scheduler_e2e_duration_seconds",
+            "Scheduling latency, seconds.",
+            m.scheduler_e2e.clone(),
+        );
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels {
             commit: env!("CARGO_PKG_VERSION").to_string(),
@@ -262,6 +344,11 @@ impl EppMetrics {
         registry.register(
             "inference_extension_info",
             "General information of the current build of Inference Extension.",
+            info.clone(),
+        );
+        registry.register(
+            "llm_d_epp_info",
+            "General information of the current build.",
             info,
         );
         EppMetrics { registry, ..m }
@@ -453,6 +540,10 @@ mod tests {
             r#"inference_pool_average_kv_cache_utilization{name="vllm-pool"} 0.25"#,
             r#"inference_pool_per_pod_queue_size{name="vllm-pool",model_server_pod="pod-a"} 2"#,
             "inference_extension_info{",
+            r#"llm_d_epp_request_total{model_name="m",target_model_name="m-lora",priority="2"} 1"#,
+            r#"llm_d_epp_ready_endpoints{name="vllm-pool"} 3"#,
+            r#"llm_d_epp_request_input_tokens_sum{model_name="m",target_model_name="m-lora"} 7.0"#,
+            "llm_d_epp_info{",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

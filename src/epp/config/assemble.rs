@@ -14,7 +14,8 @@ use super::factory::{self, BuildError, Built, HostPlugin};
 use super::host::{DataSource, FlowControlSpec, ParserKind};
 use super::{
     API_VERSION, ConfigError, DataLayerSpec, DataSourceSpec, EndpointPickerConfig, FEATURE_GATES,
-    FeatureGates, KIND, LoadedConfig, PluginRef, PluginSpec, ProfilePluginSpec, ProfileSpec,
+    FeatureGates, KIND, LLMD_API_VERSION, LoadedConfig, PluginRef, PluginSpec, ProfilePluginSpec,
+    ProfileSpec,
 };
 use crate::epp::saturation::Detector;
 use crate::epp::scheduler::plugins::{max_score, single_profile, utilization};
@@ -62,6 +63,7 @@ pub(super) fn assemble(
         notes: Vec::new(),
     };
     l.check_header()?;
+    l.llm_d_sections()?;
     let feature_gates = l.feature_gates()?;
     l.build_plugins()?;
     l.default_profiles()?;
@@ -97,19 +99,70 @@ impl Loader<'_> {
     }
 
     fn check_header(&self) -> Result<(), ConfigError> {
-        let fields = [
-            ("apiVersion", API_VERSION, &self.spec.api_version),
-            ("kind", KIND, &self.spec.kind),
-        ];
-        for (field, expected, found) in fields {
-            if found != expected {
-                return Err(ConfigError::Header {
-                    origin: self.o(),
-                    field,
-                    expected,
-                    found: found.clone(),
-                });
+        let version = &self.spec.api_version;
+        if version != API_VERSION && version != LLMD_API_VERSION {
+            return Err(ConfigError::Header {
+                origin: self.o(),
+                field: "apiVersion",
+                expected: "inference.networking.x-k8s.io/v1alpha1` or `llm-d.ai/v1alpha1",
+                found: version.clone(),
+            });
+        }
+        if self.spec.kind != KIND {
+            return Err(ConfigError::Header {
+                origin: self.o(),
+                field: "kind",
+                expected: KIND,
+                found: self.spec.kind.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// llm-d Router's sections: the parsers' new home, and the data-layer fields igw
+    /// reads but does not act on (each said once, in the notes).
+    fn llm_d_sections(&mut self) -> Result<(), ConfigError> {
+        if let Some(handler) = self.spec.request_handler.take() {
+            if self.spec.parser.is_some() && !handler.parsers.is_empty() {
+                return Err(self.invalid(
+                    "requestHandler.parsers",
+                    "give the parser here or in the deprecated top-level `parser`, not both",
+                ));
             }
+            if let Some(first) = handler.parsers.first() {
+                if handler.parsers.len() > 1 {
+                    self.notes.push(format!(
+                        "requestHandler.parsers: igw runs one parser per pool, `{}`, for every path; the others are ignored",
+                        first.plugin_ref
+                    ));
+                }
+                self.spec.parser = Some(first.clone());
+            }
+            self.spec.request_handler = Some(handler);
+        }
+        let Some(layer) = &self.spec.data_layer else {
+            return Ok(());
+        };
+        let mut ignored = Vec::new();
+        if layer.inject_defaults.is_some() {
+            ignored.push("injectDefaults (igw always fills GIE's defaults)");
+        }
+        if layer.discovery.is_some() {
+            ignored.push("discovery (endpoints come from --pool-file or --endpoints)");
+        }
+        if layer.peer_discovery.is_some() {
+            ignored.push("peerDiscovery");
+        }
+        if layer.cross_replica_syncer_plugin_ref.is_some()
+            || layer.cross_replica_sync_interval.is_some()
+        {
+            ignored.push(
+                "crossReplicaSyncerPluginRef / crossReplicaSyncInterval (one replica's state only)",
+            );
+        }
+        for field in ignored {
+            self.notes
+                .push(format!("dataLayer.{field}: accepted, not acted on"));
         }
         Ok(())
     }
@@ -117,10 +170,18 @@ impl Loader<'_> {
     fn feature_gates(&self) -> Result<FeatureGates, ConfigError> {
         let mut gates = FeatureGates::default();
         for gate in &self.spec.feature_gates {
-            match gate.as_str() {
-                "flowControl" => gates.flow_control = true,
-                "dataLayer" => gates.data_layer = true,
-                "enableLegacyMetrics" => gates.enable_legacy_metrics = true,
+            // llm-d's `name=false` turns a gate off; `name` and `name=true` turn it on.
+            let (name, on) = match gate.split_once('=') {
+                Some((name, "true")) => (name, true),
+                Some((name, "false")) => (name, false),
+                Some(_) => ("", false),
+                None => (gate.as_str(), true),
+            };
+            match name {
+                "flowControl" => gates.flow_control = on,
+                "dataLayer" => gates.data_layer = on,
+                "enableLegacyMetrics" => gates.enable_legacy_metrics = on,
+                "haPopulateNonLeaderDatastore" => {}
                 _ => {
                     return Err(ConfigError::UnknownFeatureGate {
                         origin: self.o(),
@@ -487,6 +548,7 @@ impl Loader<'_> {
                         plugin_ref: extractor,
                     }],
                 }],
+                ..DataLayerSpec::default()
             });
         }
         let sources = self
