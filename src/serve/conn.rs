@@ -31,7 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::Shared;
-use super::body::{LimitedBody, Reservation};
+use super::body::{BodyError, LimitedBody, Reservation};
 use super::stats::Closed;
 
 #[derive(Clone, Copy, Debug)]
@@ -216,6 +216,13 @@ async fn handle(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
+                if matches!(e, BodyError::OverBudget { .. }) {
+                    // Bodies in flight take seconds at most to return their bytes.
+                    res.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("1"),
+                    );
+                }
                 return Ok(res.map(|body| TrackedBody {
                     inner: body,
                     _request: in_request,

@@ -50,7 +50,8 @@ pub use stats::{ServeStats, ServeStatsSnapshot};
 use body::Budget;
 
 /// Builds the response to a body refused before the app saw it (its declared length
-/// does not fit the budget).
+/// does not fit the budget). The server adds `Connection: close`, and `Retry-After`
+/// when a retry may succeed.
 pub type Rejection = Arc<dyn Fn(&BodyError) -> Response + Send + Sync>;
 
 /// Pause after an accept error that is not the client's (out of file descriptors):
@@ -211,8 +212,7 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// The OpenAI error shape both the simulator and the gateway speak, with a
-/// `Retry-After` when a retry may help.
+/// The OpenAI error shape both the simulator and the gateway speak.
 fn default_rejection(e: &BodyError) -> Response {
     let status = e.status();
     let kind = match status.as_u16() {
@@ -223,14 +223,7 @@ fn default_rejection(e: &BodyError) -> Response {
     let body = serde_json::json!({"error": {
         "message": e.to_string(), "type": kind, "param": null, "code": status.as_u16(),
     }});
-    let mut res = (status, axum::Json(body)).into_response();
-    if matches!(e, BodyError::OverBudget { .. }) {
-        res.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
-    }
-    res
+    (status, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -243,6 +243,7 @@ async fn bodies_beyond_the_budget_are_refused_at_their_head() {
         let got = until_closed(&mut c).await.expect("closed");
         assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
         assert!(got.contains("\"error\""), "{got}");
+        assert_eq!(got.contains("retry-after: 1\r\n"), status == "503", "{got}");
     }
     // What fits is still served.
     let mut c = TcpStream::connect(s.addr).await.unwrap();

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::driver::escape_label;
 use super::error::{ApiError, ApiJson};
 use super::replica::Replica;
 use crate::api::openai::{LoadLoraAdapterRequest, ModelList, UnloadLoraAdapterRequest};
@@ -44,8 +45,8 @@ pub async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /metrics`: vLLM's families, then `igw_sim_step_lag_seconds` and
-/// `igw_sim_steps_total`.
+/// `GET /metrics`: vLLM's families, then `igw_sim_step_lag_seconds`,
+/// `igw_sim_steps_total` and the HTTP server's `igw_http_*` families.
 pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, ApiError> {
     let Some(snap) = replica.driver.snapshot().await else {
         return Err(ApiError::new(
@@ -68,5 +69,11 @@ pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, Ap
     let mut out = String::with_capacity(16 * 1024);
     render_prometheus(&mut out, &info, &snap.metrics, &snap.gauges, unix_time);
     snap.lag.render(&mut out, &info);
+    let labels = format!(
+        "engine=\"{}\",model_name=\"{}\"",
+        info.engine,
+        escape_label(&info.model_name)
+    );
+    replica.http.snapshot().render(&mut out, &labels);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], out).into_response())
 }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use clap::Args;
 
+use crate::serve::{ServeLimitOptions, ServeLimits};
 use crate::sim::engine::EngineConfig;
 use crate::sim::options::EngineOptions;
 use crate::sim::tokens::OutputMode;
@@ -42,6 +43,9 @@ pub struct SimServerConfig {
     pub pod_namespace: Option<String>,
     /// The `engine` label of this replica's metrics.
     pub engine_index: usize,
+    /// What clients may hold of the replica's HTTP server: timeouts, connections,
+    /// buffered request bytes.
+    pub limits: ServeLimits,
 }
 
 impl SimServerConfig {
@@ -60,6 +64,7 @@ impl SimServerConfig {
             pod_name: None,
             pod_namespace: None,
             engine_index: 0,
+            limits: ServeLimits::default(),
         }
     }
 
@@ -97,8 +102,13 @@ impl SimServerConfig {
             // An adapter request could never be admitted and would wait forever.
             return Err("--max-loras must be at least 1".into());
         }
-        if self.max_body_bytes == 0 {
-            return Err("--max-body-bytes must be greater than 0".into());
+        self.limits.validate().map_err(|e| e.to_string())?;
+        if self.max_body_bytes == 0 || self.max_body_bytes > self.limits.max_inflight_body_bytes {
+            // A body larger than the whole budget could never be taken.
+            return Err(format!(
+                "--max-body-bytes must be between 1 and --max-inflight-body-bytes ({}), got {}",
+                self.limits.max_inflight_body_bytes, self.max_body_bytes
+            ));
         }
         let served = self.served_names();
         for (i, m) in self.lora_modules.iter().enumerate() {
@@ -168,7 +178,9 @@ pub struct ServeOptions {
     /// Names requests may use for the model; the first labels metrics. Default: --model.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub served_model_name: Vec<String>,
-    /// Address to listen on.
+    /// Address to listen on. The default, 127.0.0.1, serves this machine only; a
+    /// simulator standing in for a model server in a container or pod needs 0.0.0.0
+    /// (vLLM's own default) so that a gateway elsewhere can reach it.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port of the first replica; replica i listens on port + i (0: any free port each).
@@ -200,6 +212,8 @@ pub struct ServeOptions {
     pub pod_namespace: Option<String>,
     #[command(flatten)]
     pub engine: EngineOptions,
+    #[command(flatten)]
+    pub limits: ServeLimitOptions,
 }
 
 impl ServeOptions {
@@ -215,6 +229,7 @@ impl ServeOptions {
         c.mode = self.mode;
         c.failure_rate = self.failure_rate;
         c.max_body_bytes = self.max_body_bytes;
+        c.limits = self.limits.limits()?;
         c.pod_name = self.pod_name.clone().filter(|s| !s.is_empty());
         c.pod_namespace = self.pod_namespace.clone().filter(|s| !s.is_empty());
         c.validate().map_err(anyhow::Error::msg)?;

@@ -97,7 +97,7 @@ impl LagStats {
 }
 
 /// Escapes a Prometheus label value (backslash, double quote, newline).
-fn escape_label(v: &str) -> String {
+pub(super) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {

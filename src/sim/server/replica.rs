@@ -17,6 +17,7 @@ use super::config::{LoraModule, SimServerConfig};
 use super::driver::DriverHandle;
 use super::error::ApiError;
 use crate::api::openai::{ModelCard, ModelList};
+use crate::serve::ServeStats;
 use crate::sim::engine::{Engine, RequestId};
 
 /// A loaded adapter.
@@ -50,11 +51,17 @@ pub struct Replica {
     pub identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// Unix seconds at start, the `created` of base model cards.
     started: u64,
+    /// The HTTP server's counters, for `/metrics`.
+    pub http: Arc<ServeStats>,
 }
 
 impl Replica {
     /// Builds the replica and starts its driver. Must run inside a tokio runtime.
-    pub fn start(config: SimServerConfig, port: u16) -> Result<Replica, String> {
+    pub fn start(
+        config: SimServerConfig,
+        port: u16,
+        http: Arc<ServeStats>,
+    ) -> Result<Replica, String> {
         config.validate()?;
         let engine = Engine::new(config.engine.clone())?;
         let driver = DriverHandle::spawn(engine, config.speedup);
@@ -79,6 +86,7 @@ impl Replica {
             driver,
             identity_headers: identity_headers(&config, port),
             started: now,
+            http,
             config,
         })
     }
