@@ -18,6 +18,19 @@ use crate::sim::tokens::OutputMode;
 /// vLLM has no request-body limit; 16 MiB matches the gateway's default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// Adapters one replica holds at once unless `--max-lora-adapters` says otherwise.
+/// vLLM itself has no such cap (its `--max-cpu-loras` sizes an LRU cache of adapter
+/// weights and limits no registration); 1,024 is far more than a replica serves in
+/// practice and keeps `/v1/models` under ~5 MB.
+pub const DEFAULT_MAX_LORA_ADAPTERS: usize = 1024;
+/// The longest adapter name accepted, bytes: names are echoed in every response, in
+/// `/v1/models` and in the `vllm:lora_requests_info` labels.
+pub const MAX_LORA_NAME_BYTES: usize = 256;
+/// The longest adapter path accepted, bytes (Linux's `PATH_MAX`).
+pub const MAX_LORA_PATH_BYTES: usize = 4096;
+/// The most `--max-lora-adapters` may be: `/v1/models` lists every adapter.
+const MAX_MAX_LORA_ADAPTERS: usize = 65_536;
+
 /// Everything one replica needs, independent of where it listens.
 #[derive(Clone, Debug)]
 pub struct SimServerConfig {
@@ -28,6 +41,8 @@ pub struct SimServerConfig {
     pub served_model_names: Vec<String>,
     /// Adapters loaded at start.
     pub lora_modules: Vec<LoraModule>,
+    /// Most adapters loaded at once, at start and through `/v1/load_lora_adapter`.
+    pub max_lora_adapters: usize,
     pub engine: EngineConfig,
     /// Engine seconds per wall second: every modelled latency is divided by this.
     pub speedup: f64,
@@ -56,6 +71,7 @@ impl SimServerConfig {
             model: model.into(),
             served_model_names: Vec::new(),
             lora_modules: Vec::new(),
+            max_lora_adapters: DEFAULT_MAX_LORA_ADAPTERS,
             engine,
             speedup: 1.0,
             mode: OutputMode::default(),
@@ -108,6 +124,16 @@ impl SimServerConfig {
             return Err(format!(
                 "--max-body-bytes must be between 1 and --max-inflight-body-bytes ({}), got {}",
                 self.limits.max_inflight_body_bytes, self.max_body_bytes
+            ));
+        }
+        if !(1..=MAX_MAX_LORA_ADAPTERS).contains(&self.max_lora_adapters)
+            || self.max_lora_adapters < self.lora_modules.len()
+        {
+            return Err(format!(
+                "--max-lora-adapters must be between 1 and {MAX_MAX_LORA_ADAPTERS}, and at least \
+                 the {} adapters of --lora-modules, got {}",
+                self.lora_modules.len(),
+                self.max_lora_adapters
             ));
         }
         let served = self.served_names();
@@ -165,6 +191,14 @@ impl LoraModule {
         if name.is_empty() || path.is_empty() {
             return Err("an adapter needs a non-empty name and path (NAME=PATH)".into());
         }
+        if name.len() > MAX_LORA_NAME_BYTES || path.len() > MAX_LORA_PATH_BYTES {
+            return Err(format!(
+                "an adapter name may have at most {MAX_LORA_NAME_BYTES} bytes and a path \
+                 {MAX_LORA_PATH_BYTES}; got {} and {}",
+                name.len(),
+                path.len()
+            ));
+        }
         Ok(LoraModule { name, path })
     }
 }
@@ -192,6 +226,11 @@ pub struct ServeOptions {
     /// LoRA adapters loaded at start: NAME=PATH, NAME, or vLLM's JSON form.
     #[arg(long, value_name = "NAME=PATH", num_args = 1..)]
     pub lora_modules: Vec<LoraModule>,
+    /// Most LoRA adapters loaded at once (--lora-modules and /v1/load_lora_adapter
+    /// together); past it loading answers 400. vLLM has no such cap: its
+    /// --max-cpu-loras sizes a cache of adapter weights, not the adapters registered.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LORA_ADAPTERS)]
+    pub max_lora_adapters: usize,
     /// Run the clock X times faster than real time (every latency divided by X).
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub speedup: f64,
@@ -225,6 +264,7 @@ impl ServeOptions {
         let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
         c.served_model_names = self.served_model_name.clone();
         c.lora_modules = self.lora_modules.clone();
+        c.max_lora_adapters = self.max_lora_adapters;
         c.speedup = self.speedup;
         c.mode = self.mode;
         c.failure_rate = self.failure_rate;
@@ -311,5 +351,20 @@ mod tests {
         c.failure_rate = 0.0;
         c.lora_modules = vec!["m".parse().unwrap()];
         assert!(c.validate().unwrap_err().contains("--lora-modules"));
+        c.lora_modules = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        c.max_lora_adapters = 1;
+        assert!(c.validate().unwrap_err().contains("--max-lora-adapters"));
+        c.max_lora_adapters = DEFAULT_MAX_LORA_ADAPTERS;
+        assert_eq!(c.validate(), Ok(()));
+        assert!(
+            format!("{}=/p", "n".repeat(257))
+                .parse::<LoraModule>()
+                .is_err()
+        );
+        assert!(
+            format!("{}=/p", "n".repeat(256))
+                .parse::<LoraModule>()
+                .is_ok()
+        );
     }
 }

@@ -36,7 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_MAX_BODY_BYTES, Listen, LoraModule, ServeOptions, SimServerConfig};
+pub use config::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LORA_ADAPTERS, Listen, LoraModule, MAX_LORA_NAME_BYTES,
+    MAX_LORA_PATH_BYTES, ServeOptions, SimServerConfig,
+};
 pub use driver::{LAG_BUCKETS, LagStats};
 pub use error::ApiError;
 

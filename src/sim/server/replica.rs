@@ -13,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::config::{LoraModule, SimServerConfig};
+use super::config::{LoraModule, MAX_LORA_NAME_BYTES, MAX_LORA_PATH_BYTES, SimServerConfig};
 use super::driver::DriverHandle;
 use super::error::ApiError;
 use crate::api::openai::{ModelCard, ModelList};
@@ -172,6 +172,18 @@ impl Replica {
                 "Both 'lora_name' and 'lora_path' must be provided.",
             ));
         }
+        for (param, value, max) in [
+            ("lora_name", name, MAX_LORA_NAME_BYTES),
+            ("lora_path", path, MAX_LORA_PATH_BYTES),
+        ] {
+            if value.len() > max {
+                return Err(invalid_input(format!(
+                    "'{param}' has {} bytes; at most {max} are accepted.",
+                    value.len()
+                ))
+                .with_param(param));
+            }
+        }
         let mut adapters = self
             .adapters
             .write()
@@ -186,6 +198,15 @@ impl Replica {
             return Err(invalid_input(format!(
                 "'{name}' is the name of a served model, not of an adapter."
             )));
+        }
+        let max = self.config.max_lora_adapters;
+        if adapters.len() >= max {
+            return Err(invalid_input(format!(
+                "Cannot load the lora adapter '{name}': {} adapters are loaded, the most this \
+                 server holds (--max-lora-adapters {max}). Unload one first.",
+                adapters.len()
+            ))
+            .with_param("lora_name"));
         }
         adapters.push(Adapter {
             name: name.into(),
