@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::prompt::{INLINE_BYTES, off_thread};
 use crate::api::openai::{ErrorInfo, ErrorResponse};
 use crate::serve::{BodyError, body_error};
 
@@ -119,7 +120,7 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
@@ -135,7 +136,11 @@ where
                 ApiError::new(status, rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        // Parsing megabytes of JSON takes milliseconds to seconds: not on the runtime.
+        off_thread(move || parse_json(&bytes)).await?.map(ApiJson)
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Layout: [`config`] (what a replica is, and the CLI flags), `driver` (the engine
 //! loop), `replica` (shared handler state: models, adapters, failure injection),
-//! `generate` (the completion endpoints), `stream` (responses and the in-flight
+//! `generate` (the completion endpoints), `prompt` (length checks before tokenizing,
+//! heavy work off the runtime), `stream` (responses and the in-flight
 //! guard), `admin` (models, adapters, health, metrics), `error` (vLLM error bodies).
 //!
 //! [`Engine`]: crate::sim::engine::Engine
@@ -19,6 +20,7 @@ pub mod config;
 mod driver;
 mod error;
 mod generate;
+mod prompt;
 mod replica;
 mod stream;
 
