@@ -85,7 +85,7 @@ impl Default for ServeLimits {
 /// A limit out of range; the message names the flag and the accepted range.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LimitsError {
-    #[error("--{flag} must be a duration > 0 and <= 24h, got {value:?}")]
+    #[error("--{flag} must be a duration between 1ns and 24h, got {value:?}")]
     Timeout { flag: &'static str, value: Duration },
     #[error("--{flag} must be between 1 and {max}, got {value}")]
     Count {

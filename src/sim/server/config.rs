@@ -31,6 +31,11 @@ pub const MAX_LORA_PATH_BYTES: usize = 4096;
 /// The most `--max-lora-adapters` may be: `/v1/models` lists every adapter.
 const MAX_MAX_LORA_ADAPTERS: usize = 65_536;
 
+/// The slowest clock accepted: a thousand times slower than real time.
+pub const MIN_SPEEDUP: f64 = 1e-3;
+/// The fastest clock accepted.
+pub const MAX_SPEEDUP: f64 = 1e9;
+
 /// Everything one replica needs, independent of where it listens.
 #[derive(Clone, Debug)]
 pub struct SimServerConfig {
@@ -101,10 +106,11 @@ impl SimServerConfig {
         if self.served_model_names.iter().any(String::is_empty) {
             return Err("--served-model-name must not be empty".into());
         }
-        // A bound keeps engine-time arithmetic (wall time × speedup) far from overflow.
-        if !self.speedup.is_finite() || self.speedup <= 0.0 || self.speedup > 1e9 {
+        // Bounds keep engine time ↔ wall time (× and ÷ speedup) far from overflow:
+        // an hour-long step at the lowest speedup still ends within 42 days.
+        if !(MIN_SPEEDUP..=MAX_SPEEDUP).contains(&self.speedup) {
             return Err(format!(
-                "--speedup must be a number > 0 and <= 1e9, got {}",
+                "--speedup must be between {MIN_SPEEDUP} and {MAX_SPEEDUP:e}, got {:?}",
                 self.speedup
             ));
         }
@@ -116,7 +122,10 @@ impl SimServerConfig {
         }
         if self.engine.max_loras == 0 {
             // An adapter request could never be admitted and would wait forever.
-            return Err("--max-loras must be at least 1".into());
+            return Err(format!(
+                "--max-loras must be between 1 and {}, got 0",
+                crate::sim::engine::MAX_LORAS
+            ));
         }
         self.limits.validate().map_err(|e| e.to_string())?;
         if self.max_body_bytes == 0 || self.max_body_bytes > self.limits.max_inflight_body_bytes {
@@ -258,8 +267,11 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The configuration of the first replica, validated.
     pub fn config(&self) -> anyhow::Result<SimServerConfig> {
-        if self.replicas == 0 {
-            anyhow::bail!("--replicas must be at least 1");
+        if !(1..=1024).contains(&self.replicas) {
+            anyhow::bail!(
+                "--replicas must be between 1 and 1024, got {}",
+                self.replicas
+            );
         }
         let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
         c.served_model_names = self.served_model_name.clone();
@@ -343,8 +355,10 @@ mod tests {
         let profile = crate::sim::profile::LatencyProfile::builtin("h100-llama3-8b").unwrap();
         let mut c = SimServerConfig::new("m", EngineConfig::from_profile(profile));
         assert_eq!(c.validate(), Ok(()));
-        c.speedup = 0.0;
-        assert!(c.validate().unwrap_err().contains("--speedup"));
+        for speedup in [0.0, 1e-22, 1e300, f64::NAN, f64::INFINITY] {
+            c.speedup = speedup;
+            assert!(c.validate().unwrap_err().contains("--speedup"), "{speedup}");
+        }
         c.speedup = 1.0;
         c.failure_rate = 101.0;
         assert!(c.validate().unwrap_err().contains("--failure-rate"));
