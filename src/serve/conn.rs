@@ -7,7 +7,9 @@
 //! request is being handled or its response is still being written), or *idle*
 //! (kept alive, nothing received since the last response). Head and idle have a
 //! deadline; busy has none, because a body has its own timeout and a response (a
-//! token stream) may rightly last minutes. The watchdog runs inside the connection's
+//! token stream) may rightly last minutes. In any phase, a write blocked on a client
+//! that does not read gets the idle timeout: the kernel's send buffer (megabytes)
+//! must drain within it. The watchdog runs inside the connection's
 //! own task, so it costs no extra task and cannot outlive the connection.
 
 use std::convert::Infallible;
@@ -41,35 +43,55 @@ enum Phase {
     Idle { since: Instant },
 }
 
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    /// Since when a write has waited for the client to read, in any phase (hyper
+    /// may still be flushing a response after its body ended).
+    write_blocked: Option<Instant>,
+}
+
 /// The phase of one connection, shared by its IO, its requests and its watchdog.
 #[derive(Debug)]
 struct ConnState {
-    phase: Mutex<Phase>,
+    inner: Mutex<Inner>,
     /// Wakes the watchdog when a deadline may have moved earlier or appeared.
     changed: Notify,
 }
 
 impl ConnState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
-        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+    fn new() -> ConnState {
+        ConnState {
+            inner: Mutex::new(Inner {
+                phase: Phase::Head {
+                    since: Instant::now(),
+                },
+                write_blocked: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Bytes arrived: an idle connection starts receiving a request head.
     fn on_bytes(&self) {
-        let mut phase = self.lock();
-        if let Phase::Idle { .. } = *phase {
-            *phase = Phase::Head {
+        let mut inner = self.lock();
+        if let Phase::Idle { .. } = inner.phase {
+            inner.phase = Phase::Head {
                 since: Instant::now(),
             };
-            drop(phase);
+            drop(inner);
             self.changed.notify_one();
         }
     }
 
     /// A request head is complete; the returned guard ends the request when dropped.
     fn begin(self: &Arc<Self>) -> InRequest {
-        let mut phase = self.lock();
-        *phase = match *phase {
+        let mut inner = self.lock();
+        inner.phase = match inner.phase {
             Phase::Busy { requests } => Phase::Busy {
                 requests: requests + 1,
             },
@@ -79,9 +101,9 @@ impl ConnState {
     }
 
     fn end(&self) {
-        let mut phase = self.lock();
-        if let Phase::Busy { requests } = *phase {
-            *phase = if requests > 1 {
+        let mut inner = self.lock();
+        if let Phase::Busy { requests } = inner.phase {
+            inner.phase = if requests > 1 {
                 Phase::Busy {
                     requests: requests - 1,
                 }
@@ -91,19 +113,42 @@ impl ConnState {
                 }
             };
         }
-        drop(phase);
+        drop(inner);
         self.changed.notify_one();
     }
 
+    /// A write could not go out: the client is not reading.
+    fn on_write_blocked(&self) {
+        let mut inner = self.lock();
+        if inner.write_blocked.is_none() {
+            inner.write_blocked = Some(Instant::now());
+            drop(inner);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A blocked write went out. An idle connection still flushing its last
+    /// response counts its idle time from here.
+    fn on_write_progress(&self) {
+        let mut inner = self.lock();
+        inner.write_blocked = None;
+        if let Phase::Idle { since } = &mut inner.phase {
+            *since = Instant::now();
+        }
+    }
+
     fn deadline(&self, shared: &Shared) -> Option<(Instant, Closed)> {
-        match *self.lock() {
+        let inner = self.lock();
+        let idle = shared.limits.idle_timeout;
+        if let Some(since) = inner.write_blocked {
+            return Some((since + idle, Closed::Unread));
+        }
+        match inner.phase {
             Phase::Head { since } => Some((
                 since + shared.limits.header_read_timeout,
                 Closed::HeaderTimeout,
             )),
-            Phase::Idle { since } => {
-                Some((since + shared.limits.idle_timeout, Closed::IdleTimeout))
-            }
+            Phase::Idle { since } => Some((since + idle, Closed::IdleTimeout)),
             Phase::Busy { .. } => None,
         }
     }
@@ -130,15 +175,11 @@ pub(super) async fn run(
     _open: watch::Receiver<()>,
 ) {
     shared.stats.opened();
-    let state = Arc::new(ConnState {
-        phase: Mutex::new(Phase::Head {
-            since: Instant::now(),
-        }),
-        changed: Notify::new(),
-    });
+    let state = Arc::new(ConnState::new());
     let io = TokioIo::new(Watched {
         inner: tcp,
         state: state.clone(),
+        write_blocked: false,
     });
     let service = hyper::service::service_fn({
         let shared = shared.clone();
@@ -277,10 +318,29 @@ impl http_body::Body for TrackedBody {
     }
 }
 
-/// The socket, telling the connection's phase when bytes arrive.
+/// The socket, telling the connection's phase when bytes arrive and when writes
+/// block and unblock (only on those transitions, not on every write).
 struct Watched {
     inner: TcpStream,
     state: Arc<ConnState>,
+    write_blocked: bool,
+}
+
+impl Watched {
+    fn track<T>(&mut self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match (&poll, self.write_blocked) {
+            (Poll::Pending, false) => {
+                self.write_blocked = true;
+                self.state.on_write_blocked();
+            }
+            (Poll::Ready(_), true) => {
+                self.write_blocked = false;
+                self.state.on_write_progress();
+            }
+            _ => {}
+        }
+        poll
+    }
 }
 
 impl AsyncRead for Watched {
@@ -305,7 +365,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(poll)
     }
 
     fn poll_write_vectored(
@@ -313,7 +374,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -321,7 +383,8 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -41,7 +41,9 @@ pub struct ServeLimits {
     /// connection a minute at most.
     pub request_body_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request (no byte
-    /// received, no response in progress). Default 120 s: longer than the idle
+    /// received, no response in progress), and time a response write may wait for a
+    /// client that does not read it (a token stream that moves is never cut). Past
+    /// it the connection is closed. Default 120 s: longer than the idle
     /// timeout of common client pools (hyper-util and reqwest: 90 s; the gateway's
     /// own: 30 s), so clients close idle connections first and never race a server
     /// close when reusing one; short enough that idle clients give their slot back.
@@ -140,7 +142,8 @@ pub struct ServeLimitOptions {
     /// 408 and is closed.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub request_body_timeout: Duration,
-    /// Longest a kept-alive connection may wait for its next request.
+    /// Longest a kept-alive connection may wait for its next request, or a response
+    /// for a client that does not read it.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
     /// Connections open at once; more wait in the kernel's listen backlog.

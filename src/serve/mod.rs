@@ -6,7 +6,8 @@
 //! wait in the kernel's listen backlog), sets `TCP_NODELAY` on each (token streams
 //! are small writes that must leave at once), and speaks HTTP/1.1 on them, as vLLM's
 //! uvicorn does. Each connection is closed when a request head takes longer than
-//! the header timeout or it sits idle past the idle timeout; each request body must
+//! the header timeout, or it sits idle (or its response sits unread) past the idle
+//! timeout; each request body must
 //! arrive within the body timeout and fit the budget of bytes buffered by all
 //! connections, or it fails with a [`BodyError`] that the app turns into 408, 503 or
 //! 413 ([`body_error`] finds it behind an extractor's rejection). A body whose

@@ -19,6 +19,7 @@ pub struct ServeStats {
     accept_paused: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
+    unread_timeouts: AtomicU64,
     body_timeouts: AtomicU64,
     over_budget: AtomicU64,
     too_large: AtomicU64,
@@ -40,6 +41,9 @@ pub struct ServeStatsSnapshot {
     pub header_timeouts: u64,
     /// Kept-alive connections closed after waiting the idle timeout for a request.
     pub idle_timeouts: u64,
+    /// Connections closed because a response waited the idle timeout for the client
+    /// to read it.
+    pub unread_timeouts: u64,
     /// Request bodies that did not arrive within the body timeout.
     pub body_timeouts: u64,
     /// Request bodies refused because the buffered-bytes budget was in use.
@@ -57,6 +61,8 @@ pub struct ServeStatsSnapshot {
 pub(super) enum Closed {
     HeaderTimeout,
     IdleTimeout,
+    /// A response write blocked for the idle timeout.
+    Unread,
 }
 
 impl ServeStats {
@@ -68,6 +74,7 @@ impl ServeStats {
             accept_paused: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
+            unread_timeouts: AtomicU64::new(0),
             body_timeouts: AtomicU64::new(0),
             over_budget: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
@@ -93,6 +100,7 @@ impl ServeStats {
         let counter = match why {
             Closed::HeaderTimeout => &self.header_timeouts,
             Closed::IdleTimeout => &self.idle_timeouts,
+            Closed::Unread => &self.unread_timeouts,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -117,6 +125,7 @@ impl ServeStats {
             accept_paused: get(&self.accept_paused),
             header_timeouts: get(&self.header_timeouts),
             idle_timeouts: get(&self.idle_timeouts),
+            unread_timeouts: get(&self.unread_timeouts),
             body_timeouts: get(&self.body_timeouts),
             bodies_over_budget: get(&self.over_budget),
             bodies_too_large: get(&self.too_large),
@@ -176,10 +185,11 @@ impl ServeStatsSnapshot {
         family(
             "igw_http_connections_timed_out_total",
             "counter",
-            "HTTP connections closed by the server: a request head too slow, or idle too long.",
+            "HTTP connections closed by the server: a request head too slow, idle too long, or a response left unread too long.",
             &[
                 (with_reason("header"), self.header_timeouts),
                 (with_reason("idle"), self.idle_timeouts),
+                (with_reason("unread"), self.unread_timeouts),
             ],
         );
         family(

@@ -27,7 +27,7 @@ fn limits() -> ServeLimits {
 }
 
 /// `/hello` answers at once; `/echo` reads its body and answers its length, or the
-/// status of the body error behind the rejection.
+/// status of the body error behind the rejection; `/big` answers 8 MiB.
 fn app() -> Router {
     async fn echo(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
         match body {
@@ -41,6 +41,7 @@ fn app() -> Router {
     Router::new()
         .route("/hello", get(|| async { "hi" }))
         .route("/echo", post(echo))
+        .route("/big", get(|| async { vec![b'b'; 8 << 20] }))
         .layer(DefaultBodyLimit::max(600))
 }
 
@@ -212,7 +213,8 @@ async fn an_endless_chunked_body_is_cut_off_slow_or_fast() {
         };
         let mut got = Vec::new();
         tokio::select! {
-            _ = endless => {}
+            // The server stopped reading; its answer is still to be read.
+            _ = endless => { let _ = rd.read_to_end(&mut got).await; }
             _ = rd.read_to_end(&mut got) => {}
         }
         let got = String::from_utf8_lossy(&got);
@@ -370,4 +372,34 @@ async fn a_real_client_is_served_and_rendering_names_every_family() {
         StatusCode::REQUEST_TIMEOUT,
         BodyError::TimedOut(Duration::ZERO).status()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_left_unread_is_cut_but_a_slow_reader_is_not() {
+    let s = start(limits()).await;
+    let get_big = b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    // Sips 64 KiB every 20 ms: slower than the server writes and longer in all than
+    // the idle timeout, but the kernel's send buffer drains well within it.
+    let mut slow = TcpStream::connect(s.addr).await.unwrap();
+    slow.write_all(get_big).await.unwrap();
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match slow.read(&mut buf).await.unwrap() {
+            0 => break,
+            n => total += n,
+        }
+    }
+    assert!(total > 8 << 20, "the slow reader got {total} bytes");
+    assert_eq!(s.stats.snapshot().unread_timeouts, 0);
+    // Never reads: closed once its response has waited the idle timeout.
+    let mut deaf = TcpStream::connect(s.addr).await.unwrap();
+    deaf.write_all(get_big).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while s.stats.snapshot().unread_timeouts == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never cut");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.stats.snapshot().connections_open, 0);
 }
