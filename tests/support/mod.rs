@@ -46,6 +46,14 @@ pub async fn post(url: &str, body: Value) -> (u16, Value) {
     (status, value)
 }
 
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body read");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
 /// The `data:` payloads of an SSE response, in order.
 pub async fn sse(url: &str, body: Value) -> Vec<String> {
     let resp = reqwest::Client::new()

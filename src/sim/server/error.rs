@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::prompt::{INLINE_BYTES, off_thread};
 use crate::api::openai::{ErrorInfo, ErrorResponse};
+use crate::serve::{BodyError, body_error};
 
 /// An error response: status, OpenAI error type, message and the field at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +48,14 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
+    /// 413: the body is past `--max-body-bytes`.
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is larger than the server accepts.",
+        )
+    }
+
     /// Names the request field at fault.
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
         self.param = Some(param.into());
@@ -68,6 +78,13 @@ impl ApiError {
                 code: self.status.as_u16(),
             },
         }
+    }
+}
+
+impl From<&BodyError> for ApiError {
+    /// A body the serving layer refused or cut off: 408, 503 or 413 with its reason.
+    fn from(e: &BodyError) -> ApiError {
+        ApiError::new(e.status(), e.to_string())
     }
 }
 
@@ -95,30 +112,35 @@ fn type_for_status(status: StatusCode) -> &'static str {
 
 /// A JSON body parsed into `T`. Unlike `axum::Json` it accepts any content type (vLLM
 /// parses the body whatever the header says) and rejects with an [`ApiError`]: 413
-/// over the body limit, 400 for malformed JSON or a field of the wrong type, with
+/// over the body limit, 408 or 503 when the serving layer cut the body off
+/// ([`BodyError`]), 400 for malformed JSON or a field of the wrong type, with
 /// `param` naming the top-level field when the parser knows it.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if let Some(e) = body_error(&rejection) {
+                return ApiError::from(e);
+            }
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    status,
-                    "The request body is larger than the server accepts.",
-                )
+                ApiError::body_too_large()
             } else {
                 ApiError::new(status, rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        // Parsing megabytes of JSON takes milliseconds to seconds: not on the runtime.
+        off_thread(move || parse_json(&bytes)).await?.map(ApiJson)
     }
 }
 
