@@ -127,7 +127,7 @@ impl ServeLimits {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    crate::epp::clock::parse_go_duration(text)
+    crate::epp::duration::parse_go_duration(text)
 }
 
 /// The flags that set [`ServeLimits`]; flatten them into a command's arguments.

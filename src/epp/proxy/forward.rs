@@ -40,10 +40,25 @@ pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Res
             return error_response(&err);
         }
     };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gw.config.max_body_bytes as u64) {
+        // Refused from its head: nothing of a body that can never fit is read.
+        let err = EppError::PayloadTooLarge(format!(
+            "request body exceeds {} bytes",
+            gw.config.max_body_bytes
+        ));
+        gw.pool.reject(None, &err);
+        return error_response(&err);
+    }
     let body = match Limited::new(body, gw.config.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let err = if e
+            let err = if let Some(refused) = crate::serve::body_error(e.as_ref()) {
+                EppError::from_body(refused)
+            } else if e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {

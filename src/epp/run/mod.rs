@@ -134,15 +134,14 @@ pub async fn start_with_config(
     } else {
         let l = bind(opts.proxy_port).await?;
         let addr = l.local_addr()?;
-        // Streamed tokens are small writes that must leave at once: without
-        // TCP_NODELAY, Nagle's algorithm and the client's delayed ACKs hold each one
-        // back ~40 ms.
-        let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
         Some((l, addr))
+    };
+    // Both HTTP ports under the same limits (TCP_NODELAY on each connection too).
+    let limits = opts.limits.limits()?;
+    let http_server = || {
+        crate::serve::Server::new(limits.clone()).map(|s| {
+            s.with_rejection(|e| proxy::error_response(&crate::epp::error::EppError::from_body(e)))
+        })
     };
     let proxy_addr = proxy_listener.as_ref().map(|(_, a)| *a);
     let metrics_listener = bind(opts.metrics_port).await?;
@@ -160,11 +159,9 @@ pub async fn start_with_config(
     if let Some((listener, _)) = proxy_listener {
         let gateway = proxy::app(pool.clone(), opts.gateway_config());
         let stop = stopped(signal.clone());
+        let server = http_server()?;
         tasks.spawn("the gateway server", async move {
-            if let Err(e) = axum::serve(listener, gateway)
-                .with_graceful_shutdown(stop)
-                .await
-            {
+            if let Err(e) = server.serve(listener, gateway, stop).await {
                 tracing::error!(error = %e, "gateway server failed");
             }
         });
@@ -187,11 +184,9 @@ pub async fn start_with_config(
     });
     tasks.spawn("the metrics server", {
         let stop = stopped(signal.clone());
+        let server = http_server()?;
         async move {
-            if let Err(e) = axum::serve(metrics_listener, admin)
-                .with_graceful_shutdown(stop)
-                .await
-            {
+            if let Err(e) = server.serve(metrics_listener, admin, stop).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         }

@@ -15,6 +15,7 @@ use crate::epp::lifecycle::outlier::OutlierPolicy;
 use crate::epp::proxy::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_STALL_TIMEOUT, ForwardPaths, GatewayConfig,
 };
+use crate::serve::ServeLimitOptions;
 
 /// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
 #[derive(clap::Args, Clone, Debug)]
@@ -119,6 +120,10 @@ pub struct EppOptions {
     /// Largest request body accepted, bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Slow and stalled clients, and how many connections and buffered body bytes the
+    /// gateway and the metrics port hold at once.
+    #[command(flatten)]
+    pub limits: ServeLimitOptions,
     /// Seed of the picker's random tie-breaks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -155,6 +160,7 @@ impl EppOptions {
             refresh_metrics_interval: Duration::from_millis(50),
             metrics_staleness_threshold: DEFAULT_STALENESS_THRESHOLD,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: ServeLimitOptions::default(),
             response_timeout: Duration::from_secs(600),
             response_stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
@@ -221,6 +227,7 @@ impl EppOptions {
         if self.max_body_bytes == 0 {
             return Err("--max-body-bytes: must be at least 1".into());
         }
+        self.limits.limits().map_err(|e| e.to_string())?;
         if self.outlier_max_ejection_percent > 100 {
             return Err(format!(
                 "--outlier-max-ejection-percent: {} is over 100",
