@@ -160,7 +160,9 @@ async fn floods_of_model_names_do_not_grow_the_metrics() {
     let r = p.send(&short_request("real"), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let (_, text) = p.admin_get("/metrics").await;
-    assert!(text.len() < 64 * 1024, "/metrics is {} bytes", text.len());
+    // The flooded names alone would be 150 × 2 × 4 KB per series; the page with both
+    // generations' names and a few `other` series is under 100 KB.
+    assert!(text.len() < 256 * 1024, "/metrics is {} bytes", text.len());
     assert!(!text.contains(&filler), "a flooded name became a label");
     let other = r#"model_name="other""#;
     assert!(
