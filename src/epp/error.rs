@@ -109,6 +109,22 @@ impl EppError {
     }
 }
 
+/// `error: cause: cause`, since hyper's top-level errors say little ("client error
+/// (Connect)") and the useful part ("Connection refused") is a source.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

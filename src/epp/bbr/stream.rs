@@ -18,6 +18,8 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, processin
 use super::base_model::BaseModels;
 use super::metrics::BbrMetrics;
 use super::model::{ModelField, model_field};
+pub use crate::epp::extproc::Step;
+use crate::epp::extproc::StreamState;
 use crate::epp::extproc::codec::{self, Direction, Mutation};
 use envoy_types::pb::envoy::service::ext_proc::v3::ProcessingResponse;
 
@@ -45,24 +47,6 @@ enum Phase {
     Answered,
 }
 
-/// The result of one inbound message.
-#[derive(Debug, Default, PartialEq)]
-pub struct Step {
-    /// To send, in order.
-    pub replies: Vec<ProcessingResponse>,
-    /// The stream is over (an immediate response went out): stop reading.
-    pub close: bool,
-}
-
-impl Step {
-    fn send(replies: Vec<ProcessingResponse>) -> Step {
-        Step {
-            replies,
-            close: false,
-        }
-    }
-}
-
 /// The state of one stream.
 pub struct BbrStream {
     shared: Arc<BbrShared>,
@@ -79,8 +63,8 @@ impl BbrStream {
         }
     }
 
-    /// Handles one message from Envoy.
-    pub fn on_message(&mut self, msg: ProcessingRequest) -> Step {
+    /// Handles one message from Envoy (the [`StreamState`] the reply stream drives).
+    pub fn handle(&mut self, msg: ProcessingRequest) -> Step {
         use processing_request::Request as R;
         match msg.request {
             None => Step::default(),
@@ -189,6 +173,12 @@ impl BbrStream {
             mutation = mutation.set(BASE_MODEL_HEADER, base.as_bytes());
         }
         mutation
+    }
+}
+
+impl StreamState for BbrStream {
+    fn on_message(&mut self, msg: ProcessingRequest) -> Step {
+        self.handle(msg)
     }
 }
 

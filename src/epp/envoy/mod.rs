@@ -10,4 +10,4 @@ pub mod service;
 pub mod stream;
 
 pub use service::PickerProcessor;
-pub use stream::{MAX_HELD_RESPONSE, PickerStream, Shared, Step};
+pub use stream::{MAX_HELD_RESPONSE, PickerStream, Shared};

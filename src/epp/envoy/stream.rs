@@ -30,6 +30,7 @@ use http::Method;
 
 use crate::epp::error::EppError;
 use crate::epp::extproc::codec::{self, Direction, Mutation};
+use crate::epp::extproc::{Step, StreamState};
 use crate::epp::lifecycle::body::{restore_model, rewrite_model};
 use crate::epp::lifecycle::headers::{
     DESTINATION, DROPPED_REASON, LB_NAMESPACE, REQUEST_ID, SERVED, SUBSET, SUBSET_NAMESPACE,
@@ -54,36 +55,19 @@ pub struct Shared {
     pub ignore_subset: bool,
 }
 
-/// The result of one message from Envoy.
-#[derive(Debug, Default)]
-pub struct Step {
-    /// To send, in order.
-    pub replies: Vec<ProcessingResponse>,
-    /// An immediate response went out: the stream is over.
-    pub close: bool,
-}
-
-impl Step {
-    fn send(replies: Vec<ProcessingResponse>) -> Step {
-        Step {
-            replies,
-            close: false,
-        }
+/// The immediate response that refuses a request with `error`.
+fn refuse(error: &EppError) -> Step {
+    let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
+    if let Some(reason) = error.dropped_reason() {
+        headers.push((DROPPED_REASON, reason));
     }
-
-    fn refuse(error: &EppError) -> Step {
-        let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
-        if let Some(reason) = error.dropped_reason() {
-            headers.push((DROPPED_REASON, reason));
-        }
-        Step {
-            replies: vec![codec::immediate_response(
-                error.status(),
-                &error.to_string(),
-                &headers,
-            )],
-            close: true,
-        }
+    Step {
+        replies: vec![codec::immediate_response(
+            error.status(),
+            &error.to_string(),
+            &headers,
+        )],
+        close: true,
     }
 }
 
@@ -133,8 +117,8 @@ impl PickerStream {
         }
     }
 
-    /// Handles one message from Envoy.
-    pub fn on_message(&mut self, msg: ProcessingRequest) -> Step {
+    /// Handles one message from Envoy (the [`StreamState`] the reply stream drives).
+    pub fn handle(&mut self, msg: ProcessingRequest) -> Step {
         use processing_request::Request as R;
         let metadata = msg.metadata_context;
         match msg.request {
@@ -167,7 +151,7 @@ impl PickerStream {
                         self.shared.max_body_bytes
                     ));
                     self.shared.pool.reject(None, &err);
-                    return Step::refuse(&err);
+                    return refuse(&err);
                 }
                 body.extend_from_slice(&b.body);
                 if !b.end_of_stream {
@@ -233,7 +217,7 @@ impl PickerStream {
             Ok(r) => r,
             Err(err) => {
                 pool.reject(None, &err);
-                return Step::refuse(&err);
+                return refuse(&err);
             }
         };
         let body = rewrite_model(&request, Bytes::from(body));
@@ -243,7 +227,7 @@ impl PickerStream {
         });
         let mut decision = match pool.route(&ctx, request) {
             Ok(d) => d,
-            Err(err) => return Step::refuse(&err),
+            Err(err) => return refuse(&err),
         };
         // Envoy sends to the first target; a fallback that serves instead is read
         // from the response's metadata.
@@ -386,5 +370,11 @@ impl PickerStream {
     fn restored(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let names = self.names.as_ref()?;
         restore_model(bytes, &names.target, &names.incoming)
+    }
+}
+
+impl StreamState for PickerStream {
+    fn on_message(&mut self, msg: ProcessingRequest) -> Step {
+        self.handle(msg)
     }
 }

@@ -10,8 +10,10 @@
 pub mod codec;
 pub mod health;
 pub mod server;
+pub mod stream;
 
 pub use health::{Health, HealthNames, HealthReporter, health, serve_health};
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, GrpcServer, GrpcServing, ServeError, Tls,
 };
+pub use stream::{Replies, Step, StreamState, replies};

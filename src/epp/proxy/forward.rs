@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::metered::MeteredBody;
 use super::target::origin_form;
 use super::{Gateway, error_response, models, target};
-use crate::epp::error::EppError;
+use crate::epp::error::{EppError, error_chain};
 use crate::epp::lifecycle::body::rewrite_model;
 use crate::epp::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
 use crate::epp::lifecycle::{Decision, RequestContext, ResponseMeter};
@@ -208,21 +208,6 @@ fn nothing_received(e: &hyper_util::client::legacy::Error) -> Option<&'static st
         source = cause.source();
     }
     None
-}
-
-/// `error: cause: cause`: hyper's top-level errors say little.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// The request for the endpoint at `addr`. The URL is built from its parts, so a path
