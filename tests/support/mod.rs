@@ -1,6 +1,7 @@
 //! What the `igw sim serve` HTTP tests share: a test server configuration, a small
 //! client, an SSE frame splitter and a Prometheus sample reader; [`epp`] adds what
-//! the picker's end-to-end tests need on top, and [`envoy`] a real Envoy.
+//! the picker's end-to-end tests need on top, [`envoy`] a real Envoy, and [`venv`] the
+//! Python environments real tools come in.
 //!
 //! Nothing here asserts on timing or sleeps in place of waiting for something: it
 //! sends requests and parses what comes back, and [`epp`] polls observable state
@@ -11,6 +12,7 @@
 pub mod envoy;
 pub mod epp;
 pub mod extproc;
+pub mod venv;
 
 use igw::sim::engine::EngineConfig;
 use igw::sim::profile::LatencyProfile;

@@ -221,10 +221,10 @@ pub struct ServeOptions {
     /// Names requests may use for the model; the first labels metrics. Default: --model.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub served_model_name: Vec<String>,
-    /// Address to listen on. The default, 127.0.0.1, serves this machine only; a
-    /// simulator standing in for a model server in a container or pod needs 0.0.0.0
-    /// (vLLM's own default) so that a gateway elsewhere can reach it.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address to listen on. 0.0.0.0, vLLM's default and `igw epp run`'s: a simulator
+    /// standing in for a model server in a container or pod must be reachable by a
+    /// gateway elsewhere. 127.0.0.1 serves this machine only.
+    #[arg(long, default_value = "0.0.0.0")]
     pub host: String,
     /// Port of the first replica; replica i listens on port + i (0: any free port each).
     #[arg(long, default_value_t = 8000)]
