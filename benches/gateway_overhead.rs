@@ -10,182 +10,12 @@
 //! A benchmark, not a test: it prints medians and tails and asserts nothing. Run with
 //! `cargo bench --bench gateway_overhead [-- --seconds N]`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use tokio::sync::Mutex;
+#[path = "support/load.rs"]
+mod load;
 
-/// Kills a child process when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn igw(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_igw"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start igw"),
-    )
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{url} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Sends one streaming request; returns its time to the first body chunk, or None
-/// if it failed.
-async fn ttft(client: &reqwest::Client, url: &str, body: &Arc<Vec<u8>>) -> Option<Duration> {
-    let sent = Instant::now();
-    let resp = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.as_ref().clone())
-        .send()
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let mut stream = resp.bytes_stream();
-    let first = stream.next().await?.ok()?;
-    let at = sent.elapsed();
-    drop(first);
-    while let Some(chunk) = stream.next().await {
-        chunk.ok()?;
-    }
-    Some(at)
-}
-
-struct Summary {
-    ok: usize,
-    failed: usize,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-}
-
-fn summarise(mut ms: Vec<f64>, failed: usize) -> Summary {
-    ms.sort_by(f64::total_cmp);
-    let q = |q: f64| {
-        if ms.is_empty() {
-            return f64::NAN;
-        }
-        ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1]
-    };
-    Summary {
-        ok: ms.len(),
-        failed,
-        p50: q(0.5),
-        p90: q(0.9),
-        p99: q(0.99),
-    }
-}
-
-/// TTFTs in ms of the requests that succeeded, and the number that failed.
-type Results = Arc<Mutex<(Vec<f64>, usize)>>;
-
-/// Sends one request and records its outcome.
-async fn measure(client: &reqwest::Client, url: &str, body: &Arc<Vec<u8>>, results: &Results) {
-    let r = ttft(client, url, body).await;
-    let mut g = results.lock().await;
-    match r {
-        Some(d) => g.0.push(d.as_secs_f64() * 1e3),
-        None => g.1 += 1,
-    }
-}
-
-/// Waits for every sender, then summarises what they recorded.
-async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>, results: &Results) -> Summary {
-    for t in tasks {
-        let _ = t.await;
-    }
-    let (ms, failed) = std::mem::take(&mut *results.lock().await);
-    summarise(ms, failed)
-}
-
-/// Open loop: one request every `1/rate` s for `seconds`, whatever the responses do.
-async fn open_loop(
-    client: &reqwest::Client,
-    url: &str,
-    body: Arc<Vec<u8>>,
-    rate: f64,
-    seconds: f64,
-) -> Summary {
-    let results: Results = Arc::default();
-    let total = (rate * seconds) as usize;
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
-        let (client, url, body, results) = (
-            client.clone(),
-            url.to_string(),
-            body.clone(),
-            results.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            measure(&client, &url, &body, &results).await;
-        }));
-    }
-    finish(tasks, &results).await
-}
-
-/// Closed loop: `concurrency` workers, each sending back to back for `seconds`.
-async fn closed_loop(
-    client: &reqwest::Client,
-    url: &str,
-    body: Arc<Vec<u8>>,
-    concurrency: usize,
-    seconds: f64,
-) -> Summary {
-    let results: Results = Arc::default();
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, body, results) = (
-            client.clone(),
-            url.to_string(),
-            body.clone(),
-            results.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                measure(&client, &url, &body, &results).await;
-            }
-        }));
-    }
-    finish(tasks, &results).await
-}
+use load::{Summary, closed_loop, free_port, igw, open_loop, wait_ready};
 
 fn print_pair(title: &str, direct: &Summary, gateway: &Summary) {
     println!("{title}");
@@ -217,6 +47,7 @@ fn main() {
             .unwrap_or(seconds);
     }
     let (sim_port, proxy_port, metrics_port) = (free_port(), free_port(), free_port());
+    let (grpc_port, health_port) = (free_port(), free_port());
     let _sim = igw(&[
         "sim",
         "serve",
@@ -245,6 +76,10 @@ fn main() {
         &proxy_port.to_string(),
         "--metrics-port",
         &metrics_port.to_string(),
+        "--grpc-port",
+        &grpc_port.to_string(),
+        "--grpc-health-port",
+        &health_port.to_string(),
     ]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

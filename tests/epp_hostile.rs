@@ -62,7 +62,7 @@ async fn request_targets_that_are_not_origin_form_get_4xx_and_never_touch_the_po
     let sim = replicas(2, sim_config(Default::default(), 100.0)).await;
     let p = picker(sim.addrs(), |_| {}).await;
     p.wait_healthy(sim.addrs()).await;
-    let gateway = p.epp.proxy_addr;
+    let gateway = p.epp.proxy_addr.unwrap();
     for i in 0..50 {
         let (target, status) = match i % 3 {
             0 => ("OPTIONS * HTTP/1.1\r\nHost: g\r\n\r\n", 400),
@@ -101,7 +101,11 @@ async fn model_server_admin_routes_are_not_forwarded() {
         .unwrap();
     assert_eq!(load.status(), 404);
     let text = load.text().await.unwrap();
-    assert!(text.starts_with("inference error: NotFound - "), "{text}");
+    let message = support::error_message(&text, 404);
+    assert!(
+        message.starts_with("inference error: NotFound - "),
+        "{message}"
+    );
     for path in [
         "/metrics",
         "/v1/unload_lora_adapter",
@@ -160,7 +164,9 @@ async fn floods_of_model_names_do_not_grow_the_metrics() {
     let r = p.send(&short_request("real"), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let (_, text) = p.admin_get("/metrics").await;
-    assert!(text.len() < 64 * 1024, "/metrics is {} bytes", text.len());
+    // The flooded names alone would be 150 × 2 × 4 KB per series; the page with both
+    // generations' names and a few `other` series is under 100 KB.
+    assert!(text.len() < 256 * 1024, "/metrics is {} bytes", text.len());
     assert!(!text.contains(&filler), "a flooded name became a label");
     let other = r#"model_name="other""#;
     assert!(

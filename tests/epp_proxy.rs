@@ -3,18 +3,17 @@
 //! connections, usage and load accounting (the decision's in-flight booking), and
 //! GIE's error codes. Real HTTP on 127.0.0.1:0 throughout.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use igw::epp::clock::ManualClock;
 use igw::epp::config::gie_default;
-use igw::epp::config::objectives::Objectives;
-use igw::epp::datastore::ScrapeOutcome;
 use igw::epp::endpoint::{Candidate, Endpoint, EndpointLoad, EndpointMetrics};
 use igw::epp::lifecycle::outlier::OutlierPolicy;
-use igw::epp::pool::{Pool, PoolParts};
+use igw::epp::pool::Pool;
 use igw::epp::proxy::{GatewayConfig, app};
 use igw::epp::request::{Completion, LlmRequest};
 use igw::epp::scheduler::plugins::NoParams;
@@ -82,41 +81,11 @@ fn pool(endpoints: &[(&str, SocketAddr)]) -> (Arc<Pool>, Arc<InOrder>) {
         Arc::new(SingleProfileHandler::new(NoParams {})),
         vec![SchedulingProfile::new("in-order", picker.clone())],
     );
-    let endpoints: Vec<Endpoint> = endpoints
+    let endpoints: Vec<(&str, SocketAddr, EndpointMetrics)> = endpoints
         .iter()
-        .map(|(name, address)| Endpoint {
-            name: name.to_string(),
-            address: *address,
-        })
+        .map(|(name, address)| (*name, *address, EndpointMetrics::default()))
         .collect();
-    let pool = Arc::new(
-        Pool::new(PoolParts {
-            name: "test".into(),
-            endpoints,
-            config,
-            objectives: Objectives::default(),
-            refresh_interval: Duration::from_millis(50),
-            staleness_threshold: Duration::from_secs(2),
-            clock: Arc::new(ManualClock::new(Duration::from_secs(1))),
-            seed: 0,
-            outlier: OutlierPolicy::default(),
-        })
-        .unwrap(),
-    );
-    let outcomes = pool
-        .snapshot()
-        .endpoints
-        .iter()
-        .map(|e| ScrapeOutcome {
-            endpoint: e.endpoint.clone(),
-            result: Ok(EndpointMetrics {
-                updated_at: pool.now(),
-                ..EndpointMetrics::default()
-            }),
-            timed_out: false,
-        })
-        .collect();
-    pool.datastore().publish(outcomes, pool.now());
+    let pool = support::epp::fixed_pool(config, &endpoints, OutlierPolicy::default());
     (pool, picker)
 }
 
@@ -127,15 +96,12 @@ fn load(pool: &Pool, name: &str) -> Arc<EndpointLoad> {
 
 /// Requests refused, by GIE error code, as the pool's metrics count them.
 fn errors(pool: &Pool, code: &str) -> u64 {
-    pool.metrics()
-        .render()
-        .lines()
-        .filter(|l| {
-            l.starts_with("inference_objective_request_error_total{")
-                && l.contains(&format!("error_code=\"{code}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let label = format!("error_code=\"{code}\"");
+    support::epp::metric_sum(
+        &pool.metrics().render(),
+        "inference_objective_request_error_total",
+        &[&label],
+    ) as u64
 }
 
 /// An address nothing listens on.
@@ -241,9 +207,10 @@ async fn every_endpoint_refusing_is_a_503() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     let text = resp.text().await.unwrap();
+    let message = support::error_message(&text, 503);
     assert!(
-        text.starts_with("inference error: ServiceUnavailable - "),
-        "{text}"
+        message.starts_with("inference error: ServiceUnavailable - "),
+        "{message}"
     );
     assert_eq!(errors(&pool, "ServiceUnavailable"), 1);
 }
@@ -265,7 +232,7 @@ async fn bad_requests_get_gies_codes() {
             "/v1/completions",
             b"{oops".to_vec(),
             400,
-            "error unmarshaling request bodyMap",
+            "the request body is not valid JSON",
         ),
         (
             "/v1/completions",
@@ -290,7 +257,8 @@ async fn bad_requests_get_gies_codes() {
             .unwrap();
         assert_eq!(resp.status(), status, "{needle}");
         let text = resp.text().await.unwrap();
-        assert!(text.contains(needle), "{text}");
+        let message = support::error_message(&text, status);
+        assert!(message.contains(needle), "{message}");
     }
     assert_eq!(errors(&pool, "BadRequest"), 3);
     assert_eq!(errors(&pool, "PayloadTooLarge"), 1);

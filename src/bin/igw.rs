@@ -16,6 +16,10 @@ enum Command {
     /// The endpoint picker.
     #[command(subcommand)]
     Epp(EppCommand),
+    /// The body-based router: an Envoy ext_proc server that copies the body's model
+    /// into a routing header.
+    #[command(subcommand)]
+    Bbr(BbrCommand),
     /// The vLLM-compatible model-server simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -27,6 +31,12 @@ enum Command {
 enum EppCommand {
     /// Run the endpoint picker as a standalone HTTP gateway in front of a pool.
     Run(igw::epp::run::EppOptions),
+}
+
+#[derive(Subcommand)]
+enum BbrCommand {
+    /// Serve ext_proc (9004), gRPC health (9005) and metrics (9090) for Envoy.
+    Run(igw::epp::bbr::BbrOptions),
 }
 
 #[derive(Subcommand)]
@@ -101,20 +111,29 @@ fn run() -> anyhow::Result<()> {
     // The servers log what they do at info. A benchmark starts a pool and a gateway per
     // strategy in-process, and their start-up lines would bury its progress bars and
     // tables, so it shows warnings only. RUST_LOG overrides either.
-    let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
+    let (default_level, json) = match &cli.command {
+        Command::Bench(_) => ("warn", false),
+        // GIE's and llm-d's `--v` and `--zap-encoder json` set the level and format.
+        Command::Epp(EppCommand::Run(opts)) => (opts.log_level(), opts.json_logs()),
+        _ => ("info", false),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only for a person at a terminal, never in a log file or a pod's log.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
         Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
+        Command::Bbr(BbrCommand::Run(opts)) => bbr_run(opts),
         Command::Sim(SimCommand::Demo(opts)) => {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
@@ -180,14 +199,20 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let epp = igw::epp::run::start(&opts).await?;
         tracing::info!(
-            gateway = %epp.proxy_addr,
+            ext_proc = %epp.grpc_addr,
+            tls = epp.grpc_certificate_pem.is_some(),
+            grpc_health = %epp.grpc_health_addr,
+            gateway = %epp.proxy_addr.map_or("off".into(), |a| a.to_string()),
             metrics = %epp.metrics_addr,
             "endpoint picker serving"
         );
         tokio::select! {
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("cannot listen for Ctrl-C")?;
-                tracing::info!("shutting down");
+            signal = stop_signal() => {
+                signal?;
+                tracing::info!(
+                    drain = ?opts.drain_timeout,
+                    "shutting down: refusing new streams, finishing open ones"
+                );
                 epp.shutdown().await;
                 Ok(())
             }
@@ -195,6 +220,45 @@ fn epp_run(opts: igw::epp::run::EppOptions) -> anyhow::Result<()> {
                 epp.shutdown().await;
                 anyhow::bail!("the endpoint picker cannot go on: {why}")
             }
+        }
+    })
+}
+
+/// Ctrl-C, or SIGTERM (how Kubernetes stops a pod).
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")
+    }
+}
+
+fn bbr_run(opts: igw::epp::bbr::BbrOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let bbr = igw::epp::bbr::start(&opts).await?;
+        tracing::info!(
+            ext_proc = %bbr.grpc_addr,
+            tls = bbr.certificate_pem.is_some(),
+            health = %bbr.health_addr,
+            metrics = %bbr.metrics_addr,
+            "body-based router serving"
+        );
+        stop_signal().await?;
+        tracing::info!("shutting down; open streams may finish (Ctrl-C again to quit now)");
+        tokio::select! {
+            () = bbr.shutdown() => Ok(()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
 }

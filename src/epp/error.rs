@@ -16,6 +16,13 @@ pub enum EppError {
     /// reachable through it). 404; GIE's `NotFound` code.
     #[error("inference error: NotFound - {0}")]
     NotFound(String),
+    /// The client did not send its body in time. 408; igw's own code.
+    #[error("inference error: RequestTimeout - {0}")]
+    RequestTimeout(String),
+    /// The gateway is buffering as many request bytes as it may: 503, and a retry
+    /// later may succeed. Not a routing refusal, so no dropped reason.
+    #[error("inference error: ServiceUnavailable - {0}")]
+    Busy(String),
     /// The body is over the configured limit. 413; igw's own code (GIE has no limit).
     #[error("inference error: PayloadTooLarge - {0}")]
     PayloadTooLarge(String),
@@ -38,6 +45,8 @@ impl EppError {
         match self {
             EppError::BadRequest(_) => 400,
             EppError::NotFound(_) => 404,
+            EppError::RequestTimeout(_) => 408,
+            EppError::Busy(_) => 503,
             EppError::PayloadTooLarge(_) => 413,
             EppError::ResourceExhausted(_) => 429,
             EppError::ServiceUnavailable(_) => 503,
@@ -50,6 +59,8 @@ impl EppError {
         match self {
             EppError::BadRequest(_) => "BadRequest",
             EppError::NotFound(_) => "NotFound",
+            EppError::RequestTimeout(_) => "RequestTimeout",
+            EppError::Busy(_) => "ServiceUnavailable",
             EppError::PayloadTooLarge(_) => "PayloadTooLarge",
             EppError::ResourceExhausted(_) => "ResourceExhausted",
             EppError::ServiceUnavailable(_) => "ServiceUnavailable",
@@ -66,13 +77,52 @@ impl EppError {
         )
     }
 
+    /// llm-d Router's `x-llm-d-request-dropped-reason` value (llm-d-facts §1.5) for a
+    /// request refused before it reached any endpoint; `None` for the client's own
+    /// mistakes and for the picker's internal faults.
+    pub fn dropped_reason(&self) -> Option<&'static str> {
+        match self {
+            EppError::ResourceExhausted(_) => Some("rejected-saturated"),
+            EppError::ServiceUnavailable(_) => Some("rejected-no-endpoints"),
+            EppError::Internal(m) if m.starts_with("no pods") => Some("rejected-no-endpoints"),
+            _ => None,
+        }
+    }
+
+    /// A request body the serving layer refused or cut off, as the client hears it.
+    pub fn from_body(e: &crate::serve::BodyError) -> EppError {
+        use crate::serve::BodyError as B;
+        match e {
+            B::TimedOut(_) => EppError::RequestTimeout(e.to_string()),
+            B::OverBudget { .. } => EppError::Busy(e.to_string()),
+            B::TooLarge { .. } => EppError::PayloadTooLarge(e.to_string()),
+            B::Transport(_) => EppError::BadRequest(e.to_string()),
+        }
+    }
+
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            EppError::ResourceExhausted(_) | EppError::ServiceUnavailable(_)
+            EppError::ResourceExhausted(_) | EppError::ServiceUnavailable(_) | EppError::Busy(_)
         )
     }
+}
+
+/// `error: cause: cause`, since hyper's top-level errors say little ("client error
+/// (Connect)") and the useful part ("Connection refused") is a source.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -20,15 +20,23 @@
 //! [`pool`] gathers one pool's datastore, scraper, director and metric mapping into
 //! one value. The transports: [`proxy`] (the standalone HTTP gateway); [`admin`] and
 //! [`metrics`] the operator port; [`run`] wires `igw epp run`.
+//!
+//! Behind Envoy, [`envoy`] is the picker's ext_proc server; [`extproc`] holds the
+//! ext_proc plumbing (message codec, gRPC serving
+//! with TLS and drain, gRPC health) the picker and the body-based router share;
+//! [`bbr`] is that router, which copies a body's `model` into a routing header.
 
 pub mod admin;
+pub mod bbr;
 pub mod clock;
 pub mod config;
 pub mod datastore;
 pub mod discovery;
 pub mod duration;
 pub mod endpoint;
+pub mod envoy;
 pub mod error;
+pub mod extproc;
 pub mod lifecycle;
 pub mod metric_mapping;
 pub mod metrics;

@@ -34,6 +34,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::clock::Clock;
 use super::datastore::{Datastore, Health, ScrapeOutcome, Transition};
 use super::endpoint::{Endpoint, EndpointMetrics};
+use super::error::error_chain;
 use super::metric_mapping::{MetricMapping, extract_format};
 use super::prom_text::Format;
 
@@ -287,20 +288,4 @@ impl ScrapeJob {
         extract_format(&text, format, &self.mapping, self.clock.now())
             .map_err(|e| format!("GET {uri}: {e}"))
     }
-}
-
-/// `error: cause: cause`, since hyper's top-level errors say little ("client error
-/// (Connect)") and the useful part ("Connection refused") is a source.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }

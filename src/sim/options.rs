@@ -96,6 +96,9 @@ impl EngineOptions {
             }
         };
         if let Some(noise) = self.step_noise {
+            if !(0.0..=0.5).contains(&noise) {
+                anyhow::bail!("--step-noise must be between 0 and 0.5, got {noise:?}");
+            }
             profile.step_noise = noise;
         }
         Ok(profile)
@@ -124,9 +127,10 @@ impl EngineOptions {
         if let Some(v) = self.block_size {
             c.block_size = v;
         }
-        if !self.lora_load_ms.is_finite() || self.lora_load_ms < 0.0 {
+        let max_ms = super::engine::MAX_LORA_LOAD_TIME.as_millis() as f64;
+        if !(0.0..=max_ms).contains(&self.lora_load_ms) {
             anyhow::bail!(
-                "--lora-load-ms must be a number >= 0, got {}",
+                "--lora-load-ms must be between 0 and {max_ms}, got {:?}",
                 self.lora_load_ms
             );
         }

@@ -208,28 +208,25 @@ impl LatencyProfile {
 
     /// Checks that every number is usable; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        let non_negative = [
-            ("step-fixed-ms", self.step_fixed_ms),
-            ("prefill-ms-per-token", self.prefill_ms_per_token),
+        // Upper bounds keep a step's price (up to 16.7 M tokens in a step) a
+        // representable duration: a minute of fixed cost, a second per token.
+        let bounded = [
+            ("step-fixed-ms", self.step_fixed_ms, 60_000.0),
+            ("prefill-ms-per-token", self.prefill_ms_per_token, 1_000.0),
             (
                 "decode-ms-per-1k-context-tokens",
                 self.decode_ms_per_1k_context_tokens,
+                1_000.0,
             ),
-            ("frontend-overhead-ms", self.frontend_overhead_ms),
-            ("step-noise", self.step_noise),
+            ("frontend-overhead-ms", self.frontend_overhead_ms, 60_000.0),
+            ("step-noise", self.step_noise, 0.5),
         ];
-        for (field, v) in non_negative {
-            if !v.is_finite() || v < 0.0 {
+        for (field, v, max) in bounded {
+            if !(0.0..=max).contains(&v) {
                 return Err(format!(
-                    "field `{field}`: must be a finite number >= 0, got {v}"
+                    "field `{field}`: must be between 0 and {max}, got {v}"
                 ));
             }
-        }
-        if self.step_noise > 0.5 {
-            return Err(format!(
-                "field `step-noise`: relative std dev must be <= 0.5, got {}",
-                self.step_noise
-            ));
         }
         let positive = [
             ("kv-blocks", self.kv_blocks),

@@ -26,7 +26,30 @@ fn bpe() -> &'static CoreBPE {
 /// Builds the shared vocabulary now (a few tens of ms in release builds), so the
 /// first request does not pay for it. Servers call this before they accept traffic.
 pub fn warm_up() {
-    let _ = bpe();
+    let _ = max_token_bytes();
+}
+
+/// The longest token of the vocabulary, bytes (128 for `cl100k_base`, a run of
+/// spaces). Every token is at least one byte, so a text of `n` bytes encodes to
+/// between `n.div_ceil(max_token_bytes())` and `n` tokens: a server can refuse a
+/// text too long for its context window from its length alone, without encoding it.
+pub fn max_token_bytes() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let bpe = bpe();
+        // Past every id of the vocabulary (100,256 ordinary, specials above them).
+        (0..1u32 << 18)
+            .filter_map(|id| bpe.decode_bytes(&[id]).ok())
+            .map(|b| b.len())
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    })
+}
+
+/// The fewest tokens [`encode`] can give for a text of `bytes` bytes.
+pub fn min_tokens(bytes: usize) -> usize {
+    bytes.div_ceil(max_token_bytes())
 }
 
 /// Ordinary encoding: special-token text such as `<|endoftext|>` is encoded as plain
@@ -422,6 +445,24 @@ mod tests {
         assert!(i2.starts_with(&i1), "{i1:?} is not a prefix of {i2:?}");
         // Adding the assistant's reply keeps the earlier flattening as a prefix.
         assert!(apply_chat_template(&second[..3]).starts_with(&apply_chat_template(&second[..2])));
+    }
+
+    #[test]
+    fn no_text_has_fewer_tokens_than_its_bytes_allow() {
+        assert_eq!(max_token_bytes(), 128);
+        for text in [
+            " ".repeat(128),
+            " ".repeat(1000),
+            "-".repeat(999),
+            "a".repeat(5000),
+            "word ".repeat(300),
+        ] {
+            let n = encode(&text).len();
+            assert!(
+                min_tokens(text.len()) <= n && n <= text.len(),
+                "{n} for {text:?}"
+            );
+        }
     }
 
     #[test]

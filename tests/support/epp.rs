@@ -92,7 +92,7 @@ pub async fn picker(pool: &[SocketAddr], configure: impl FnOnce(&mut EppOptions)
     configure(&mut opts);
     let epp = start(&opts).await.expect("the picker starts");
     Picker {
-        gateway: format!("http://{}", epp.proxy_addr),
+        gateway: format!("http://{}", epp.proxy_addr.expect("the gateway serves")),
         admin: format!("http://{}", epp.metrics_addr),
         epp,
         client: reqwest::Client::new(),
@@ -280,6 +280,16 @@ pub fn fixed_pool(
     endpoints: &[(&str, SocketAddr, igw::epp::endpoint::EndpointMetrics)],
     outlier: igw::epp::lifecycle::outlier::OutlierPolicy,
 ) -> std::sync::Arc<igw::epp::pool::Pool> {
+    fixed_pool_with(config, endpoints, outlier, Default::default())
+}
+
+/// [`fixed_pool`] with request objectives.
+pub fn fixed_pool_with(
+    config: igw::epp::config::LoadedConfig,
+    endpoints: &[(&str, SocketAddr, igw::epp::endpoint::EndpointMetrics)],
+    outlier: igw::epp::lifecycle::outlier::OutlierPolicy,
+    objectives: igw::epp::config::objectives::Objectives,
+) -> std::sync::Arc<igw::epp::pool::Pool> {
     use igw::epp::datastore::ScrapeOutcome;
     use igw::epp::endpoint::{Endpoint, EndpointMetrics};
     use igw::epp::pool::{Pool, PoolParts};
@@ -295,7 +305,7 @@ pub fn fixed_pool(
                 })
                 .collect(),
             config,
-            objectives: Default::default(),
+            objectives,
             refresh_interval: Duration::from_millis(50),
             staleness_threshold: Duration::from_secs(2),
             clock,

@@ -1,6 +1,6 @@
 //! What the `igw sim serve` HTTP tests share: a test server configuration, a small
 //! client, an SSE frame splitter and a Prometheus sample reader; [`epp`] adds what
-//! the picker's end-to-end tests need on top.
+//! the picker's end-to-end tests need on top, and [`envoy`] a real Envoy.
 //!
 //! Nothing here asserts on timing or sleeps in place of waiting for something: it
 //! sends requests and parses what comes back, and [`epp`] polls observable state
@@ -8,7 +8,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod envoy;
 pub mod epp;
+pub mod extproc;
 
 use igw::sim::engine::EngineConfig;
 use igw::sim::profile::LatencyProfile;
@@ -38,6 +40,14 @@ pub async fn post(url: &str, body: Value) -> (u16, Value) {
         .send()
         .await
         .expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body read");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("request sent");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body read");
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -103,4 +113,18 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str
     assert_eq!(e["type"], want_type, "{body}");
     assert!(e["param"].is_null() || e["param"].is_string(), "{body}");
     assert_eq!(e["code"], want_status, "{body}");
+}
+
+/// The `message` of an OpenAI/vLLM JSON error body (`{"error": {"message", "type",
+/// "param", "code"}}`), after checking the shape and that `code` is `status`.
+pub fn error_message(text: &str, status: u16) -> String {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let e = &v["error"];
+    assert_eq!(e["code"], status, "{text}");
+    assert!(
+        e["type"].as_str().is_some_and(|t| t.ends_with("Error")),
+        "{text}"
+    );
+    assert!(e.get("param").is_some(), "{text}");
+    e["message"].as_str().expect("a message").to_string()
 }

@@ -313,7 +313,10 @@ async fn job(
             return Err(e);
         }
     };
-    let destination = Destination::new(&[format!("http://{}", gateway.proxy_addr)])?;
+    let proxy = gateway
+        .proxy_addr
+        .context("the strategy's gateway serves no HTTP proxy")?;
+    let destination = Destination::new(&[format!("http://{proxy}")])?;
     // A fresh client per job: no idle connections to an earlier job's gateway.
     let outcome = match http_client() {
         Ok(client) => {

@@ -52,7 +52,7 @@ const FLOW_CONTROL_POLICIES: [&str; 6] = [
 ];
 
 /// Other GIE data-layer and request-control types igw accepts and ignores.
-const IGNORED: [(&str, &str); 3] = [
+const IGNORED: [(&str, &str); 4] = [
     (
         "inflight-load-producer",
         "igw counts in-flight requests and their estimated tokens itself",
@@ -64,6 +64,10 @@ const IGNORED: [(&str, &str); 3] = [
     (
         "endpoint-notification-source",
         "igw's discovery watches endpoints itself",
+    ),
+    (
+        "file-discovery",
+        "endpoints come from --pool-file or --endpoints",
     ),
 ];
 

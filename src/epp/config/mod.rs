@@ -15,6 +15,8 @@ mod assemble;
 mod error;
 pub mod factory;
 pub mod host;
+#[cfg(test)]
+mod llm_d_tests;
 pub mod objectives;
 mod presets;
 #[cfg(test)]
@@ -35,11 +37,19 @@ pub use presets::{GIE_DEFAULT_YAML, IGW_DEFAULT_YAML, gie_default, igw_default};
 use crate::epp::saturation::Detector;
 use crate::epp::scheduler::Scheduler;
 
-/// The only `apiVersion` GIE accepts (other spellings in its docs are doc errors).
+/// GIE's `apiVersion` (other spellings in its docs are doc errors).
 pub const API_VERSION: &str = "inference.networking.x-k8s.io/v1alpha1";
+/// llm-d Router's group for the same file (llm-d-facts §1.3); both load.
+pub const LLMD_API_VERSION: &str = "llm-d.ai/v1alpha1";
 pub const KIND: &str = "EndpointPickerConfig";
-/// The feature gates GIE v1.5 registers; any other is an error.
-pub const FEATURE_GATES: [&str; 3] = ["flowControl", "dataLayer", "enableLegacyMetrics"];
+/// The feature gates GIE v1.5 and llm-d Router register; any other is an error. A gate
+/// may be written `name=false` to turn it off (llm-d-facts §1.3).
+pub const FEATURE_GATES: [&str; 4] = [
+    "flowControl",
+    "dataLayer",
+    "enableLegacyMetrics",
+    "haPopulateNonLeaderDatastore",
+];
 
 /// The file as written; after [`load`], as defaulted (see [`LoadedConfig::spec`]).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -58,6 +68,10 @@ pub struct EndpointPickerConfig {
     pub data_layer: Option<DataLayerSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parser: Option<PluginRef>,
+    /// llm-d Router's home of the parsers (the top-level `parser` is its deprecated
+    /// form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_handler: Option<RequestHandlerSpec>,
     /// Kept as written; see [`LoadedConfig::flow_control`] for the typed form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_control: Option<Value>,
@@ -109,12 +123,32 @@ pub struct PluginRef {
     pub plugin_ref: String,
 }
 
-/// `dataLayer`: an explicit empty `sources` disables metrics collection.
+/// `dataLayer`: an explicit empty `sources` disables metrics collection. The other
+/// fields are llm-d Router's (llm-d-facts §1.3); igw reads them and says at load what
+/// it does not act on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DataLayerSpec {
     #[serde(default)]
     pub sources: Vec<DataSourceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_defaults: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<PluginRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_discovery: Option<PluginRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_replica_syncer_plugin_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_replica_sync_interval: Option<String>,
+}
+
+/// llm-d Router's `requestHandler`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHandlerSpec {
+    #[serde(default)]
+    pub parsers: Vec<PluginRef>,
 }
 
 /// `dataLayer.sources[]`.

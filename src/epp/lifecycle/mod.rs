@@ -22,8 +22,10 @@
 //! - [`decision`]: the [`Decision`] that owns the in-flight booking; [`outlier`] takes
 //!   endpoints whose requests keep failing out of rotation for a back-off.
 //! - [`response`]: the [`ResponseMeter`]; [`usage`] reads token usage from JSON and
-//!   SSE bodies.
+//!   SSE bodies; [`body`] rewrites the model name into requests and back out of
+//!   responses.
 
+pub mod body;
 pub mod context;
 pub mod core;
 pub mod decision;

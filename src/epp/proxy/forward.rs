@@ -22,10 +22,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::metered::MeteredBody;
 use super::target::origin_form;
 use super::{Gateway, error_response, models, target};
-use crate::epp::error::EppError;
+use crate::epp::error::{EppError, error_chain};
+use crate::epp::lifecycle::body::rewrite_model;
 use crate::epp::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
 use crate::epp::lifecycle::{Decision, RequestContext, ResponseMeter};
-use crate::epp::request::LlmRequest;
+use crate::epp::parser::MODEL_NOT_FOUND;
 
 pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let gw: &Gateway = &gw;
@@ -40,10 +41,25 @@ pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Res
             return error_response(&err);
         }
     };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gw.config.max_body_bytes as u64) {
+        // Refused from its head: nothing of a body that can never fit is read.
+        let err = EppError::PayloadTooLarge(format!(
+            "request body exceeds {} bytes",
+            gw.config.max_body_bytes
+        ));
+        gw.pool.reject(None, &err);
+        return error_response(&err);
+    }
     let body = match Limited::new(body, gw.config.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let err = if e
+            let err = if let Some(refused) = crate::serve::body_error(e.as_ref()) {
+                EppError::from_body(refused)
+            } else if e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
@@ -61,6 +77,14 @@ pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Res
     let ctx = RequestContext::new(parts.method, path_and_query, parts.headers, &gw.ids);
     let request = match gw.pool.parse(&ctx, &body) {
         Ok(r) => r,
+        // A body without `model` is what an OpenAI server takes for its one model: a
+        // pool that serves one model routes it as GIE's passthrough parser would
+        // (the model server fills in its model), any other pool refuses it.
+        Err(EppError::BadRequest(m))
+            if m == MODEL_NOT_FOUND && gw.pool.single_served_model().is_some() =>
+        {
+            gw.pool.parse_passthrough(&ctx, &body)
+        }
         Err(err) => {
             gw.pool.reject(None, &err);
             return error_response(&err);
@@ -193,34 +217,6 @@ fn nothing_received(e: &hyper_util::client::legacy::Error) -> Option<&'static st
         source = cause.source();
     }
     None
-}
-
-/// `error: cause: cause`: hyper's top-level errors say little.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// Writes the target model into the body when a rewrite changed it (GIE does the same
-/// before forwarding). Bodies that need no change are forwarded byte for byte.
-fn rewrite_model(request: &LlmRequest, body: Bytes) -> Bytes {
-    if request.target_model == request.incoming_model {
-        return body;
-    }
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return body;
-    };
-    value["model"] = serde_json::Value::String(request.target_model.clone());
-    serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body)
 }
 
 /// The request for the endpoint at `addr`. The URL is built from its parts, so a path

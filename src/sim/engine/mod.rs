@@ -37,7 +37,8 @@ pub use kv::{BlockId, BlockPool, block_hash, root_hash};
 use lora::LoraSlots;
 use sequence::Sequence;
 pub use types::{
-    AddError, EngineConfig, EngineEvent, NewRequest, RequestId, StepOutput, StepResult, Usage,
+    AddError, EngineConfig, EngineEvent, MAX_BLOCK_SIZE, MAX_KV_BLOCKS, MAX_LORA_LOAD_TIME,
+    MAX_LORAS, MAX_NUM_SEQS, MAX_TOKENS, NewRequest, RequestId, StepOutput, StepResult, Usage,
 };
 
 use super::metrics::{EngineGauges, EngineMetrics, FinishReason};

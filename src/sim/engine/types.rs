@@ -10,6 +10,20 @@ use crate::sim::metrics::FinishReason;
 pub type RequestId = u64;
 use crate::sim::profile::{LatencyProfile, StepShape};
 
+/// The most sequences in one batch: 1,024 times vLLM's H100 default.
+pub const MAX_NUM_SEQS: usize = 1 << 20;
+/// The longest context and the largest step budget, tokens (16.7 M, past any served
+/// model's window).
+pub const MAX_TOKENS: usize = 1 << 24;
+/// The most KV blocks: 16.7 M, ~45 bytes of bookkeeping each (~750 MB).
+pub const MAX_KV_BLOCKS: usize = 1 << 24;
+/// The largest KV block, tokens (vLLM's largest choice is 256).
+pub const MAX_BLOCK_SIZE: usize = 1024;
+/// The most adapter slots in one batch.
+pub const MAX_LORAS: usize = 4096;
+/// The longest adapter load: an hour.
+pub const MAX_LORA_LOAD_TIME: Duration = Duration::from_secs(3600);
+
 /// How an engine is shaped and priced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
@@ -49,21 +63,39 @@ impl EngineConfig {
         }
     }
 
-    /// Checks the shape; the message names the flag at fault.
+    /// Checks the shape; the message names the flag at fault and the accepted range.
+    /// The upper bounds keep every product of them (KV tokens, a step's tokens ×
+    /// its price, engine time ÷ speedup) far from overflow and every allocation sized
+    /// by them within memory.
     pub fn validate(&self) -> Result<(), String> {
-        for (flag, v) in [
-            ("--max-num-seqs", self.max_num_seqs),
-            ("--max-num-batched-tokens", self.max_num_batched_tokens),
-            ("--kv-blocks", self.num_blocks),
-            ("--block-size", self.block_size),
-            ("--max-model-len", self.max_model_len),
+        for (flag, v, max) in [
+            ("--max-num-seqs", self.max_num_seqs, MAX_NUM_SEQS),
+            (
+                "--max-num-batched-tokens",
+                self.max_num_batched_tokens,
+                MAX_TOKENS,
+            ),
+            ("--kv-blocks", self.num_blocks, MAX_KV_BLOCKS),
+            ("--block-size", self.block_size, MAX_BLOCK_SIZE),
+            ("--max-model-len", self.max_model_len, MAX_TOKENS),
         ] {
-            if v == 0 {
-                return Err(format!("{flag} must be greater than 0"));
+            if !(1..=max).contains(&v) {
+                return Err(format!("{flag} must be between 1 and {max}, got {v}"));
             }
         }
-        if self.num_blocks > u32::MAX as usize - 1 {
-            return Err(format!("--kv-blocks {} is too large", self.num_blocks));
+        // 0 is an engine without adapters (a LoRA request is refused, not queued).
+        if self.max_loras > MAX_LORAS {
+            return Err(format!(
+                "--max-loras must be between 0 and {MAX_LORAS}, got {}",
+                self.max_loras
+            ));
+        }
+        if self.lora_load_time > MAX_LORA_LOAD_TIME {
+            return Err(format!(
+                "--lora-load-ms must be between 0 and {}, got {}",
+                MAX_LORA_LOAD_TIME.as_millis(),
+                self.lora_load_time.as_secs_f64() * 1000.0
+            ));
         }
         if !self.enable_chunked_prefill && self.max_num_batched_tokens < self.max_model_len {
             // vLLM refuses this too: a long prompt could never be scheduled whole.

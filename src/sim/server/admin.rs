@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::driver::escape_label;
 use super::error::{ApiError, ApiJson};
 use super::replica::Replica;
 use crate::api::openai::{LoadLoraAdapterRequest, ModelList, UnloadLoraAdapterRequest};
@@ -39,18 +40,23 @@ pub async fn unload_lora_adapter(
     replica.unload_adapter(&req.lora_name, req.lora_int_id.is_some())
 }
 
-/// `GET /health`: 200 with an empty body while the server runs.
-pub async fn health() -> StatusCode {
-    StatusCode::OK
+/// `GET /health`: 200 with an empty body while the engine runs; 503 once its driver
+/// has stopped, as vLLM answers when its engine is dead.
+pub async fn health(State(replica): State<Arc<Replica>>) -> StatusCode {
+    if replica.driver.is_running() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
-/// `GET /metrics`: vLLM's families, then `igw_sim_step_lag_seconds` and
-/// `igw_sim_steps_total`.
+/// `GET /metrics`: vLLM's families, then `igw_sim_step_lag_seconds`,
+/// `igw_sim_steps_total` and the HTTP server's `igw_http_*` families.
 pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, ApiError> {
     let Some(snap) = replica.driver.snapshot().await else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "The server is shutting down.",
+            "The engine is not running: the server is shutting down or its engine failed.",
         ));
     };
     let c = &replica.config;
@@ -68,5 +74,39 @@ pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, Ap
     let mut out = String::with_capacity(16 * 1024);
     render_prometheus(&mut out, &info, &snap.metrics, &snap.gauges, unix_time);
     snap.lag.render(&mut out, &info);
+    let labels = format!(
+        "engine=\"{}\",model_name=\"{}\"",
+        info.engine,
+        escape_label(&info.model_name)
+    );
+    replica.http.snapshot().render(&mut out, &labels);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::{ServeLimits, Server};
+    use crate::sim::engine::EngineConfig;
+    use crate::sim::profile::LatencyProfile;
+    use crate::sim::server::SimServerConfig;
+
+    #[tokio::test(start_paused = true)]
+    async fn health_turns_503_when_the_driver_dies() {
+        let profile = LatencyProfile::builtin("h100-llama3-8b").unwrap();
+        let config = SimServerConfig::new("m", EngineConfig::from_profile(profile));
+        let stats = Server::new(ServeLimits::default()).unwrap().stats();
+        let replica = Arc::new(Replica::start(config, 8000, stats).unwrap());
+        assert_eq!(health(State(replica.clone())).await, StatusCode::OK);
+        replica.driver.crash();
+        while replica.driver.is_running() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            health(State(replica.clone())).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let e = metrics(State(replica)).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

@@ -10,12 +10,31 @@ use std::str::FromStr;
 
 use clap::Args;
 
+use crate::serve::{ServeLimitOptions, ServeLimits};
 use crate::sim::engine::EngineConfig;
 use crate::sim::options::EngineOptions;
 use crate::sim::tokens::OutputMode;
 
 /// vLLM has no request-body limit; 16 MiB matches the gateway's default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Adapters one replica holds at once unless `--max-lora-adapters` says otherwise.
+/// vLLM itself has no such cap (its `--max-cpu-loras` sizes an LRU cache of adapter
+/// weights and limits no registration); 1,024 is far more than a replica serves in
+/// practice and keeps `/v1/models` under ~5 MB.
+pub const DEFAULT_MAX_LORA_ADAPTERS: usize = 1024;
+/// The longest adapter name accepted, bytes: names are echoed in every response, in
+/// `/v1/models` and in the `vllm:lora_requests_info` labels.
+pub const MAX_LORA_NAME_BYTES: usize = 256;
+/// The longest adapter path accepted, bytes (Linux's `PATH_MAX`).
+pub const MAX_LORA_PATH_BYTES: usize = 4096;
+/// The most `--max-lora-adapters` may be: `/v1/models` lists every adapter.
+const MAX_MAX_LORA_ADAPTERS: usize = 65_536;
+
+/// The slowest clock accepted: a thousand times slower than real time.
+pub const MIN_SPEEDUP: f64 = 1e-3;
+/// The fastest clock accepted.
+pub const MAX_SPEEDUP: f64 = 1e9;
 
 /// Everything one replica needs, independent of where it listens.
 #[derive(Clone, Debug)]
@@ -27,6 +46,8 @@ pub struct SimServerConfig {
     pub served_model_names: Vec<String>,
     /// Adapters loaded at start.
     pub lora_modules: Vec<LoraModule>,
+    /// Most adapters loaded at once, at start and through `/v1/load_lora_adapter`.
+    pub max_lora_adapters: usize,
     pub engine: EngineConfig,
     /// Engine seconds per wall second: every modelled latency is divided by this.
     pub speedup: f64,
@@ -42,6 +63,9 @@ pub struct SimServerConfig {
     pub pod_namespace: Option<String>,
     /// The `engine` label of this replica's metrics.
     pub engine_index: usize,
+    /// What clients may hold of the replica's HTTP server: timeouts, connections,
+    /// buffered request bytes.
+    pub limits: ServeLimits,
 }
 
 impl SimServerConfig {
@@ -52,6 +76,7 @@ impl SimServerConfig {
             model: model.into(),
             served_model_names: Vec::new(),
             lora_modules: Vec::new(),
+            max_lora_adapters: DEFAULT_MAX_LORA_ADAPTERS,
             engine,
             speedup: 1.0,
             mode: OutputMode::default(),
@@ -60,6 +85,7 @@ impl SimServerConfig {
             pod_name: None,
             pod_namespace: None,
             engine_index: 0,
+            limits: ServeLimits::default(),
         }
     }
 
@@ -80,10 +106,11 @@ impl SimServerConfig {
         if self.served_model_names.iter().any(String::is_empty) {
             return Err("--served-model-name must not be empty".into());
         }
-        // A bound keeps engine-time arithmetic (wall time × speedup) far from overflow.
-        if !self.speedup.is_finite() || self.speedup <= 0.0 || self.speedup > 1e9 {
+        // Bounds keep engine time ↔ wall time (× and ÷ speedup) far from overflow:
+        // an hour-long step at the lowest speedup still ends within 42 days.
+        if !(MIN_SPEEDUP..=MAX_SPEEDUP).contains(&self.speedup) {
             return Err(format!(
-                "--speedup must be a number > 0 and <= 1e9, got {}",
+                "--speedup must be between {MIN_SPEEDUP} and {MAX_SPEEDUP:e}, got {:?}",
                 self.speedup
             ));
         }
@@ -95,10 +122,28 @@ impl SimServerConfig {
         }
         if self.engine.max_loras == 0 {
             // An adapter request could never be admitted and would wait forever.
-            return Err("--max-loras must be at least 1".into());
+            return Err(format!(
+                "--max-loras must be between 1 and {}, got 0",
+                crate::sim::engine::MAX_LORAS
+            ));
         }
-        if self.max_body_bytes == 0 {
-            return Err("--max-body-bytes must be greater than 0".into());
+        self.limits.validate().map_err(|e| e.to_string())?;
+        if self.max_body_bytes == 0 || self.max_body_bytes > self.limits.max_inflight_body_bytes {
+            // A body larger than the whole budget could never be taken.
+            return Err(format!(
+                "--max-body-bytes must be between 1 and --max-inflight-body-bytes ({}), got {}",
+                self.limits.max_inflight_body_bytes, self.max_body_bytes
+            ));
+        }
+        if !(1..=MAX_MAX_LORA_ADAPTERS).contains(&self.max_lora_adapters)
+            || self.max_lora_adapters < self.lora_modules.len()
+        {
+            return Err(format!(
+                "--max-lora-adapters must be between 1 and {MAX_MAX_LORA_ADAPTERS}, and at least \
+                 the {} adapters of --lora-modules, got {}",
+                self.lora_modules.len(),
+                self.max_lora_adapters
+            ));
         }
         let served = self.served_names();
         for (i, m) in self.lora_modules.iter().enumerate() {
@@ -155,6 +200,14 @@ impl LoraModule {
         if name.is_empty() || path.is_empty() {
             return Err("an adapter needs a non-empty name and path (NAME=PATH)".into());
         }
+        if name.len() > MAX_LORA_NAME_BYTES || path.len() > MAX_LORA_PATH_BYTES {
+            return Err(format!(
+                "an adapter name may have at most {MAX_LORA_NAME_BYTES} bytes and a path \
+                 {MAX_LORA_PATH_BYTES}; got {} and {}",
+                name.len(),
+                path.len()
+            ));
+        }
         Ok(LoraModule { name, path })
     }
 }
@@ -168,7 +221,9 @@ pub struct ServeOptions {
     /// Names requests may use for the model; the first labels metrics. Default: --model.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub served_model_name: Vec<String>,
-    /// Address to listen on.
+    /// Address to listen on. The default, 127.0.0.1, serves this machine only; a
+    /// simulator standing in for a model server in a container or pod needs 0.0.0.0
+    /// (vLLM's own default) so that a gateway elsewhere can reach it.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port of the first replica; replica i listens on port + i (0: any free port each).
@@ -180,6 +235,11 @@ pub struct ServeOptions {
     /// LoRA adapters loaded at start: NAME=PATH, NAME, or vLLM's JSON form.
     #[arg(long, value_name = "NAME=PATH", num_args = 1..)]
     pub lora_modules: Vec<LoraModule>,
+    /// Most LoRA adapters loaded at once (--lora-modules and /v1/load_lora_adapter
+    /// together); past it loading answers 400. vLLM has no such cap: its
+    /// --max-cpu-loras sizes a cache of adapter weights, not the adapters registered.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LORA_ADAPTERS)]
+    pub max_lora_adapters: usize,
     /// Run the clock X times faster than real time (every latency divided by X).
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub speedup: f64,
@@ -200,21 +260,28 @@ pub struct ServeOptions {
     pub pod_namespace: Option<String>,
     #[command(flatten)]
     pub engine: EngineOptions,
+    #[command(flatten)]
+    pub limits: ServeLimitOptions,
 }
 
 impl ServeOptions {
     /// The configuration of the first replica, validated.
     pub fn config(&self) -> anyhow::Result<SimServerConfig> {
-        if self.replicas == 0 {
-            anyhow::bail!("--replicas must be at least 1");
+        if !(1..=1024).contains(&self.replicas) {
+            anyhow::bail!(
+                "--replicas must be between 1 and 1024, got {}",
+                self.replicas
+            );
         }
         let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
         c.served_model_names = self.served_model_name.clone();
         c.lora_modules = self.lora_modules.clone();
+        c.max_lora_adapters = self.max_lora_adapters;
         c.speedup = self.speedup;
         c.mode = self.mode;
         c.failure_rate = self.failure_rate;
         c.max_body_bytes = self.max_body_bytes;
+        c.limits = self.limits.limits()?;
         c.pod_name = self.pod_name.clone().filter(|s| !s.is_empty());
         c.pod_namespace = self.pod_namespace.clone().filter(|s| !s.is_empty());
         c.validate().map_err(anyhow::Error::msg)?;
@@ -288,13 +355,30 @@ mod tests {
         let profile = crate::sim::profile::LatencyProfile::builtin("h100-llama3-8b").unwrap();
         let mut c = SimServerConfig::new("m", EngineConfig::from_profile(profile));
         assert_eq!(c.validate(), Ok(()));
-        c.speedup = 0.0;
-        assert!(c.validate().unwrap_err().contains("--speedup"));
+        for speedup in [0.0, 1e-22, 1e300, f64::NAN, f64::INFINITY] {
+            c.speedup = speedup;
+            assert!(c.validate().unwrap_err().contains("--speedup"), "{speedup}");
+        }
         c.speedup = 1.0;
         c.failure_rate = 101.0;
         assert!(c.validate().unwrap_err().contains("--failure-rate"));
         c.failure_rate = 0.0;
         c.lora_modules = vec!["m".parse().unwrap()];
         assert!(c.validate().unwrap_err().contains("--lora-modules"));
+        c.lora_modules = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        c.max_lora_adapters = 1;
+        assert!(c.validate().unwrap_err().contains("--max-lora-adapters"));
+        c.max_lora_adapters = DEFAULT_MAX_LORA_ADAPTERS;
+        assert_eq!(c.validate(), Ok(()));
+        assert!(
+            format!("{}=/p", "n".repeat(257))
+                .parse::<LoraModule>()
+                .is_err()
+        );
+        assert!(
+            format!("{}=/p", "n".repeat(256))
+                .parse::<LoraModule>()
+                .is_ok()
+        );
     }
 }

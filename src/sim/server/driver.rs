@@ -97,7 +97,7 @@ impl LagStats {
 }
 
 /// Escapes a Prometheus label value (backslash, double quote, newline).
-fn escape_label(v: &str) -> String {
+pub(super) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -139,6 +139,8 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
     },
+    #[cfg(test)]
+    Crash,
 }
 
 /// Converts between tokio instants and engine time.
@@ -149,13 +151,22 @@ struct Clock {
     speedup: f64,
 }
 
+/// Where a conversion would overflow: a year from now, past any step the validated
+/// flags allow (the bounds on `--speedup` and the profile keep that case unreachable;
+/// this only keeps the driver from panicking if they ever did not).
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Clock {
     fn engine_now(&self) -> Duration {
-        self.start.elapsed().mul_f64(self.speedup)
+        Duration::try_from_secs_f64(self.start.elapsed().as_secs_f64() * self.speedup)
+            .unwrap_or(Duration::MAX)
     }
 
     fn wall_at(&self, engine_time: Duration) -> Instant {
-        self.start + engine_time.div_f64(self.speedup)
+        Duration::try_from_secs_f64(engine_time.as_secs_f64() / self.speedup)
+            .ok()
+            .and_then(|d| self.start.checked_add(d))
+            .unwrap_or_else(|| Instant::now() + FAR)
     }
 }
 
@@ -169,7 +180,9 @@ pub struct DriverHandle {
 
 impl DriverHandle {
     /// Starts a driver task for `engine`, running `speedup` times faster than real
-    /// time. The task ends when every handle is gone.
+    /// time. The task ends when every handle is gone. If it ever panics, its command
+    /// channel closes: [`is_running`](Self::is_running) turns false (so `/health`
+    /// answers 503), requests in flight end with an error, and the panic is logged.
     pub fn spawn(engine: Engine, speedup: f64) -> DriverHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -183,8 +196,33 @@ impl DriverHandle {
             timeline: Duration::ZERO,
             last_stamp: Duration::ZERO,
         };
-        tokio::spawn(driver.run(rx));
+        let task = tokio::spawn(driver.run(rx));
+        tokio::spawn(async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                let panic = e.into_panic();
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %why, "the engine driver stopped; /health answers 503");
+            }
+        });
         DriverHandle { tx }
+    }
+
+    /// Whether the driver still takes commands: false once it has stopped, whether
+    /// every handle went away or it failed.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Makes the driver panic, to test what its failure does to a replica.
+    #[cfg(test)]
+    pub fn crash(&self) {
+        let _ = self.tx.send(Command::Crash);
     }
 
     /// Hands a request to the engine; its tokens and completion arrive on the returned
@@ -334,6 +372,8 @@ impl Driver {
                 self.engine.abort(id, now);
                 self.routes.remove(&id);
             }
+            #[cfg(test)]
+            Command::Crash => panic!("driver crash requested by a test"),
             Command::Snapshot { reply } => {
                 let _ = reply.send(Snapshot {
                     metrics: self.engine.metrics().clone(),
@@ -441,6 +481,36 @@ mod tests {
             snap.metrics.request_success_total[2], 1,
             "counted as aborted"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_driver_that_panics_is_seen_stopped_and_refuses_work() {
+        let driver = DriverHandle::spawn(engine(), 1.0);
+        let mut rx = driver.add(request(1, 1000)).await.unwrap();
+        assert!(driver.is_running());
+        driver.crash();
+        // The request in flight ends instead of hanging.
+        while let Some(EngineEvent::Token { .. }) = rx.recv().await {}
+        assert!(!driver.is_running());
+        assert!(matches!(
+            driver.add(request(2, 1)).await,
+            Err(SubmitError::Stopped)
+        ));
+        assert!(driver.snapshot().await.is_none());
+    }
+
+    #[test]
+    fn clock_conversions_saturate_instead_of_panicking() {
+        let clock = Clock {
+            start: Instant::now(),
+            speedup: 1e-22,
+        };
+        assert!(clock.wall_at(Duration::from_millis(18)) > Instant::now());
+        let fast = Clock {
+            start: Instant::now(),
+            speedup: f64::MAX,
+        };
+        let _ = fast.engine_now();
     }
 
     #[test]

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::prompt::{INLINE_BYTES, off_thread};
 use crate::api::openai::{ErrorInfo, ErrorResponse};
+use crate::serve::{BodyError, body_error};
 
 /// An error response: status, OpenAI error type, message and the field at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +48,14 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
+    /// 413: the body is past `--max-body-bytes`.
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is larger than the server accepts.",
+        )
+    }
+
     /// Names the request field at fault.
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
         self.param = Some(param.into());
@@ -71,54 +81,55 @@ impl ApiError {
     }
 }
 
+impl From<&BodyError> for ApiError {
+    /// A body the serving layer refused or cut off: 408, 503 or 413 with its reason.
+    fn from(e: &BodyError) -> ApiError {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body())).into_response()
     }
 }
 
-/// OpenAI's client error classes by status (the `openai` npm/Python packages).
+/// OpenAI's client error class for `status`.
 fn type_for_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        // 413 has no class of its own; it is a bad request all the same.
-        400 | 413 => "BadRequestError",
-        401 => "AuthenticationError",
-        403 => "PermissionDeniedError",
-        404 => "NotFoundError",
-        409 => "ConflictError",
-        422 => "UnprocessableEntityError",
-        429 => "RateLimitError",
-        s if s >= 500 => "InternalServerError",
-        _ => "APIError",
-    }
+    crate::api::openai::error_type(status.as_u16())
 }
 
 /// A JSON body parsed into `T`. Unlike `axum::Json` it accepts any content type (vLLM
 /// parses the body whatever the header says) and rejects with an [`ApiError`]: 413
-/// over the body limit, 400 for malformed JSON or a field of the wrong type, with
+/// over the body limit, 408 or 503 when the serving layer cut the body off
+/// ([`BodyError`]), 400 for malformed JSON or a field of the wrong type, with
 /// `param` naming the top-level field when the parser knows it.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if let Some(e) = body_error(&rejection) {
+                return ApiError::from(e);
+            }
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    status,
-                    "The request body is larger than the server accepts.",
-                )
+                ApiError::body_too_large()
             } else {
                 ApiError::new(status, rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        // Parsing megabytes of JSON takes milliseconds to seconds: not on the runtime.
+        off_thread(move || parse_json(&bytes)).await?.map(ApiJson)
     }
 }
 

@@ -1,8 +1,9 @@
 //! `POST /v1/completions` and `POST /v1/chat/completions`: the request flow.
 //!
-//! parse → resolve the model (a served name or a loaded adapter) → tokenize (chat:
-//! apply the chat template) → default and validate `max_tokens` against the context
-//! window → roll failure injection → plan the output → hand it to the driver → answer
+//! parse → resolve the model (a served name or a loaded adapter) → refuse a text
+//! too long for the context window from its length alone → tokenize, off the runtime
+//! when large (chat: apply the chat template first; see `prompt`) → default and
+//! validate `max_tokens` against the context window → roll failure injection → plan the output → hand it to the driver → answer
 //! whole or as a stream. Every check answers with vLLM's status and error shape; none
 //! may panic on client input. Nothing here touches the engine directly.
 
@@ -13,6 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ApiJson};
+use super::prompt;
 use super::replica::{Replica, Resolved, unix_secs};
 use super::stream::{self, Api, ResponseMeta};
 use crate::api::openai::{
@@ -29,12 +31,18 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     log_unknown_fields("/v1/completions", req.extra.keys());
     let model = replica.resolve(req.model.as_deref())?;
+    let max_len = replica.config.engine.max_model_len;
     let prompt = match req.prompt {
         None => return Err(ApiError::bad_request("`prompt` is required.").with_param("prompt")),
-        Some(Prompt::Text(text)) => tokens::encode(&text),
+        Some(Prompt::Text(text)) => {
+            prompt::check_length(max_len, text.len(), req.max_tokens, "prompt")?;
+            prompt::encode(text).await?
+        }
         Some(Prompt::Tokens(ids)) => ids,
         Some(Prompt::TextBatch(mut texts)) if texts.len() == 1 => {
-            tokens::encode(&texts.pop().unwrap_or_default())
+            let text = texts.pop().unwrap_or_default();
+            prompt::check_length(max_len, text.len(), req.max_tokens, "prompt")?;
+            prompt::encode(text).await?
         }
         Some(Prompt::TokenBatch(mut lists)) if lists.len() == 1 => lists.pop().unwrap_or_default(),
         Some(Prompt::TextBatch(_) | Prompt::TokenBatch(_)) => {
@@ -110,12 +118,18 @@ pub async fn chat_completions(
             content,
         })
         .collect();
-    let prompt = tokens::encode(&tokens::apply_chat_template(&turns));
-    let stream = stream_mode(req.stream, req.stream_options.as_ref())?;
     let (max_tokens, max_tokens_param) = match (req.max_completion_tokens, req.max_tokens) {
         (Some(n), _) => (Some(n), "max_completion_tokens"),
         (None, n) => (n, "max_tokens"),
     };
+    let text = tokens::apply_chat_template(&turns);
+    // Only the flattened text is needed now; don't hold three copies across the await.
+    drop(turns);
+    drop((contents, messages));
+    let max_len = replica.config.engine.max_model_len;
+    prompt::check_length(max_len, text.len(), max_tokens, "messages")?;
+    let prompt = prompt::encode(text).await?;
+    let stream = stream_mode(req.stream, req.stream_options.as_ref())?;
     let job = Job {
         prompt,
         max_tokens,

@@ -9,7 +9,8 @@
 //!
 //! Layout: [`config`] (what a replica is, and the CLI flags), `driver` (the engine
 //! loop), `replica` (shared handler state: models, adapters, failure injection),
-//! `generate` (the completion endpoints), `stream` (responses and the in-flight
+//! `generate` (the completion endpoints), `prompt` (length checks before tokenizing,
+//! heavy work off the runtime), `stream` (responses and the in-flight
 //! guard), `admin` (models, adapters, health, metrics), `error` (vLLM error bodies).
 //!
 //! [`Engine`]: crate::sim::engine::Engine
@@ -19,6 +20,7 @@ pub mod config;
 mod driver;
 mod error;
 mod generate;
+mod prompt;
 mod replica;
 mod stream;
 
@@ -30,38 +32,37 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_MAX_BODY_BYTES, Listen, LoraModule, ServeOptions, SimServerConfig};
+pub use config::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LORA_ADAPTERS, Listen, LoraModule, MAX_LORA_NAME_BYTES,
+    MAX_LORA_PATH_BYTES, ServeOptions, SimServerConfig,
+};
 pub use driver::{LAG_BUCKETS, LagStats};
 pub use error::ApiError;
 
 use replica::Replica;
 
 /// Serves one replica on `listener` until `shutdown` completes, then finishes the
-/// requests in flight. Fails at once if the configuration is invalid.
+/// requests in flight. Fails at once if the configuration is invalid. Connections
+/// are served by [`crate::serve`] under `config.limits`.
 pub async fn serve<F>(listener: TcpListener, config: SimServerConfig, shutdown: F) -> io::Result<()>
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send,
 {
     let port = listener.local_addr()?.port();
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let server = crate::serve::Server::new(config.limits.clone())
+        .map_err(|e| invalid(e.to_string()))?
+        .with_rejection(|e| ApiError::from(e).into_response());
     warm_up_tokenizer().await;
-    let replica =
-        Replica::start(config, port).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let replica = Replica::start(config, port, server.stats()).map_err(invalid)?;
     let app = router(Arc::new(replica));
-    // Tokens are small writes that must leave at once, not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server.serve(listener, app, shutdown).await
 }
 
 /// Replicas started by [`spawn`]. Dropping it shuts them down too, without waiting.
@@ -171,11 +172,32 @@ fn router(replica: Arc<Replica>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_declared_over_limit,
+        ))
         .layer(axum::middleware::map_response_with_state(
             identity,
             add_identity_headers,
         ))
         .with_state(replica)
+}
+
+/// 413 before reading a body whose `Content-Length` is past the limit (the body
+/// limit alone would read up to it first, or wait for a body that never comes).
+async fn refuse_declared_over_limit(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::body_too_large().into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

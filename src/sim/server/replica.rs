@@ -13,10 +13,11 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::config::{LoraModule, SimServerConfig};
+use super::config::{LoraModule, MAX_LORA_NAME_BYTES, MAX_LORA_PATH_BYTES, SimServerConfig};
 use super::driver::DriverHandle;
 use super::error::ApiError;
 use crate::api::openai::{ModelCard, ModelList};
+use crate::serve::ServeStats;
 use crate::sim::engine::{Engine, RequestId};
 
 /// A loaded adapter.
@@ -50,11 +51,17 @@ pub struct Replica {
     pub identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// Unix seconds at start, the `created` of base model cards.
     started: u64,
+    /// The HTTP server's counters, for `/metrics`.
+    pub http: Arc<ServeStats>,
 }
 
 impl Replica {
     /// Builds the replica and starts its driver. Must run inside a tokio runtime.
-    pub fn start(config: SimServerConfig, port: u16) -> Result<Replica, String> {
+    pub fn start(
+        config: SimServerConfig,
+        port: u16,
+        http: Arc<ServeStats>,
+    ) -> Result<Replica, String> {
         config.validate()?;
         let engine = Engine::new(config.engine.clone())?;
         let driver = DriverHandle::spawn(engine, config.speedup);
@@ -79,6 +86,7 @@ impl Replica {
             driver,
             identity_headers: identity_headers(&config, port),
             started: now,
+            http,
             config,
         })
     }
@@ -164,6 +172,18 @@ impl Replica {
                 "Both 'lora_name' and 'lora_path' must be provided.",
             ));
         }
+        for (param, value, max) in [
+            ("lora_name", name, MAX_LORA_NAME_BYTES),
+            ("lora_path", path, MAX_LORA_PATH_BYTES),
+        ] {
+            if value.len() > max {
+                return Err(invalid_input(format!(
+                    "'{param}' has {} bytes; at most {max} are accepted.",
+                    value.len()
+                ))
+                .with_param(param));
+            }
+        }
         let mut adapters = self
             .adapters
             .write()
@@ -178,6 +198,15 @@ impl Replica {
             return Err(invalid_input(format!(
                 "'{name}' is the name of a served model, not of an adapter."
             )));
+        }
+        let max = self.config.max_lora_adapters;
+        if adapters.len() >= max {
+            return Err(invalid_input(format!(
+                "Cannot load the lora adapter '{name}': {} adapters are loaded, the most this \
+                 server holds (--max-lora-adapters {max}). Unload one first.",
+                adapters.len()
+            ))
+            .with_param("lora_name"));
         }
         adapters.push(Adapter {
             name: name.into(),

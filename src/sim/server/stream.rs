@@ -92,7 +92,7 @@ fn submit_error(e: SubmitError) -> ApiError {
         }
         SubmitError::Stopped => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "The server is shutting down.",
+            "The engine is not running: the server is shutting down or its engine failed.",
         ),
     }
 }

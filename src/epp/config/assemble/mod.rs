@@ -10,11 +10,13 @@
 //! no `dataLayer` (and no `enableLegacyMetrics`) → `metrics-data-source` feeding
 //! `core-metrics-extractor`. Everything added is recorded in the effective spec.
 
+mod sections;
+
 use super::factory::{self, BuildError, Built, HostPlugin};
-use super::host::{DataSource, FlowControlSpec, ParserKind};
+use super::host::ParserKind;
 use super::{
-    API_VERSION, ConfigError, DataLayerSpec, DataSourceSpec, EndpointPickerConfig, FEATURE_GATES,
-    FeatureGates, KIND, LoadedConfig, PluginRef, PluginSpec, ProfilePluginSpec, ProfileSpec,
+    API_VERSION, ConfigError, EndpointPickerConfig, KIND, LLMD_API_VERSION, LoadedConfig,
+    PluginRef, PluginSpec, ProfilePluginSpec, ProfileSpec,
 };
 use crate::epp::saturation::Detector;
 use crate::epp::scheduler::plugins::{max_score, single_profile, utilization};
@@ -62,6 +64,7 @@ pub(super) fn assemble(
         notes: Vec::new(),
     };
     l.check_header()?;
+    l.llm_d_sections()?;
     let feature_gates = l.feature_gates()?;
     l.build_plugins()?;
     l.default_profiles()?;
@@ -97,40 +100,24 @@ impl Loader<'_> {
     }
 
     fn check_header(&self) -> Result<(), ConfigError> {
-        let fields = [
-            ("apiVersion", API_VERSION, &self.spec.api_version),
-            ("kind", KIND, &self.spec.kind),
-        ];
-        for (field, expected, found) in fields {
-            if found != expected {
-                return Err(ConfigError::Header {
-                    origin: self.o(),
-                    field,
-                    expected,
-                    found: found.clone(),
-                });
-            }
+        let version = &self.spec.api_version;
+        if version != API_VERSION && version != LLMD_API_VERSION {
+            return Err(ConfigError::Header {
+                origin: self.o(),
+                field: "apiVersion",
+                expected: "inference.networking.x-k8s.io/v1alpha1` or `llm-d.ai/v1alpha1",
+                found: version.clone(),
+            });
+        }
+        if self.spec.kind != KIND {
+            return Err(ConfigError::Header {
+                origin: self.o(),
+                field: "kind",
+                expected: KIND,
+                found: self.spec.kind.clone(),
+            });
         }
         Ok(())
-    }
-
-    fn feature_gates(&self) -> Result<FeatureGates, ConfigError> {
-        let mut gates = FeatureGates::default();
-        for gate in &self.spec.feature_gates {
-            match gate.as_str() {
-                "flowControl" => gates.flow_control = true,
-                "dataLayer" => gates.data_layer = true,
-                "enableLegacyMetrics" => gates.enable_legacy_metrics = true,
-                _ => {
-                    return Err(ConfigError::UnknownFeatureGate {
-                        origin: self.o(),
-                        gate: gate.clone(),
-                        known: FEATURE_GATES.join(", "),
-                    });
-                }
-            }
-        }
-        Ok(gates)
     }
 
     fn build_plugins(&mut self) -> Result<(), ConfigError> {
@@ -462,89 +449,5 @@ impl Loader<'_> {
                 format!("{} is not a saturation detector", e.describe()),
             )),
         }
-    }
-
-    fn data_layer(&mut self, gates: FeatureGates) -> Result<Vec<DataSource>, ConfigError> {
-        if self.spec.data_layer.is_none() {
-            if gates.enable_legacy_metrics {
-                return Ok(Vec::new());
-            }
-            let first = |l: &mut Self, type_name: &str| -> Result<String, ConfigError> {
-                match l.entries.iter().find(|e| e.type_name == type_name) {
-                    Some(e) => Ok(e.name.clone()),
-                    None => {
-                        let i = l.add_default(type_name, "no dataLayer section")?;
-                        Ok(l.entries[i].name.clone())
-                    }
-                }
-            };
-            let source = first(self, factory::METRICS_DATA_SOURCE)?;
-            let extractor = first(self, factory::CORE_METRICS_EXTRACTOR)?;
-            self.spec.data_layer = Some(DataLayerSpec {
-                sources: vec![DataSourceSpec {
-                    plugin_ref: source,
-                    extractors: vec![PluginRef {
-                        plugin_ref: extractor,
-                    }],
-                }],
-            });
-        }
-        let sources = self
-            .spec
-            .data_layer
-            .as_ref()
-            .map(|d| d.sources.clone())
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        for (i, s) in sources.iter().enumerate() {
-            let section = format!("dataLayer.sources[{i}]");
-            let e = self.lookup(&section, &s.plugin_ref)?;
-            let Built::Host(HostPlugin::MetricsSource(params)) = &e.plugin else {
-                let msg = format!("{} is not a data source", e.describe());
-                return Err(self.invalid(section, msg));
-            };
-            let mut source = DataSource {
-                name: e.name.clone(),
-                params: params.clone(),
-                extractors: Vec::new(),
-            };
-            for x in &s.extractors {
-                let e = self.lookup(&section, &x.plugin_ref)?;
-                let Built::Host(HostPlugin::MetricsExtractor(params)) = &e.plugin else {
-                    let msg = format!("{} is not a metrics extractor", e.describe());
-                    return Err(self.invalid(section, msg));
-                };
-                source.extractors.push((e.name.clone(), params.clone()));
-            }
-            out.push(source);
-        }
-        Ok(out)
-    }
-
-    fn flow_control(
-        &mut self,
-        gates: FeatureGates,
-    ) -> Result<Option<FlowControlSpec>, ConfigError> {
-        let Some(value) = &self.spec.flow_control else {
-            return Ok(None);
-        };
-        let spec: FlowControlSpec = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let at = if path == "." {
-                String::new()
-            } else {
-                format!("field `{path}`: ")
-            };
-            self.invalid("flowControl", format!("{at}{}", e.into_inner()))
-        })?;
-        spec.validate()
-            .map_err(|e| self.invalid("flowControl", e.to_string()))?;
-        if !gates.flow_control {
-            self.notes.push(
-                "the flowControl section has no effect: the `flowControl` feature gate is off"
-                    .into(),
-            );
-        }
-        Ok(Some(spec))
     }
 }
