@@ -66,7 +66,16 @@ pub struct SimServerConfig {
     /// What clients may hold of the replica's HTTP server: timeouts, connections,
     /// buffered request bytes.
     pub limits: ServeLimits,
+    /// vLLM's `--gpu-memory-utilization`, only reported (`vllm:cache_config_info`).
+    pub gpu_memory_utilization: f64,
+    /// The KV blocks a flag set instead of the profile (`num_gpu_blocks_override`).
+    pub num_gpu_blocks_override: Option<usize>,
+    /// Whether `--block-size` was given (reported as `user_specified_block_size`).
+    pub user_specified_block_size: bool,
 }
+
+/// vLLM's `--gpu-memory-utilization` default as v0.26 reports it.
+pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
 
 impl SimServerConfig {
     /// A server for `model` with no adapters, real-time clock, random output, no
@@ -86,6 +95,9 @@ impl SimServerConfig {
             pod_namespace: None,
             engine_index: 0,
             limits: ServeLimits::default(),
+            gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
+            num_gpu_blocks_override: None,
+            user_specified_block_size: false,
         }
     }
 
@@ -118,6 +130,12 @@ impl SimServerConfig {
             return Err(format!(
                 "--failure-rate must be a percentage between 0 and 100, got {}",
                 self.failure_rate
+            ));
+        }
+        let u = self.gpu_memory_utilization;
+        if !(u > 0.0 && u <= 1.0) {
+            return Err(format!(
+                "--gpu-memory-utilization must be between 0 (exclusive) and 1, got {u}"
             ));
         }
         if self.engine.max_loras == 0 {
@@ -215,9 +233,25 @@ impl LoraModule {
 /// `igw sim serve`: one or more vLLM-compatible model servers in this process.
 #[derive(Args, Clone, Debug)]
 pub struct ServeOptions {
-    /// The base model name (as vLLM's `--model`).
-    #[arg(long, value_name = "NAME")]
-    pub model: String,
+    /// The base model name, as `vllm serve MODEL` takes it.
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
+    /// The base model name (vLLM's older `--model` spelling; MODEL wins if both match).
+    #[arg(long = "model", value_name = "NAME")]
+    pub model_flag: Option<String>,
+    /// vLLM's `--enable-prefix-caching`: prefix caching is on unless
+    /// `--no-enable-prefix-caching` is given; of the two, the last one given wins.
+    #[arg(long, overrides_with = "no_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    /// vLLM's `--enable-chunked-prefill` (the default); the last of it and
+    /// `--no-enable-chunked-prefill` wins.
+    #[arg(long, overrides_with = "no_chunked_prefill")]
+    pub enable_chunked_prefill: bool,
+    /// Accepted for vLLM's command lines: the simulator holds no weights in GPU
+    /// memory, so the KV cache keeps the profile's size (or --kv-blocks); the value is
+    /// reported in `vllm:cache_config_info`. Between 0 (exclusive) and 1.
+    #[arg(long, value_name = "FRACTION")]
+    pub gpu_memory_utilization: Option<f64>,
     /// Names requests may use for the model; the first labels metrics. Default: --model.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub served_model_name: Vec<String>,
@@ -273,7 +307,21 @@ impl ServeOptions {
                 self.replicas
             );
         }
-        let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
+        let model = match (&self.model, &self.model_flag) {
+            (Some(a), Some(b)) if a != b => anyhow::bail!(
+                "the model is given twice, as MODEL `{a}` and as --model `{b}`; give one"
+            ),
+            (Some(m), _) | (None, Some(m)) => m.clone(),
+            (None, None) => {
+                anyhow::bail!("a model is needed: `igw sim serve MODEL` (or --model NAME)")
+            }
+        };
+        let mut c = SimServerConfig::new(model, self.engine.engine_config()?);
+        c.num_gpu_blocks_override = self.engine.kv_blocks;
+        c.user_specified_block_size = self.engine.block_size.is_some();
+        if let Some(u) = self.gpu_memory_utilization {
+            c.gpu_memory_utilization = u;
+        }
         c.served_model_names = self.served_model_name.clone();
         c.lora_modules = self.lora_modules.clone();
         c.max_lora_adapters = self.max_lora_adapters;
@@ -285,6 +333,17 @@ impl ServeOptions {
         c.pod_name = self.pod_name.clone().filter(|s| !s.is_empty());
         c.pod_namespace = self.pod_namespace.clone().filter(|s| !s.is_empty());
         c.validate().map_err(anyhow::Error::msg)?;
+        if let Some(u) = self.gpu_memory_utilization {
+            tracing::info!(
+                "--gpu-memory-utilization {u}: the simulator holds no model weights or \
+                 activations in GPU memory, so this fraction sizes nothing here; the KV cache \
+                 keeps {} blocks of {} tokens (from the profile, or --kv-blocks / \
+                 --num-gpu-blocks-override), and the value is only reported in \
+                 vllm:cache_config_info",
+                c.engine.num_blocks,
+                c.engine.block_size
+            );
+        }
         Ok(c)
     }
 
