@@ -47,7 +47,7 @@ async fn only_sheddable_requests_are_shed_when_saturated() {
     let r = p.send(&short_request("batch during"), Some("batch")).await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(
-        r.text,
+        support::error_message(&r.text, 429),
         "inference error: ResourceExhausted - system saturated, sheddable request dropped"
     );
     assert_eq!(r.served, None);

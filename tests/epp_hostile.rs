@@ -101,7 +101,11 @@ async fn model_server_admin_routes_are_not_forwarded() {
         .unwrap();
     assert_eq!(load.status(), 404);
     let text = load.text().await.unwrap();
-    assert!(text.starts_with("inference error: NotFound - "), "{text}");
+    let message = support::error_message(&text, 404);
+    assert!(
+        message.starts_with("inference error: NotFound - "),
+        "{message}"
+    );
     for path in [
         "/metrics",
         "/v1/unload_lora_adapter",

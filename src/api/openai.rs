@@ -328,6 +328,37 @@ pub struct ErrorInfo {
     pub code: u16,
 }
 
+impl ErrorResponse {
+    /// The body for `status` with `message`, typed by [`error_type`].
+    pub fn new(status: u16, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorInfo {
+                message: message.into(),
+                kind: error_type(status).into(),
+                param: None,
+                code: status,
+            },
+        }
+    }
+}
+
+/// OpenAI's client error classes by status (the `openai` npm/Python packages), the
+/// `type` vLLM writes.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        // 413 has no class of its own; it is a bad request all the same.
+        400 | 413 => "BadRequestError",
+        401 => "AuthenticationError",
+        403 => "PermissionDeniedError",
+        404 => "NotFoundError",
+        409 => "ConflictError",
+        422 => "UnprocessableEntityError",
+        429 => "RateLimitError",
+        s if s >= 500 => "InternalServerError",
+        _ => "APIError",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

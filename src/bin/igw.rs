@@ -111,17 +111,25 @@ fn run() -> anyhow::Result<()> {
     // The servers log what they do at info. A benchmark starts a pool and a gateway per
     // strategy in-process, and their start-up lines would bury its progress bars and
     // tables, so it shows warnings only. RUST_LOG overrides either.
-    let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
+    let (default_level, json) = match &cli.command {
+        Command::Bench(_) => ("warn", false),
+        // GIE's and llm-d's `--v` and `--zap-encoder json` set the level and format.
+        Command::Epp(EppCommand::Run(opts)) => (opts.log_level(), opts.json_logs()),
+        _ => ("info", false),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only for a person at a terminal, never in a log file or a pod's log.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(*opts),
         Command::Epp(EppCommand::Run(opts)) => epp_run(opts),

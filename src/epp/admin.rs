@@ -17,6 +17,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::datastore::Health;
+use super::metrics::exposition;
 use super::pool::Pool;
 use super::run::Fault;
 
@@ -55,17 +56,17 @@ async fn health(State(a): State<Admin>) -> Response {
     broken(&a).unwrap_or_else(|| "ok".into_response())
 }
 
-async fn metrics(State(a): State<Admin>) -> Response {
+async fn metrics(State(a): State<Admin>, headers: axum::http::HeaderMap) -> Response {
     let d = &a.pool;
     d.metrics().set_pool(&d.pool_stats());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        d.metrics().render(),
-    )
-        .into_response()
+    let text = d.metrics().render();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS_TEXT)], text).into_response()
+    } else {
+        let text = exposition::to_prometheus_text(&text);
+        ([(header::CONTENT_TYPE, exposition::PROMETHEUS_TEXT)], text).into_response()
+    }
 }
 
 /// Ready when at least one endpoint can take requests.

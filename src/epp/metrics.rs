@@ -10,6 +10,7 @@
 //! Bucket bounds: the reference confirms only the request-duration range (5 ms to
 //! 3600 s); the exact lists are GIE's `metrics.go` values as recalled.
 
+pub mod exposition;
 pub mod labels;
 
 use std::time::Duration;
@@ -188,151 +189,155 @@ impl EppMetrics {
         // Counters get `_total` appended by the encoder.
         registry.register(
             "inference_objective_request",
-            "Counter of inference objective requests broken out for each model and target model.",
+            "Counter of inference objective requests broken out for each model and target model",
             m.request_total.clone(),
         );
-        registry.register("inference_objective_request_error", "Counter of inference objective requests errors broken out for each model and target model.", m.request_error_total.clone());
-        registry.register("inference_objective_request_duration_seconds", "Inference objective response latency distribution in seconds for each model and target model.", m.request_duration.clone());
-        registry.register("inference_objective_normalized_time_per_output_token_seconds", "Inference objective latency divided by number of output tokens in seconds for each model and target model.", m.ntpot.clone());
-        registry.register("inference_objective_request_sizes", "Inference objective requests size distribution in bytes for each model and target model.", m.request_sizes.clone());
-        registry.register("inference_objective_response_sizes", "Inference objective responses size distribution in bytes for each model and target model.", m.response_sizes.clone());
+        registry.register("inference_objective_request_error", "Counter of inference objective requests errors broken out for each model and target model", m.request_error_total.clone());
+        registry.register("inference_objective_request_duration_seconds", "Inference objective response latency distribution in seconds for each model and target model", m.request_duration.clone());
+        registry.register("inference_objective_normalized_time_per_output_token_seconds", "Inference objective latency divided by number of output tokens in seconds for each model and target model", m.ntpot.clone());
+        registry.register("inference_objective_request_sizes", "Inference objective requests size distribution in bytes for each model and target model", m.request_sizes.clone());
+        registry.register("inference_objective_response_sizes", "Inference objective responses size distribution in bytes for each model and target model", m.response_sizes.clone());
         registry.register(
             "inference_objective_input_tokens",
-            "Inference objective input token count distribution for requests in each model.",
+            "Inference objective input token count distribution for requests in each model",
             m.input_tokens.clone(),
         );
         registry.register(
             "inference_objective_output_tokens",
-            "Inference objective output token count distribution for requests in each model.",
+            "Inference objective output token count distribution for requests in each model",
             m.output_tokens.clone(),
         );
-        registry.register("inference_objective_prompt_cached_tokens", "Inference objective prompt cached token count distribution for requests in each model.", m.cached_tokens.clone());
+        registry.register(
+            "inference_objective_prompt_cached_tokens",
+            "Inference objective prompt cached token count distribution for requests in each model",
+            m.cached_tokens.clone(),
+        );
         registry.register(
             "inference_objective_running_requests",
-            "Inference objective number of running requests in each model.",
+            "Inference objective number of running requests in each model",
             m.running_requests.clone(),
         );
         registry.register(
             "inference_pool_ready_pods",
-            "The number of ready pods in the inference server pool.",
+            "The number of ready pods in the inference server pool",
             m.pool_ready.clone(),
         );
         registry.register(
             "inference_pool_average_kv_cache_utilization",
-            "The average kv cache utilization for an inference server pool.",
+            "The average kv cache utilization for an inference server pool",
             m.pool_kv.clone(),
         );
         registry.register(
             "inference_pool_average_queue_size",
-            "The average number of requests pending in the model server queue.",
+            "The average number of requests pending in the model server queue",
             m.pool_queue.clone(),
         );
         registry.register(
             "inference_pool_average_running_requests",
-            "The average number of requests currently being processed by the model servers.",
+            "The average number of requests currently being processed by the model servers",
             m.pool_running.clone(),
         );
-        registry.register("inference_pool_per_pod_queue_size", "The total number of requests pending in the model server queue for each underlying pod.", m.pool_pod_queue.clone());
+        registry.register("inference_pool_per_pod_queue_size", "The total number of requests pending in the model server queue for each underlying pod", m.pool_pod_queue.clone());
         registry.register(
             "inference_extension_scheduler_e2e_duration_seconds",
-            "End-to-end scheduling latency distribution in seconds.",
+            "End-to-end scheduling latency distribution in seconds",
             m.scheduler_e2e.clone(),
         );
         registry.register(
             "igw_epp_request_retries",
-            "Requests sent again after the endpoint tried failed before any response, by reason (connect: no connection; closed: the connection closed first).",
+            "Requests sent again after the endpoint tried failed before any response, by reason (connect: no connection; closed: the connection closed first)",
             m.retries.clone(),
         );
         registry.register(
             "igw_epp_responses_broken",
-            "Responses that broke off after their headers, by reason (upstream: the model server's body failed; stall: no bytes within the stall timeout).",
+            "Responses that broke off after their headers, by reason (upstream: the model server's body failed; stall: no bytes within the stall timeout)",
             m.broken.clone(),
         );
         registry.register(
             "igw_epp_outlier_ejections",
-            "Endpoints taken out of rotation because their requests kept failing.",
+            "Endpoints taken out of rotation because their requests kept failing",
             m.ejections.clone(),
         );
         // llm-d Router's canonical names (llm-d-facts §1.12): the same series again,
         // so dashboards of either generation read igw unchanged.
         registry.register(
             "llm_d_epp_request",
-            "Requests received, by model, target model and priority.",
+            "Requests received, by model, target model and priority",
             m.request_total.clone(),
         );
         registry.register(
             "llm_d_epp_request_error",
-            "Requests that failed, by model, target model and error code.",
+            "Requests that failed, by model, target model and error code",
             m.request_error_total.clone(),
         );
         registry.register(
             "llm_d_epp_request_duration_seconds",
-            "Response latency, seconds.",
+            "Response latency, seconds",
             m.request_duration.clone(),
         );
         registry.register(
             "llm_d_epp_request_ntpot_seconds",
-            "Latency divided by output tokens, seconds.",
+            "Latency divided by output tokens, seconds",
             m.ntpot.clone(),
         );
         registry.register(
             "llm_d_epp_request_size_bytes",
-            "Request sizes, bytes.",
+            "Request sizes, bytes",
             m.request_sizes.clone(),
         );
         registry.register(
             "llm_d_epp_response_size_bytes",
-            "Response sizes, bytes.",
+            "Response sizes, bytes",
             m.response_sizes.clone(),
         );
         registry.register(
             "llm_d_epp_request_input_tokens",
-            "Input tokens per request.",
+            "Input tokens per request",
             m.input_tokens.clone(),
         );
         registry.register(
             "llm_d_epp_request_output_tokens",
-            "Output tokens per request.",
+            "Output tokens per request",
             m.output_tokens.clone(),
         );
         registry.register(
             "llm_d_epp_request_cached_tokens",
-            "Prompt tokens served from the prefix cache per request.",
+            "Prompt tokens served from the prefix cache per request",
             m.cached_tokens.clone(),
         );
         registry.register(
             "llm_d_epp_request_running",
-            "Requests running, by model.",
+            "Requests running, by model",
             m.running_requests.clone(),
         );
         registry.register(
             "llm_d_epp_ready_endpoints",
-            "Endpoints ready to take requests.",
+            "Endpoints ready to take requests",
             m.pool_ready.clone(),
         );
         registry.register(
             "llm_d_epp_average_kv_cache_utilization",
-            "Mean KV-cache use of the ready endpoints.",
+            "Mean KV-cache use of the ready endpoints",
             m.pool_kv.clone(),
         );
         registry.register(
             "llm_d_epp_average_queue_size",
-            "Mean waiting-queue length of the ready endpoints.",
+            "Mean waiting-queue length of the ready endpoints",
             m.pool_queue.clone(),
         );
         registry.register(
             "llm_d_epp_average_running_requests",
-            "Mean running batch of the ready endpoints.",
+            "Mean running batch of the ready endpoints",
             m.pool_running.clone(),
         );
         registry.register(
             "llm_d_epp_per_endpoint_queue_size",
-            "Waiting-queue length per endpoint.",
+            "Waiting-queue length per endpoint",
             m.pool_pod_queue.clone(),
         );
         registry.register(
             "llm_d_epp_scheduler_e2e_duration_seconds",
-            "Scheduling latency, seconds.",
+            "Scheduling latency, seconds",
             m.scheduler_e2e.clone(),
         );
         let info: Family<InfoLabels, Gauge> = Family::default();
@@ -343,12 +348,12 @@ impl EppMetrics {
         .set(1);
         registry.register(
             "inference_extension_info",
-            "General information of the current build of Inference Extension.",
+            "General information of the current build of Inference Extension",
             info.clone(),
         );
         registry.register(
             "llm_d_epp_info",
-            "General information of the current build.",
+            "General information of the current build",
             info,
         );
         EppMetrics { registry, ..m }

@@ -14,6 +14,9 @@ use serde_json::value::RawValue;
 use super::error::EppError;
 use super::request::{ApiKind, LlmRequest};
 
+/// GIE's text for a body without a usable `model` (gie-facts §1.5).
+pub const MODEL_NOT_FOUND: &str = "model not found in request body";
+
 /// The API a path targets, matched by suffix as GIE does; unknown paths are treated
 /// as completions (GIE's default path is `/v1/completions`).
 pub fn api_from_path(path: &str) -> ApiKind {
@@ -78,11 +81,7 @@ pub fn parse_openai(meta: RequestMeta<'_>, body: &[u8]) -> Result<LlmRequest, Ep
     let probe: Probe<'_> = serde_json::from_str(text).map_err(|e| unmarshal(e.to_string()))?;
     let incoming_model = match probe.model.map(|m| serde_json::from_str::<Value>(m.get())) {
         Some(Ok(Value::String(m))) if !m.is_empty() => m,
-        _ => {
-            return Err(EppError::BadRequest(
-                "model not found in request body".into(),
-            ));
-        }
+        _ => return Err(EppError::BadRequest(MODEL_NOT_FOUND.into())),
     };
     let api = api_from_path(meta.path);
     let prefix_bytes = prefix_bytes(api, &probe)?;

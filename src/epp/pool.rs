@@ -124,16 +124,30 @@ impl Pool {
     /// `passthrough-parser`). A request without a body has nothing to parse and is
     /// routed like a passthrough request, as GIE routes header-only requests.
     pub fn parse(&self, ctx: &RequestContext, body: &[u8]) -> Result<LlmRequest, EppError> {
-        let meta = RequestMeta {
-            path: ctx.path_only(),
-            request_id: ctx.request_id.clone(),
-            model_rewrite: ctx.model_rewrite.as_deref(),
-        };
         if self.parser == ParserKind::Passthrough || body.is_empty() {
-            Ok(parse_passthrough(meta, body))
+            Ok(self.parse_passthrough(ctx, body))
         } else {
-            parse_openai(meta, body)
+            parse_openai(meta(ctx), body)
         }
+    }
+
+    /// The one model every endpoint reports serving, if they agree on one (adapters
+    /// aside); `None` while any endpoint has not reported or two differ.
+    pub fn single_served_model(&self) -> Option<Arc<str>> {
+        let snap = self.datastore.snapshot();
+        let mut models = snap
+            .endpoints
+            .iter()
+            .map(|e| e.metrics.as_ref().and_then(|m| m.served_model.clone()));
+        let first = models.next()??;
+        models
+            .all(|m| m.as_deref() == Some(&*first))
+            .then_some(first)
+    }
+
+    /// `body` routed without being read (GIE's `passthrough-parser`).
+    pub fn parse_passthrough(&self, ctx: &RequestContext, body: &[u8]) -> LlmRequest {
+        parse_passthrough(meta(ctx), body)
     }
 
     /// Chooses where `request` goes; a refusal is already counted in the metrics.
@@ -185,6 +199,15 @@ impl Pool {
     /// The pool's clock now (what metric ages are measured against).
     pub fn now(&self) -> Duration {
         self.clock.now()
+    }
+}
+
+/// What the parsers take from the context besides the body.
+fn meta(ctx: &RequestContext) -> RequestMeta<'_> {
+    RequestMeta {
+        path: ctx.path_only(),
+        request_id: ctx.request_id.clone(),
+        model_rewrite: ctx.model_rewrite.as_deref(),
     }
 }
 

@@ -114,3 +114,17 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str
     assert!(e["param"].is_null() || e["param"].is_string(), "{body}");
     assert_eq!(e["code"], want_status, "{body}");
 }
+
+/// The `message` of an OpenAI/vLLM JSON error body (`{"error": {"message", "type",
+/// "param", "code"}}`), after checking the shape and that `code` is `status`.
+pub fn error_message(text: &str, status: u16) -> String {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let e = &v["error"];
+    assert_eq!(e["code"], status, "{text}");
+    assert!(
+        e["type"].as_str().is_some_and(|t| t.ends_with("Error")),
+        "{text}"
+    );
+    assert!(e.get("param").is_some(), "{text}");
+    e["message"].as_str().expect("a message").to_string()
+}

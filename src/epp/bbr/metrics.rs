@@ -39,17 +39,17 @@ impl BbrMetrics {
         // The encoder appends `_total` to counters.
         registry.register(
             "bbr_success",
-            "Count of requests whose model was copied into the routing header.",
+            "Count of requests whose model was copied into the routing header",
             success.clone(),
         );
         registry.register(
             "bbr_body_field_not_found",
-            "Count of requests whose body had no model field.",
+            "Count of requests whose body had no model field",
             not_found.clone(),
         );
         registry.register(
             "bbr_body_field_empty",
-            "Count of requests whose body had an empty model field.",
+            "Count of requests whose body had an empty model field",
             empty.clone(),
         );
         let info: Family<InfoLabels, Gauge> = Family::default();
@@ -60,7 +60,7 @@ impl BbrMetrics {
         .set(1);
         registry.register(
             "bbr_info",
-            "General information of the current build of the body-based router.",
+            "General information of the current build of the body-based router",
             info,
         );
         BbrMetrics {

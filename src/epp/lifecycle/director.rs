@@ -67,6 +67,9 @@ pub struct Director {
 pub struct Labels {
     pub model: Arc<str>,
     pub target: Arc<str>,
+    /// An inference request (it has a body): counted in the request, running and
+    /// duration metrics. A header-only request (a GET) is routed but not counted.
+    pub counted: bool,
 }
 
 /// One decision's reusable buffers.
@@ -141,12 +144,14 @@ impl Director {
     ) -> Result<Decision, EppError> {
         request.priority = self.objectives.priority(ctx.objective.as_deref());
         let labels = self.labels_of(&request);
-        self.metrics.request_received(
-            &labels.model,
-            &labels.target,
-            request.priority,
-            request.body_len,
-        );
+        if labels.counted {
+            self.metrics.request_received(
+                &labels.model,
+                &labels.target,
+                request.priority,
+                request.body_len,
+            );
+        }
         match self.decide(ctx, &request, &[]) {
             Ok(targets) => Ok(Decision::new(
                 self.clone(),
@@ -171,7 +176,11 @@ impl Director {
         } else {
             label(&request.target_model)
         };
-        Labels { model, target }
+        Labels {
+            model,
+            target,
+            counted: request.body_len > 0,
+        }
     }
 
     /// Whether an endpoint reports serving `name` (its model or a loaded adapter).
@@ -347,7 +356,9 @@ impl Director {
         } else {
             target.outlier.record_success();
         }
-        self.metrics.running_delta(&labels.model, 1);
+        if labels.counted {
+            self.metrics.running_delta(&labels.model, 1);
+        }
     }
 
     /// A decision ended. `responded` says whether response headers had arrived (and
@@ -361,7 +372,7 @@ impl Director {
         responded: bool,
         done: &Completion,
     ) {
-        if responded {
+        if responded && labels.counted {
             self.metrics.running_delta(&labels.model, -1);
             if done.status >= 400 {
                 self.metrics

@@ -26,6 +26,7 @@ use crate::epp::error::{EppError, error_chain};
 use crate::epp::lifecycle::body::rewrite_model;
 use crate::epp::lifecycle::headers::{DESTINATION, REQUEST_ID, SERVED};
 use crate::epp::lifecycle::{Decision, RequestContext, ResponseMeter};
+use crate::epp::parser::MODEL_NOT_FOUND;
 
 pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let gw: &Gateway = &gw;
@@ -76,6 +77,14 @@ pub(super) async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Res
     let ctx = RequestContext::new(parts.method, path_and_query, parts.headers, &gw.ids);
     let request = match gw.pool.parse(&ctx, &body) {
         Ok(r) => r,
+        // A body without `model` is what an OpenAI server takes for its one model: a
+        // pool that serves one model routes it as GIE's passthrough parser would
+        // (the model server fills in its model), any other pool refuses it.
+        Err(EppError::BadRequest(m))
+            if m == MODEL_NOT_FOUND && gw.pool.single_served_model().is_some() =>
+        {
+            gw.pool.parse_passthrough(&ctx, &body)
+        }
         Err(err) => {
             gw.pool.reject(None, &err);
             return error_response(&err);

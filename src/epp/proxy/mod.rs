@@ -2,13 +2,15 @@
 //! request goes and forwards it there, so igw routes without Envoy.
 //!
 //! Per request: read the body once (up to the size cap), build the lifecycle's
-//! [`RequestContext`], parse with the pool's parser, ask the [`Pool`] for a
-//! [`Decision`](crate::epp::lifecycle::Decision), forward to the first target and on
-//! a connection failure (nothing sent yet, so retrying is safe) try the next. The
-//! response streams back untouched, chunk by chunk (no SSE buffering), inside a
-//! [`MeteredBody`] whose [`ResponseMeter`] owns the decision and so the in-flight
-//! booking. Errors carry GIE's codes and texts. The handler never panics on client
-//! input and never holds a lock across an await.
+//! [`RequestContext`](crate::epp::lifecycle::RequestContext), parse with the pool's
+//! parser, ask the [`Pool`] for a [`Decision`](crate::epp::lifecycle::Decision),
+//! forward to the first target and on a connection failure (nothing sent yet, so
+//! retrying is safe) try the next. The response streams back untouched, chunk by
+//! chunk (no SSE buffering), inside a [`MeteredBody`] whose
+//! [`ResponseMeter`](crate::epp::lifecycle::ResponseMeter) owns the decision and so
+//! the in-flight booking. Errors are OpenAI-shaped JSON carrying GIE's codes and
+//! texts. The handler never panics on client input and never holds a lock across an
+//! await.
 
 mod forward;
 mod metered;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,6 +36,7 @@ use super::error::EppError;
 use super::lifecycle::RequestIds;
 use super::lifecycle::headers::DROPPED_REASON;
 use super::pool::Pool;
+use crate::api::openai::ErrorResponse;
 
 /// Default cap on request bodies, bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
@@ -105,17 +108,20 @@ pub fn app(pool: Arc<Pool>, config: GatewayConfig) -> Router {
     Router::new().fallback(forward::forward).with_state(gateway)
 }
 
-/// GIE's error response: the status and `inference error: <Code> - <message>`.
-/// A request refused before any endpoint also carries llm-d's
-/// `x-llm-d-request-dropped-reason`.
+/// The gateway's error response, as an OpenAI server answers: vLLM's JSON error body
+/// (`{"error": {"message", "type", "param", "code"}}`) with GIE's text in `message`
+/// (`inference error: <Code> - <message>`, Go's internal wording put plainly), so
+/// OpenAI clients raise their usual exception classes. A request refused before any
+/// endpoint also carries llm-d's `x-llm-d-request-dropped-reason`. (Behind Envoy the
+/// picker keeps GIE's exact plain-text bodies.)
 pub fn error_response(err: &EppError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        err.to_string(),
-    )
-        .into_response();
+    let message = err.to_string().replace(
+        "error unmarshaling request bodyMap",
+        "the request body is not valid JSON",
+    );
+    let body = ErrorResponse::new(status.as_u16(), message);
+    let mut resp = (status, axum::Json(body)).into_response();
     if let Some(reason) = err.dropped_reason() {
         resp.headers_mut()
             .insert(DROPPED_REASON, axum::http::HeaderValue::from_static(reason));

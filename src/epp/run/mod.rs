@@ -66,6 +66,29 @@ impl RunningEpp {
     }
 }
 
+/// The scheduling profiles with their plugins and weights, in one line:
+/// `default: queue-scorer×2, kv-cache-utilization-scorer×2, max-score-picker`.
+fn describe_profiles(config: &LoadedConfig) -> String {
+    config
+        .spec
+        .scheduling_profiles
+        .iter()
+        .map(|p| {
+            let plugins = p
+                .plugins
+                .iter()
+                .map(|r| match r.weight {
+                    Some(w) => format!("{}×{w}", r.plugin_ref),
+                    None => r.plugin_ref.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{}: {plugins}", p.name)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Loads everything the options name, binds both ports and starts serving. Every
 /// configuration error is returned before anything listens.
 pub async fn start(opts: &EppOptions) -> anyhow::Result<RunningEpp> {
@@ -84,6 +107,19 @@ pub async fn start_with_config(
     for note in &config.notes {
         tracing::info!(config = %config.origin, "{note}");
     }
+    tracing::debug!(
+        config = %config.origin,
+        plugins = config.spec.plugins.len(),
+        gates = ?config.feature_gates,
+        "loaded; GIE's defaults applied"
+    );
+    tracing::info!(
+        config = %config.origin,
+        pool = %format!("{}/{}", opts.pool_namespace, static_pool.name),
+        profiles = %describe_profiles(&config),
+        parser = ?config.parser,
+        "active configuration"
+    );
     let objectives = match &opts.objectives {
         Some(path) => Objectives::load(path)?,
         None => Objectives::default(),

@@ -30,9 +30,24 @@ pub struct EppOptions {
     /// Pool name for `--endpoints` (labels `inference_pool_*` metrics).
     #[arg(long, default_value = "igw-pool")]
     pub pool_name: String,
-    /// An EndpointPickerConfig YAML (GIE's format). Without it: GIE's default profile.
-    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    /// The pool's namespace (GIE's flag; `NAMESPACE` in the environment, else
+    /// `default`). Without Kubernetes it only names the pool in logs.
+    #[arg(long, env = "NAMESPACE", default_value = "default")]
+    pub pool_namespace: String,
+    /// GIE's log verbosity: 2 (the default) info, 3 and 4 debug, 5 trace. `RUST_LOG`
+    /// wins when set.
+    #[arg(long = "v", value_name = "LEVEL", default_value_t = 2)]
+    pub verbosity: u8,
+    /// GIE's log encoding: `console` (the default) or `json` (one JSON object a line).
+    #[arg(long, value_name = "ENCODER", default_value = "console", value_parser = ["console", "json"])]
+    pub zap_encoder: String,
+    /// An EndpointPickerConfig YAML (GIE's or llm-d Router's format; GIE's flag name
+    /// `--config-file` works too). Without it: GIE's default profile.
+    #[arg(long, visible_alias = "config-file", value_name = "FILE", conflicts_with_all = ["preset", "config_text"])]
     pub config: Option<PathBuf>,
+    /// The EndpointPickerConfig inline, as GIE's `--config-text`.
+    #[arg(long, value_name = "YAML", conflicts_with = "preset")]
+    pub config_text: Option<String>,
     /// A built-in configuration instead of `--config`: `gie-default` or `igw-default`.
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
@@ -142,7 +157,11 @@ impl EppOptions {
                     .join(","),
             ),
             pool_name: "igw-pool".into(),
+            pool_namespace: "default".into(),
+            verbosity: 2,
+            zap_encoder: "console".into(),
             config: None,
+            config_text: None,
             preset: None,
             objectives: None,
             host: "127.0.0.1".into(),
@@ -281,7 +300,24 @@ impl EppOptions {
         })
     }
 
+    /// The log level `--v` asks for.
+    pub fn log_level(&self) -> &'static str {
+        match self.verbosity {
+            0..=2 => "info",
+            3 | 4 => "debug",
+            _ => "trace",
+        }
+    }
+
+    /// Whether `--zap-encoder json` asks for JSON logs.
+    pub fn json_logs(&self) -> bool {
+        self.zap_encoder == "json"
+    }
+
     pub(super) fn config(&self) -> anyhow::Result<LoadedConfig> {
+        if let Some(text) = &self.config_text {
+            return Ok(config::from_yaml_str(text, "--config-text")?);
+        }
         Ok(match (&self.config, self.preset.as_deref()) {
             (Some(path), _) => config::load(path)?,
             (None, None | Some("gie-default")) => config::gie_default(),

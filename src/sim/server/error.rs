@@ -94,20 +94,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// OpenAI's client error classes by status (the `openai` npm/Python packages).
+/// OpenAI's client error class for `status`.
 fn type_for_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        // 413 has no class of its own; it is a bad request all the same.
-        400 | 413 => "BadRequestError",
-        401 => "AuthenticationError",
-        403 => "PermissionDeniedError",
-        404 => "NotFoundError",
-        409 => "ConflictError",
-        422 => "UnprocessableEntityError",
-        429 => "RateLimitError",
-        s if s >= 500 => "InternalServerError",
-        _ => "APIError",
-    }
+    crate::api::openai::error_type(status.as_u16())
 }
 
 /// A JSON body parsed into `T`. Unlike `axum::Json` it accepts any content type (vLLM
