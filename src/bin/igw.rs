@@ -30,7 +30,7 @@ enum Command {
 #[derive(Subcommand)]
 enum EppCommand {
     /// Run the endpoint picker as a standalone HTTP gateway in front of a pool.
-    Run(igw::epp::run::EppOptions),
+    Run(Box<igw::epp::run::EppOptions>),
 }
 
 #[derive(Subcommand)]
@@ -132,7 +132,7 @@ fn run() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Sim(SimCommand::Serve(opts)) => sim_serve(*opts),
-        Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
+        Command::Epp(EppCommand::Run(opts)) => epp_run(*opts),
         Command::Bbr(BbrCommand::Run(opts)) => bbr_run(opts),
         Command::Sim(SimCommand::Demo(opts)) => {
             let runtime =
