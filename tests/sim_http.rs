@@ -340,7 +340,8 @@ async fn bad_input_gets_vllm_errors() {
         ),
         (
             &cmpl,
-            json!({"prompt": ["a", "b"]}),
+            // A list mixing texts and token ids is no prompt vLLM accepts.
+            json!({"prompt": ["a", [1, 2]]}),
             400,
             "BadRequestError",
             Some("prompt"),

@@ -3,3 +3,4 @@
 //! Only data and (de)serialisation live here: no I/O, no policy.
 
 pub mod openai;
+pub mod vllm;

@@ -63,9 +63,12 @@ pub struct CompletionRequest {
     pub seed: Option<i64>,
     /// Echo the prompt in the output. Accepted and ignored.
     pub echo: Option<bool>,
-    /// Number of log probabilities. Accepted and ignored.
+    /// Log probabilities of this many most likely tokens at each position (and of the
+    /// sampled one); at most vLLM's `max_logprobs`.
     pub logprobs: Option<u32>,
     pub suffix: Option<String>,
+    /// `{"type": "json_object"}` or `{"type": "json_schema", ...}`: JSON output.
+    pub response_format: Option<Value>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
     /// Every field the simulator does not know, kept for logging.
@@ -247,11 +250,33 @@ pub struct ChatChoice {
     pub stop_reason: Option<Value>,
 }
 
-/// The assistant's message in a chat response.
+/// The assistant's message in a chat response. vLLM always writes `tool_calls`,
+/// empty when the model called none.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ResponseMessage {
     pub role: String,
-    pub content: String,
+    /// Null when the reply is only tool calls.
+    pub content: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// A call of one of the request's tools.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ToolCall {
+    /// `chatcmpl-tool-…`.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+/// The function a tool call names and its arguments, a JSON text.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
 }
 
 /// One SSE chunk of a streaming chat response (`object: "chat.completion.chunk"`).
@@ -282,6 +307,9 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub content: Option<String>,
+    /// Tool-call increments: the first carries the call's id, type and name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 /// `GET /v1/models`.

@@ -30,7 +30,7 @@ enum Command {
 #[derive(Subcommand)]
 enum EppCommand {
     /// Run the endpoint picker as a standalone HTTP gateway in front of a pool.
-    Run(igw::epp::run::EppOptions),
+    Run(Box<igw::epp::run::EppOptions>),
 }
 
 #[derive(Subcommand)]
@@ -42,7 +42,7 @@ enum BbrCommand {
 #[derive(Subcommand)]
 enum SimCommand {
     /// Serve vLLM's OpenAI-compatible API from simulated engines (no GPU needed).
-    Serve(ServeOptions),
+    Serve(Box<ServeOptions>),
     /// Run the engine in virtual time on constant-rate stages and compare with vLLM.
     Calibrate(igw::sim::calibrate::CalibrateOptions),
     /// Start a pool of replicas in-process, stream requests through it, print results.
@@ -131,8 +131,8 @@ fn run() -> anyhow::Result<()> {
         logs.init();
     }
     match cli.command {
-        Command::Sim(SimCommand::Serve(opts)) => sim_serve(opts),
-        Command::Epp(EppCommand::Run(opts)) => epp_run(opts),
+        Command::Sim(SimCommand::Serve(opts)) => sim_serve(*opts),
+        Command::Epp(EppCommand::Run(opts)) => epp_run(*opts),
         Command::Bbr(BbrCommand::Run(opts)) => bbr_run(opts),
         Command::Sim(SimCommand::Demo(opts)) => {
             let runtime =

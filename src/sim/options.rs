@@ -2,8 +2,10 @@
 //! `igw sim calibrate` (and later by the benchmark's pool definitions).
 //!
 //! Flag names follow vLLM's where vLLM has the knob (`--max-num-seqs`,
-//! `--max-num-batched-tokens`, `--block-size`, `--max-model-len`, `--max-loras`,
-//! `--no-enable-prefix-caching` is spelled `--no-prefix-caching` here).
+//! `--max-num-batched-tokens`, `--block-size`, `--max-model-len`, `--max-loras`); the
+//! shorter igw spellings keep vLLM's as aliases (`--no-prefix-caching` is also
+//! `--no-enable-prefix-caching`, `--no-chunked-prefill` `--no-enable-chunked-prefill`,
+//! `--kv-blocks` `--num-gpu-blocks-override`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,8 +31,8 @@ pub struct EngineOptions {
     /// Token budget of one engine step.
     #[arg(long, value_name = "N")]
     pub max_num_batched_tokens: Option<usize>,
-    /// KV-cache capacity in blocks.
-    #[arg(long, value_name = "N")]
+    /// KV-cache capacity in blocks (vLLM's --num-gpu-blocks-override).
+    #[arg(long, value_name = "N", visible_alias = "num-gpu-blocks-override")]
     pub kv_blocks: Option<usize>,
     /// Tokens per KV block.
     #[arg(long, value_name = "N")]
@@ -39,10 +41,10 @@ pub struct EngineOptions {
     #[arg(long, value_name = "N")]
     pub max_model_len: Option<usize>,
     /// Turn off automatic prefix caching.
-    #[arg(long)]
+    #[arg(long, visible_alias = "no-enable-prefix-caching")]
     pub no_prefix_caching: bool,
     /// Turn off chunked prefill: a prompt is computed whole in one step.
-    #[arg(long)]
+    #[arg(long, visible_alias = "no-enable-chunked-prefill")]
     pub no_chunked_prefill: bool,
     /// LoRA adapters the running batch may use at once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LORAS)]

@@ -19,6 +19,8 @@
 //!    computed and cost nothing.
 //! 3. Every request whose context is fully computed samples one token.
 
+mod add;
+mod finish;
 mod kv;
 mod lora;
 mod sequence;
@@ -38,11 +40,23 @@ use lora::LoraSlots;
 use sequence::Sequence;
 pub use types::{
     AddError, EngineConfig, EngineEvent, MAX_BLOCK_SIZE, MAX_KV_BLOCKS, MAX_LORA_LOAD_TIME,
-    MAX_LORAS, MAX_NUM_SEQS, MAX_TOKENS, NewRequest, RequestId, StepOutput, StepResult, Usage,
+    MAX_LORAS, MAX_NUM_SEQS, MAX_TOKENS, NewRequest, Parent, RequestId, RequestParams, StepOutput,
+    StepResult, Usage,
 };
 
-use super::metrics::{EngineGauges, EngineMetrics, FinishReason};
+use super::metrics::{EngineGauges, EngineMetrics};
 use super::profile::StepShape;
+
+/// A client request whose choices are not all done.
+#[derive(Debug)]
+struct ParentState {
+    /// Choices still in the engine.
+    remaining: u32,
+    /// The request's `n`.
+    n: u32,
+    /// The most tokens a finished choice generated.
+    max_generated: usize,
+}
 
 /// The continuous-batching engine of one model-server replica.
 pub struct Engine {
@@ -61,6 +75,9 @@ pub struct Engine {
     running: Vec<usize>,
     steps: u64,
     metrics: EngineMetrics,
+    /// Client requests with choices still in the engine, by an id of the engine's own.
+    parents: HashMap<u64, ParentState>,
+    next_parent: u64,
     // Scratch buffers reused across steps.
     scheduled: Vec<(usize, usize)>,
     hit_blocks: Vec<BlockId>,
@@ -88,6 +105,8 @@ impl Engine {
             running: Vec::new(),
             steps: 0,
             metrics: EngineMetrics::new(config.max_model_len),
+            parents: HashMap::new(),
+            next_parent: 0,
             scheduled: Vec::new(),
             hit_blocks: Vec::new(),
             done: Vec::new(),
@@ -115,9 +134,21 @@ impl Engine {
             .collect();
         waiting_loras.sort();
         waiting_loras.dedup();
+        // vLLM's `deferred` reason: waiting on the LoRA budget rather than capacity.
+        let deferred = self
+            .waiting
+            .iter()
+            .filter(|&&s| {
+                self.seq(s)
+                    .lora
+                    .as_deref()
+                    .is_some_and(|l| !self.loras.can_admit(l))
+            })
+            .count();
         EngineGauges {
             num_requests_running: self.running.len(),
             num_requests_waiting: self.waiting.len(),
+            num_requests_waiting_deferred: deferred,
             kv_cache_usage_perc: self.blocks.usage(),
             running_lora_adapters: self.loras.running_names(),
             waiting_lora_adapters: waiting_loras,
@@ -140,87 +171,6 @@ impl Engine {
         if events.capacity() > self.spare_events.capacity() {
             self.spare_events = events;
         }
-    }
-
-    /// Accepts a request that arrived at `now`. It becomes schedulable once the
-    /// profile's frontend overhead has passed.
-    pub fn add_request(&mut self, req: NewRequest, now: Duration) -> Result<(), AddError> {
-        if self.index.contains_key(&req.id) {
-            return Err(AddError::DuplicateId(req.id));
-        }
-        if req.prompt.is_empty() {
-            return Err(AddError::EmptyPrompt);
-        }
-        if req.output.is_empty() {
-            return Err(AddError::NoOutput);
-        }
-        let total = req.prompt.len() + req.output.len();
-        if total > self.config.max_model_len {
-            return Err(AddError::TooLong {
-                max_model_len: self.config.max_model_len,
-                total,
-                prompt: req.prompt.len(),
-                output: req.output.len(),
-            });
-        }
-        if let (Some(lora), 0) = (&req.lora, self.config.max_loras) {
-            return Err(AddError::LoraDisabled(lora.clone()));
-        }
-        // The last output token is never fed back, so it needs no KV.
-        let needed = (total - 1).div_ceil(self.config.block_size);
-        if needed > self.config.num_blocks {
-            return Err(AddError::ExceedsKvCapacity {
-                needed,
-                capacity: self.config.num_blocks,
-            });
-        }
-        let ready_at = now + self.config.profile.frontend_overhead();
-        let seq = Sequence::new(req, now, ready_at, self.config.block_size);
-        let id = seq.id;
-        let slot = match self.free_slots.pop() {
-            Some(s) => {
-                self.slots[s] = Some(seq);
-                s
-            }
-            None => {
-                self.slots.push(Some(seq));
-                self.slots.len() - 1
-            }
-        };
-        self.index.insert(id, slot);
-        // Ready times only grow when drivers pass non-decreasing times; insert in
-        // order anyway so a late caller cannot jump the queue.
-        let pos = self
-            .arriving
-            .iter()
-            .rposition(|&s| self.seq(s).ready_at <= ready_at)
-            .map_or(0, |p| p + 1);
-        self.arriving.insert(pos, slot);
-        Ok(())
-    }
-
-    /// Cancels a request wherever it is; its blocks and adapter slot are released at
-    /// once. Returns false if the engine does not hold it (e.g. it already finished).
-    pub fn abort(&mut self, id: RequestId, now: Duration) -> bool {
-        let Some(&slot) = self.index.get(&id) else {
-            return false;
-        };
-        if let Some(p) = self.running.iter().position(|&s| s == slot) {
-            self.running.remove(p);
-            if let Some(l) = self.seq(slot).lora.clone() {
-                self.loras.stop_running(&l);
-            }
-        } else if let Some(p) = self.waiting.iter().position(|&s| s == slot) {
-            self.waiting.remove(p);
-        } else if let Some(p) = self.arriving.iter().position(|&s| s == slot) {
-            self.arriving.remove(p);
-        }
-        let seq = self.release(slot);
-        self.metrics.count_finished(FinishReason::Abort);
-        self.metrics
-            .e2e_request_latency_seconds
-            .observe(now.saturating_sub(seq.arrived).as_secs_f64());
-        true
     }
 
     /// Runs one forward pass at `now`, if there is anything to run.
@@ -441,6 +391,10 @@ impl Engine {
                     let ttft = end.saturating_sub(seq.arrived).as_secs_f64();
                     self.metrics.time_to_first_token_seconds.observe(ttft);
                     self.metrics.prompt_tokens_total += seq.prompt_len as u64;
+                    let cached = u64::from(seq.cached_tokens.unwrap_or(0));
+                    self.metrics.prompt_tokens_cached_total += cached;
+                    self.metrics.prompt_tokens_local_compute_total +=
+                        (seq.prompt_len as u64).saturating_sub(cached);
                     seq.first_token_at = Some(end);
                 }
                 Some(prev) => {
@@ -457,60 +411,6 @@ impl Engine {
             self.finish_done(end, &mut events);
         }
         events
-    }
-
-    /// Removes every running request that produced its last token (those in `done`).
-    fn finish_done(&mut self, end: Duration, events: &mut Vec<EngineEvent>) {
-        // `done` follows the scheduled order, a subsequence of `running`'s, so one
-        // merge walk removes them and the finishes below keep running-queue order.
-        let done = std::mem::take(&mut self.done);
-        let mut next = 0;
-        self.running.retain(|&slot| {
-            let finished = done.get(next) == Some(&slot);
-            next += usize::from(finished);
-            !finished
-        });
-        debug_assert_eq!(next, done.len(), "finished requests are running");
-        for &slot in &done {
-            let seq = self.seq(slot);
-            if let Some(l) = seq.lora.clone() {
-                self.loras.stop_running(&l);
-            }
-            let seq = self.release(slot);
-            let m = &mut self.metrics;
-            let secs =
-                |from: Option<Duration>| end.saturating_sub(from.unwrap_or(end)).as_secs_f64();
-            m.e2e_request_latency_seconds
-                .observe(end.saturating_sub(seq.arrived).as_secs_f64());
-            m.request_inference_time_seconds
-                .observe(secs(seq.first_scheduled_at));
-            let prefill = seq
-                .first_token_at
-                .unwrap_or(end)
-                .saturating_sub(seq.first_scheduled_at.unwrap_or(end));
-            m.request_prefill_time_seconds
-                .observe(prefill.as_secs_f64());
-            let decode = secs(seq.first_token_at);
-            m.request_decode_time_seconds.observe(decode);
-            let n = seq.output_len;
-            if n > 1 {
-                m.request_time_per_output_token_seconds
-                    .observe(decode / (n - 1) as f64);
-            }
-            m.request_prompt_tokens.observe(seq.prompt_len as f64);
-            m.request_generation_tokens.observe(n as f64);
-            m.count_finished(seq.finish_reason);
-            events.push(EngineEvent::Finished {
-                id: seq.id,
-                reason: seq.finish_reason,
-                usage: Usage {
-                    prompt_tokens: seq.prompt_len as u32,
-                    completion_tokens: n as u32,
-                    cached_tokens: seq.cached_tokens.unwrap_or(0),
-                },
-            });
-        }
-        self.done = done;
     }
 
     /// Frees a running request's blocks and puts it back at the front of the queue,

@@ -38,6 +38,10 @@ pub(super) struct Sequence {
     pub last_token_at: Option<Duration>,
     /// Prefix-cache hit at first admission, tokens.
     pub cached_tokens: Option<u32>,
+    /// The engine's key of the client request this is a choice of.
+    pub parent: Option<u64>,
+    /// The request's `max_tokens`, recorded when it ends.
+    pub max_tokens_param: Option<u32>,
 }
 
 impl Sequence {
@@ -72,6 +76,8 @@ impl Sequence {
             first_token_at: None,
             last_token_at: None,
             cached_tokens: None,
+            parent: None,
+            max_tokens_param: None,
         }
     }
 

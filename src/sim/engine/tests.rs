@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::sim::metrics::FinishReason;
 use crate::sim::profile::LatencyProfile;
 
 /// A small engine: 1 ms fixed step, 0.01 ms per prefill token, no frontend overhead.
@@ -452,4 +453,71 @@ fn noise_is_seeded() {
     assert_eq!(durations(7), durations(7));
     assert_ne!(durations(7), durations(8));
     assert!(durations(7).windows(2).any(|w| w[0] != w[1]));
+}
+
+#[test]
+fn a_client_request_records_its_n_and_longest_choice_once() {
+    let mut e = Engine::new(config()).unwrap();
+    let children = vec![request(1, prompt(12, 0), 3), request(2, prompt(12, 0), 7)];
+    let params = RequestParams {
+        n: 2,
+        max_tokens: Some(7),
+    };
+    e.add_parents(vec![Parent { children, params }], Duration::ZERO)
+        .unwrap();
+    e.add_request(request(3, prompt(12, 9), 2), Duration::ZERO)
+        .unwrap();
+    run_to_end(&mut e, Duration::ZERO);
+    let m = e.metrics();
+    // The pair once (n = 2, longest 7) and the lone request (n = 1, its 2 tokens).
+    assert_eq!(m.request_params_n.count(), 2);
+    assert_eq!(m.request_params_n.sum(), 3.0);
+    assert_eq!(m.request_max_num_generation_tokens.sum(), 9.0);
+    // max_tokens per choice that carries one.
+    assert_eq!(m.request_params_max_tokens.count(), 2);
+    assert_eq!(m.request_params_max_tokens.sum(), 14.0);
+    // The second choice reads the first's prompt blocks from the cache (block size 4).
+    assert_eq!(m.request_prefill_kv_computed_tokens.count(), 3);
+    let computed = m.request_prefill_kv_computed_tokens.sum() as u64;
+    assert_eq!(computed + m.prompt_tokens_cached_total, 36);
+    assert_eq!(
+        m.prompt_tokens_local_compute_total + m.prompt_tokens_cached_total,
+        m.prompt_tokens_total
+    );
+}
+
+#[test]
+fn a_batch_with_one_bad_choice_adds_nothing() {
+    let mut e = Engine::new(config()).unwrap();
+    let children = vec![request(1, prompt(4, 0), 3), request(2, vec![], 3)];
+    let parent = Parent {
+        children,
+        params: RequestParams::default(),
+    };
+    assert_eq!(
+        e.add_parents(vec![parent], Duration::ZERO),
+        Err(AddError::EmptyPrompt)
+    );
+    assert_eq!(e.num_requests(), 0);
+    let twice = vec![request(5, prompt(4, 0), 3), request(5, prompt(4, 0), 3)];
+    let parent = Parent {
+        children: twice,
+        params: RequestParams::default(),
+    };
+    assert_eq!(
+        e.add_parents(vec![parent], Duration::ZERO),
+        Err(AddError::DuplicateId(5))
+    );
+    assert_eq!(e.num_requests(), 0);
+    // Aborting every choice still records the client request once.
+    let children = vec![request(7, prompt(4, 0), 30), request(8, prompt(4, 1), 30)];
+    let params = RequestParams {
+        n: 2,
+        max_tokens: None,
+    };
+    e.add_parents(vec![Parent { children, params }], Duration::ZERO)
+        .unwrap();
+    assert!(e.abort(7, Duration::ZERO) && e.abort(8, Duration::ZERO));
+    assert_eq!(e.metrics().request_params_n.count(), 1);
+    assert_eq!(e.metrics().request_params_max_tokens.count(), 0);
 }

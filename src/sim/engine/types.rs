@@ -124,6 +124,33 @@ pub struct NewRequest {
     pub lora: Option<Arc<str>>,
 }
 
+/// What a client request asked for that vLLM records (`vllm:request_params_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestParams {
+    /// The choices asked for (`n`).
+    pub n: u32,
+    /// `max_tokens` as the server settled it (the client's, or what the context
+    /// window leaves); `None` records nothing.
+    pub max_tokens: Option<u32>,
+}
+
+impl Default for RequestParams {
+    fn default() -> RequestParams {
+        RequestParams {
+            n: 1,
+            max_tokens: None,
+        }
+    }
+}
+
+/// One client request: its choices, each a sequence of its own in the engine.
+#[derive(Clone, Debug)]
+pub struct Parent {
+    /// One request per choice; at least one.
+    pub children: Vec<NewRequest>,
+    pub params: RequestParams,
+}
+
 /// Why the engine refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddError {

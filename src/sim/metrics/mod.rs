@@ -9,7 +9,9 @@ mod render;
 
 /// Python's float spelling, for families rendered next to vLLM's (the server's own).
 pub(crate) use render::write_float;
-pub use render::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
+pub use render::{
+    CacheInfo, PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus, render_replica,
+};
 
 /// vLLM's TTFT buckets, seconds (`vllm/v1/metrics/loggers.py`, sim-facts §2.3).
 pub const TTFT_BUCKETS: &[f64] = &[
@@ -33,6 +35,9 @@ pub const REQUEST_LATENCY_BUCKETS: &[f64] = &[
 pub const ITERATION_TOKEN_BUCKETS: &[f64] = &[
     1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
 ];
+
+/// vLLM's `vllm:request_params_n` buckets.
+pub const PARAMS_N_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0];
 
 /// vLLM's 1-2-5 token-count buckets up to `max_model_len` (`build_1_2_5_buckets`).
 pub fn token_count_buckets(max_model_len: usize) -> Vec<f64> {
@@ -154,6 +159,11 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineMetrics {
     pub prompt_tokens_total: u64,
+    /// Of the prompt tokens, those served from the prefix cache (vLLM's
+    /// `vllm:prompt_tokens_cached` and the `local_cache_hit` source).
+    pub prompt_tokens_cached_total: u64,
+    /// Of the prompt tokens, those computed (the `local_compute` source).
+    pub prompt_tokens_local_compute_total: u64,
     pub generation_tokens_total: u64,
     /// Prompt tokens looked up in the prefix cache when requests were admitted.
     pub prefix_cache_queries_total: u64,
@@ -173,6 +183,14 @@ pub struct EngineMetrics {
     pub request_prompt_tokens: Histogram,
     pub request_generation_tokens: Histogram,
     pub iteration_tokens_total: Histogram,
+    /// Per client request, its longest choice, tokens.
+    pub request_max_num_generation_tokens: Histogram,
+    /// Per client request, its `n`.
+    pub request_params_n: Histogram,
+    /// Per request, its `max_tokens`.
+    pub request_params_max_tokens: Histogram,
+    /// Per request, the prompt tokens computed (not served from the prefix cache).
+    pub request_prefill_kv_computed_tokens: Histogram,
 }
 
 impl EngineMetrics {
@@ -180,6 +198,8 @@ impl EngineMetrics {
         let token_buckets = token_count_buckets(max_model_len);
         EngineMetrics {
             prompt_tokens_total: 0,
+            prompt_tokens_cached_total: 0,
+            prompt_tokens_local_compute_total: 0,
             generation_tokens_total: 0,
             prefix_cache_queries_total: 0,
             prefix_cache_hits_total: 0,
@@ -196,6 +216,10 @@ impl EngineMetrics {
             request_prompt_tokens: Histogram::new(&token_buckets),
             request_generation_tokens: Histogram::new(&token_buckets),
             iteration_tokens_total: Histogram::new(ITERATION_TOKEN_BUCKETS),
+            request_max_num_generation_tokens: Histogram::new(&token_buckets),
+            request_params_n: Histogram::new(PARAMS_N_BUCKETS),
+            request_params_max_tokens: Histogram::new(&token_buckets),
+            request_prefill_kv_computed_tokens: Histogram::new(&token_buckets),
         }
     }
 
@@ -213,6 +237,9 @@ impl EngineMetrics {
 pub struct EngineGauges {
     pub num_requests_running: usize,
     pub num_requests_waiting: usize,
+    /// Of the waiting requests, those held back by the LoRA budget rather than by
+    /// capacity (vLLM's `deferred` reason).
+    pub num_requests_waiting_deferred: usize,
     /// Fraction of KV blocks in use, 0..=1 (cached-but-free blocks count as free, as in vLLM).
     pub kv_cache_usage_perc: f64,
     /// Adapters of running requests, sorted.

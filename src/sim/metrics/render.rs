@@ -16,7 +16,10 @@
 //! - every value a float spelled as Python's `repr`, with the client's switch to
 //!   exponents from 1e6 up (`floatToGoString`): `0.0`, `12.0`, `1e-05`, `1.7e+09`.
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
+
+mod float;
+pub(crate) use float::write_float;
 
 use super::{EngineGauges, EngineMetrics, FinishReason, Histogram};
 
@@ -39,11 +42,29 @@ pub struct ReplicaInfo {
     pub max_loras: usize,
 }
 
-/// Appends vLLM's Prometheus text exposition (format 0.0.4) for one replica.
-///
-/// Families come in the order vLLM registers them. `vllm:lora_requests_info` is always
-/// present (vLLM emits it only with `--enable-lora`, but gateways read it and may count
-/// an endpoint without it as unhealthy, sim-facts §2.5); its value is `unix_time_secs`.
+/// What `vllm:cache_config_info` reports beyond [`ReplicaInfo`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheInfo {
+    /// `--gpu-memory-utilization` (reported only).
+    pub gpu_memory_utilization: f64,
+    /// `--num-gpu-blocks-override` / `--kv-blocks`, when given.
+    pub num_gpu_blocks_override: Option<usize>,
+    /// Whether `--block-size` was given (vLLM's `user_specified_block_size`).
+    pub user_specified_block_size: bool,
+}
+
+impl Default for CacheInfo {
+    fn default() -> CacheInfo {
+        CacheInfo {
+            gpu_memory_utilization: 0.9,
+            num_gpu_blocks_override: None,
+            user_specified_block_size: false,
+        }
+    }
+}
+
+/// Appends vLLM's Prometheus text exposition (format 0.0.4) for one replica, with
+/// [`CacheInfo::default`] in `vllm:cache_config_info`. See [`render_replica`].
 pub fn render_prometheus(
     out: &mut String,
     info: &ReplicaInfo,
@@ -51,10 +72,58 @@ pub fn render_prometheus(
     gauges: &EngineGauges,
     unix_time_secs: f64,
 ) {
+    render_replica(
+        out,
+        info,
+        &CacheInfo::default(),
+        metrics,
+        gauges,
+        unix_time_secs,
+    );
+}
+
+/// Appends vLLM's Prometheus text exposition (format 0.0.4) for one replica.
+///
+/// Families come in the order vLLM registers them (`PrometheusStatLogger.__init__`:
+/// the MFU counters first, then scheduler state, caches, counters, histograms).
+/// Families vLLM declares but the simulator has nothing to count for (MFU estimates,
+/// KV-connector and multi-modal caches) are there at 0, as in a vLLM that has those
+/// features off. `vllm:lora_requests_info` is always present (vLLM emits it only with
+/// `--enable-lora`, but gateways read it and may count an endpoint without it as
+/// unhealthy, sim-facts §2.5); its value is `unix_time_secs`.
+pub fn render_replica(
+    out: &mut String,
+    info: &ReplicaInfo,
+    cache: &CacheInfo,
+    metrics: &EngineMetrics,
+    gauges: &EngineGauges,
+    unix_time_secs: f64,
+) {
     let mut w = Writer { out, info };
     let m = metrics;
 
-    // Help texts are vLLM's own (`vllm/v1/metrics/loggers.py`).
+    // Help texts are vLLM's own (`vllm/v1/metrics/loggers.py`, `perf.py`).
+    for (name, what) in [
+        (
+            "vllm:estimated_flops_per_gpu_total",
+            "floating point operations",
+        ),
+        (
+            "vllm:estimated_read_bytes_per_gpu_total",
+            "bytes read from memory",
+        ),
+        (
+            "vllm:estimated_write_bytes_per_gpu_total",
+            "bytes written to memory",
+        ),
+    ] {
+        w.header_parts(
+            name,
+            &["Estimated number of ", what, MFU_HELP_TAIL],
+            "counter",
+        );
+        w.sample(name, "", Middle::None, 0.0);
+    }
     w.gauge(
         "vllm:num_requests_running",
         "Number of requests in model execution batches.",
@@ -65,30 +134,99 @@ pub fn render_prometheus(
         "Number of requests waiting to be processed.",
         gauges.num_requests_waiting as f64,
     );
+    let deferred = gauges
+        .num_requests_waiting_deferred
+        .min(gauges.num_requests_waiting);
+    w.labelled(
+        "vllm:num_requests_waiting_by_reason",
+        "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for \
+         scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, \
+         KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
+        "gauge",
+        "reason",
+        &[
+            ("capacity", (gauges.num_requests_waiting - deferred) as f64),
+            ("deferred", deferred as f64),
+        ],
+    );
+    w.labelled(
+        "vllm:engine_sleep_state",
+        "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is \
+         awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+        "gauge",
+        "sleep_state",
+        &[
+            ("awake", 1.0),
+            ("weights_offloaded", 0.0),
+            ("discard_all", 0.0),
+        ],
+    );
     w.gauge(
         "vllm:kv_cache_usage_perc",
         "KV-cache usage. 1 means 100 percent usage.",
         gauges.kv_cache_usage_perc,
     );
-    w.counter(
-        "vllm:prefix_cache_queries_total",
-        "Prefix cache queries, in terms of number of queried tokens.",
-        m.prefix_cache_queries_total,
+    for (name, help, value) in [
+        (
+            "vllm:prefix_cache_queries_total",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            m.prefix_cache_queries_total,
+        ),
+        (
+            "vllm:prefix_cache_hits_total",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            m.prefix_cache_hits_total,
+        ),
+        (
+            "vllm:external_prefix_cache_queries_total",
+            "External prefix cache queries from KV connector cross-instance cache sharing, \
+             in terms of number of queried tokens.",
+            0,
+        ),
+        (
+            "vllm:external_prefix_cache_hits_total",
+            "External prefix cache hits from KV connector cross-instance cache sharing, in \
+             terms of number of cached tokens.",
+            0,
+        ),
+        (
+            "vllm:mm_cache_queries_total",
+            "Multi-modal cache queries, in terms of number of queried items.",
+            0,
+        ),
+        (
+            "vllm:mm_cache_hits_total",
+            "Multi-modal cache hits, in terms of number of cached items.",
+            0,
+        ),
+        (
+            "vllm:num_preemptions_total",
+            "Cumulative number of preemption from the engine.",
+            m.num_preemptions_total,
+        ),
+        (
+            "vllm:prompt_tokens_total",
+            "Number of prefill tokens processed.",
+            m.prompt_tokens_total,
+        ),
+    ] {
+        w.counter(name, help, value);
+    }
+    w.labelled(
+        "vllm:prompt_tokens_by_source_total",
+        "Number of prompt tokens by source.",
+        "counter",
+        "source",
+        &[
+            ("local_compute", m.prompt_tokens_local_compute_total as f64),
+            ("local_cache_hit", m.prompt_tokens_cached_total as f64),
+            ("external_kv_transfer", 0.0),
+        ],
     );
     w.counter(
-        "vllm:prefix_cache_hits_total",
-        "Prefix cache hits, in terms of number of cached tokens.",
-        m.prefix_cache_hits_total,
-    );
-    w.counter(
-        "vllm:num_preemptions_total",
-        "Cumulative number of preemption from the engine.",
-        m.num_preemptions_total,
-    );
-    w.counter(
-        "vllm:prompt_tokens_total",
-        "Number of prefill tokens processed.",
-        m.prompt_tokens_total,
+        "vllm:prompt_tokens_cached_total",
+        "Number of cached prompt tokens (local + external).",
+        m.prompt_tokens_cached_total,
     );
     w.counter(
         "vllm:generation_tokens_total",
@@ -97,7 +235,7 @@ pub fn render_prometheus(
     );
     w.request_success(&m.request_success_total);
 
-    let histograms: [(&str, &str, &Histogram); 11] = [
+    let histograms: [(&str, &str, &Histogram); 15] = [
         (
             "vllm:request_prompt_tokens",
             "Number of prefill tokens processed.",
@@ -112,6 +250,21 @@ pub fn render_prometheus(
             "vllm:iteration_tokens_total",
             "Histogram of number of tokens per engine_step.",
             &m.iteration_tokens_total,
+        ),
+        (
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens.",
+            &m.request_max_num_generation_tokens,
+        ),
+        (
+            "vllm:request_params_n",
+            "Histogram of the n request parameter.",
+            &m.request_params_n,
+        ),
+        (
+            "vllm:request_params_max_tokens",
+            "Histogram of the max_tokens request parameter.",
+            &m.request_params_max_tokens,
         ),
         (
             "vllm:time_to_first_token_seconds",
@@ -153,6 +306,11 @@ pub fn render_prometheus(
             "Histogram of time spent in DECODE phase for request.",
             &m.request_decode_time_seconds,
         ),
+        (
+            "vllm:request_prefill_kv_computed_tokens",
+            "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
+            &m.request_prefill_kv_computed_tokens,
+        ),
     ];
     for (name, help, h) in histograms {
         w.histogram(name, help, h);
@@ -160,15 +318,21 @@ pub fn render_prometheus(
 
     w.lora_requests_info(gauges, unix_time_secs);
     // Registered when the engine reports its cache size, after everything above.
-    w.cache_config_info();
+    w.cache_config_info(cache);
 }
 
-/// A label between `engine` and `model_name` in sorted order.
+/// How vLLM's three MFU counters' help texts end.
+const MFU_HELP_TAIL: &str = " per GPU (for Model Flops Utilization calculations).";
+
+/// A label besides `engine` and `model_name`, where sorted order puts it: between
+/// the two, or after `model_name`.
 #[derive(Clone, Copy)]
 enum Middle {
     None,
     FinishedReason(&'static str),
     Le(f64),
+    /// A label named after `model_name` in sorted order (`reason`, `source`, …).
+    After(&'static str, &'static str),
 }
 
 struct Writer<'a> {
@@ -178,19 +342,36 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn header(&mut self, name: &str, help: &str, kind: &str) {
+        self.header_parts(name, &[help], kind);
+    }
+
+    /// A header whose help text is `help` concatenated.
+    fn header_parts(&mut self, name: &str, help: &[&str], kind: &str) {
         // The help texts are constants without `\` or newlines, so need no escaping.
-        for part in [
-            "# HELP ",
-            name,
-            " ",
-            help,
-            "\n# TYPE ",
-            name,
-            " ",
-            kind,
-            "\n",
-        ] {
+        self.out.push_str("# HELP ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        for part in help {
             self.out.push_str(part);
+        }
+        for part in ["\n# TYPE ", name, " ", kind, "\n"] {
+            self.out.push_str(part);
+        }
+    }
+
+    /// A family with one sample per value of `label` (named after `model_name` in
+    /// sorted order), in the order given.
+    fn labelled(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        label: &'static str,
+        values: &[(&'static str, f64)],
+    ) {
+        self.header(name, help, kind);
+        for &(value, v) in values {
+            self.sample(name, "", Middle::After(label, value), v);
         }
     }
 
@@ -213,9 +394,15 @@ impl Writer<'_> {
                 write_float(self.out, bound);
                 self.out.push_str("\",");
             }
+            Middle::After(..) => {}
         }
         self.out.push_str("model_name=\"");
         write_escaped(self.out, &self.info.model_name);
+        if let Middle::After(label, value) = middle {
+            for part in ["\",", label, "=\"", value] {
+                self.out.push_str(part);
+            }
+        }
         self.out.push_str("\"} ");
         write_float(self.out, value);
         self.out.push('\n');
@@ -270,22 +457,38 @@ impl Writer<'_> {
     }
 
     /// An info gauge fixed at 1 whose labels are vLLM's `CacheConfig` fields as Python
-    /// `str()` gives them, plus `engine` (no `model_name`). Only the fields a simulator
-    /// can state truthfully; gateways read `block_size` and `num_gpu_blocks`.
-    fn cache_config_info(&mut self) {
+    /// `str()` gives them (`CacheConfig.metrics_info`), plus `engine` (no
+    /// `model_name`). The field set is a v0.2x vLLM's, read off its `/metrics`;
+    /// gateways read `block_size` and `num_gpu_blocks`. Fields of hybrid (Mamba)
+    /// models carry a plain attention model's values.
+    fn cache_config_info(&mut self, cache: &CacheInfo) {
         const NAME: &str = "vllm:cache_config_info";
         self.header(NAME, "Information of the LLMEngine CacheConfig", "gauge");
         let info = self.info;
-        let prefix_caching = if info.enable_prefix_caching {
-            "True"
-        } else {
-            "False"
-        };
+        let py_bool = |b: bool| if b { "True" } else { "False" };
+        let mut utilization = String::new();
+        write_float(&mut utilization, cache.gpu_memory_utilization);
+        let override_blocks = cache
+            .num_gpu_blocks_override
+            .map_or_else(|| "None".to_string(), |n| n.to_string());
         let _ = writeln!(
             self.out,
-            "{NAME}{{block_size=\"{}\",cache_dtype=\"auto\",enable_prefix_caching=\"{}\",\
-             engine=\"{}\",gpu_memory_utilization=\"0.9\",num_gpu_blocks=\"{}\"}} 1.0",
-            info.block_size, prefix_caching, info.engine, info.num_gpu_blocks
+            "{NAME}{{_block_size_resolved=\"True\",block_size=\"{}\",cache_dtype=\"auto\",\
+             calculate_kv_scales=\"False\",enable_prefix_caching=\"{}\",engine=\"{}\",\
+             gpu_memory_utilization=\"{utilization}\",hash_block_size=\"None\",\
+             is_attention_free=\"False\",kv_cache_dtype_skip_layers=\"[]\",\
+             kv_cache_memory_bytes=\"None\",kv_offloading_backend=\"native\",\
+             kv_offloading_size=\"None\",kv_sharing_fast_prefill=\"False\",\
+             mamba_block_size=\"None\",mamba_cache_dtype=\"auto\",mamba_cache_mode=\"none\",\
+             mamba_ssm_cache_dtype=\"auto\",num_cpu_blocks=\"None\",num_gpu_blocks=\"{}\",\
+             num_gpu_blocks_override=\"{override_blocks}\",prefix_caching_hash_algo=\"sha256\",\
+             sliding_window=\"None\",user_specified_block_size=\"{}\",\
+             user_specified_mamba_block_size=\"False\"}} 1.0",
+            info.block_size,
+            py_bool(info.enable_prefix_caching),
+            info.engine,
+            info.num_gpu_blocks,
+            py_bool(cache.user_specified_block_size),
         );
     }
 }
@@ -311,89 +514,6 @@ fn write_joined(out: &mut String, names: &[String]) {
             out.push(',');
         }
         write_escaped(out, name);
-    }
-}
-
-/// Writes `v` as `prometheus_client.utils.floatToGoString` does: Python's `repr`
-/// (shortest round-trip digits, `.0` on integers, exponent below 1e-4 and from 1e16),
-/// except that positive values from 1e6 up switch to an exponent as Go would
-/// (`1234567.0` → `1.234567e+06`).
-pub(crate) fn write_float(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-        return;
-    }
-    let mut buf = StackStr::default();
-    let abs = v.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        // Rust writes `1e-5` / `1.5e16`; Python writes `1e-05` / `1.5e+16`.
-        let _ = write!(buf, "{v:e}");
-        let s = buf.as_str();
-        let (mantissa, exp) = s.split_once('e').unwrap_or((s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        out.push_str(mantissa);
-        out.push('e');
-        out.push(sign);
-        if digits.len() < 2 {
-            out.push('0');
-        }
-        out.push_str(digits);
-        return;
-    }
-    // Rust's Display never uses an exponent and prints integers without a dot.
-    let _ = write!(buf, "{v}");
-    let s = buf.as_str();
-    let (int, frac) = s.split_once('.').unwrap_or((s, "0"));
-    if v > 0.0 && int.len() > 6 {
-        // floatToGoString: `d.ddd…` from all digits, trailing '0' and '.' stripped,
-        // then `e+` and the exponent in at least two digits.
-        let mut mantissa = StackStr::default();
-        let _ = write!(mantissa, "{}.{}{}", &int[..1], &int[1..], frac);
-        out.push_str(mantissa.as_str().trim_end_matches(['0', '.']));
-        let _ = write!(out, "e+{:02}", int.len() - 1);
-        return;
-    }
-    out.push_str(int);
-    out.push('.');
-    out.push_str(frac);
-}
-
-/// A fixed buffer for formatting one float without allocating. Rust's shortest
-/// round-trip output is at most ~25 bytes in the ranges used above.
-struct StackStr {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Default for StackStr {
-    fn default() -> StackStr {
-        StackStr {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl StackStr {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl fmt::Write for StackStr {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

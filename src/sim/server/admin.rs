@@ -17,7 +17,7 @@ use super::driver::escape_label;
 use super::error::{ApiError, ApiJson};
 use super::replica::Replica;
 use crate::api::openai::{LoadLoraAdapterRequest, ModelList, UnloadLoraAdapterRequest};
-use crate::sim::metrics::{PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_prometheus};
+use crate::sim::metrics::{CacheInfo, PROMETHEUS_CONTENT_TYPE, ReplicaInfo, render_replica};
 
 /// `GET /v1/models`.
 pub async fn models(State(replica): State<Arc<Replica>>) -> Json<ModelList> {
@@ -72,7 +72,19 @@ pub async fn metrics(State(replica): State<Arc<Replica>>) -> Result<Response, Ap
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut out = String::with_capacity(16 * 1024);
-    render_prometheus(&mut out, &info, &snap.metrics, &snap.gauges, unix_time);
+    let cache = CacheInfo {
+        gpu_memory_utilization: c.gpu_memory_utilization,
+        num_gpu_blocks_override: c.num_gpu_blocks_override,
+        user_specified_block_size: c.user_specified_block_size,
+    };
+    render_replica(
+        &mut out,
+        &info,
+        &cache,
+        &snap.metrics,
+        &snap.gauges,
+        unix_time,
+    );
     snap.lag.render(&mut out, &info);
     let labels = format!(
         "engine=\"{}\",model_name=\"{}\"",

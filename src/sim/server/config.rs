@@ -13,7 +13,7 @@ use clap::Args;
 use crate::serve::{ServeLimitOptions, ServeLimits};
 use crate::sim::engine::EngineConfig;
 use crate::sim::options::EngineOptions;
-use crate::sim::tokens::OutputMode;
+use crate::sim::tokens::{OutputMode, Tokenizer};
 
 /// vLLM has no request-body limit; 16 MiB matches the gateway's default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -66,7 +66,51 @@ pub struct SimServerConfig {
     /// What clients may hold of the replica's HTTP server: timeouts, connections,
     /// buffered request bytes.
     pub limits: ServeLimits,
+    /// vLLM's `--gpu-memory-utilization`, only reported (`vllm:cache_config_info`).
+    pub gpu_memory_utilization: f64,
+    /// The KV blocks a flag set instead of the profile (`num_gpu_blocks_override`).
+    pub num_gpu_blocks_override: Option<usize>,
+    /// Whether `--block-size` was given (reported as `user_specified_block_size`).
+    pub user_specified_block_size: bool,
+    /// Prompt counts, output text, usage and prefix-cache ids (`--tokenizer`).
+    pub tokenizer: Tokenizer,
+    /// vLLM's `--enable-auto-tool-choice`: `tool_choice: "auto"` is served.
+    pub enable_auto_tool_choice: bool,
+    /// vLLM's `--tool-call-parser`, required by `--enable-auto-tool-choice`; only
+    /// checked for presence, as the simulator writes its tool calls as plain JSON.
+    pub tool_call_parser: Option<String>,
+    /// What the model serves: generation, or embeddings (a pooling model).
+    pub runner: Runner,
+    /// Length of each embedding vector (a pooling model's hidden size).
+    pub embedding_dimensions: usize,
+    /// vLLM's version string, answered by `GET /version`.
+    pub version: String,
 }
+
+/// What a served model does, as vLLM's `--runner` says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runner {
+    /// Text generation: `/v1/completions` and `/v1/chat/completions`.
+    #[default]
+    Generate,
+    /// Embeddings: `/v1/embeddings`; the generation endpoints are not served.
+    Pooling,
+}
+
+/// The version `GET /version` reports: the vLLM release whose API is emulated.
+pub const VLLM_VERSION: &str = "0.26.0";
+/// vLLM's default of `max_logprobs`: the most `logprobs` / `top_logprobs` asked for.
+pub const MAX_LOGPROBS: u32 = 20;
+/// The most sequences one request may ask for (prompts × `n`). vLLM has no cap; this
+/// one keeps a single request from filling the waiting queue without bound.
+pub const MAX_SEQUENCES_PER_REQUEST: usize = 1024;
+/// Embedding length when none is given (a small sentence-embedding model's, 384).
+pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 384;
+/// The longest embedding accepted, floats.
+pub const MAX_EMBEDDING_DIMENSIONS: usize = 65_536;
+
+/// vLLM's `--gpu-memory-utilization` default as v0.26 reports it.
+pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
 
 impl SimServerConfig {
     /// A server for `model` with no adapters, real-time clock, random output, no
@@ -86,6 +130,15 @@ impl SimServerConfig {
             pod_namespace: None,
             engine_index: 0,
             limits: ServeLimits::default(),
+            gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
+            num_gpu_blocks_override: None,
+            user_specified_block_size: false,
+            tokenizer: Tokenizer::builtin(),
+            enable_auto_tool_choice: false,
+            tool_call_parser: None,
+            runner: Runner::Generate,
+            embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
+            version: VLLM_VERSION.to_string(),
         }
     }
 
@@ -118,6 +171,22 @@ impl SimServerConfig {
             return Err(format!(
                 "--failure-rate must be a percentage between 0 and 100, got {}",
                 self.failure_rate
+            ));
+        }
+        let u = self.gpu_memory_utilization;
+        if !(u > 0.0 && u <= 1.0) {
+            return Err(format!(
+                "--gpu-memory-utilization must be between 0 (exclusive) and 1, got {u}"
+            ));
+        }
+        if self.enable_auto_tool_choice && self.tool_call_parser.is_none() {
+            // vLLM refuses to start so too.
+            return Err("--enable-auto-tool-choice requires --tool-call-parser".into());
+        }
+        if !(1..=MAX_EMBEDDING_DIMENSIONS).contains(&self.embedding_dimensions) {
+            return Err(format!(
+                "--embedding-dimensions must be between 1 and {MAX_EMBEDDING_DIMENSIONS}, got {}",
+                self.embedding_dimensions
             ));
         }
         if self.engine.max_loras == 0 {
@@ -215,9 +284,25 @@ impl LoraModule {
 /// `igw sim serve`: one or more vLLM-compatible model servers in this process.
 #[derive(Args, Clone, Debug)]
 pub struct ServeOptions {
-    /// The base model name (as vLLM's `--model`).
-    #[arg(long, value_name = "NAME")]
-    pub model: String,
+    /// The base model name, as `vllm serve MODEL` takes it.
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
+    /// The base model name (vLLM's older `--model` spelling; MODEL wins if both match).
+    #[arg(long = "model", value_name = "NAME")]
+    pub model_flag: Option<String>,
+    /// vLLM's `--enable-prefix-caching`: prefix caching is on unless
+    /// `--no-enable-prefix-caching` is given; of the two, the last one given wins.
+    #[arg(long, overrides_with = "no_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    /// vLLM's `--enable-chunked-prefill` (the default); the last of it and
+    /// `--no-enable-chunked-prefill` wins.
+    #[arg(long, overrides_with = "no_chunked_prefill")]
+    pub enable_chunked_prefill: bool,
+    /// Accepted for vLLM's command lines: the simulator holds no weights in GPU
+    /// memory, so the KV cache keeps the profile's size (or --kv-blocks); the value is
+    /// reported in `vllm:cache_config_info`. Between 0 (exclusive) and 1.
+    #[arg(long, value_name = "FRACTION")]
+    pub gpu_memory_utilization: Option<f64>,
     /// Names requests may use for the model; the first labels metrics. Default: --model.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub served_model_name: Vec<String>,
@@ -258,6 +343,29 @@ pub struct ServeOptions {
     /// Pod namespace reported in `x-inference-namespace`.
     #[arg(long, env = "POD_NAMESPACE", hide = true)]
     pub pod_namespace: Option<String>,
+    /// A Hugging Face `tokenizer.json` to count and write tokens with (the served
+    /// model's, for exact counts); default: the built-in `cl100k_base`.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// vLLM's `--enable-auto-tool-choice`: serve `tool_choice: "auto"` (needs
+    /// --tool-call-parser).
+    #[arg(long)]
+    pub enable_auto_tool_choice: bool,
+    /// vLLM's `--tool-call-parser NAME`; any name is accepted, tool calls are JSON.
+    #[arg(long, value_name = "NAME")]
+    pub tool_call_parser: Option<String>,
+    /// vLLM's `--runner`: `generate`, or `pooling` for an embedding model.
+    #[arg(long, value_enum)]
+    pub runner: Option<Runner>,
+    /// vLLM's `--convert embed`: serve the model as an embedding model (pooling).
+    #[arg(long, value_name = "TYPE", value_parser = ["auto", "none", "embed"])]
+    pub convert: Option<String>,
+    /// The older vLLM spelling of the above: `--task embed` (or `generate`).
+    #[arg(long, value_name = "TASK", value_parser = ["auto", "generate", "embed", "embedding"])]
+    pub task: Option<String>,
+    /// Length of the vectors `/v1/embeddings` returns.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EMBEDDING_DIMENSIONS)]
+    pub embedding_dimensions: usize,
     #[command(flatten)]
     pub engine: EngineOptions,
     #[command(flatten)]
@@ -273,7 +381,21 @@ impl ServeOptions {
                 self.replicas
             );
         }
-        let mut c = SimServerConfig::new(self.model.clone(), self.engine.engine_config()?);
+        let model = match (&self.model, &self.model_flag) {
+            (Some(a), Some(b)) if a != b => anyhow::bail!(
+                "the model is given twice, as MODEL `{a}` and as --model `{b}`; give one"
+            ),
+            (Some(m), _) | (None, Some(m)) => m.clone(),
+            (None, None) => {
+                anyhow::bail!("a model is needed: `igw sim serve MODEL` (or --model NAME)")
+            }
+        };
+        let mut c = SimServerConfig::new(model, self.engine.engine_config()?);
+        c.num_gpu_blocks_override = self.engine.kv_blocks;
+        c.user_specified_block_size = self.engine.block_size.is_some();
+        if let Some(u) = self.gpu_memory_utilization {
+            c.gpu_memory_utilization = u;
+        }
         c.served_model_names = self.served_model_name.clone();
         c.lora_modules = self.lora_modules.clone();
         c.max_lora_adapters = self.max_lora_adapters;
@@ -284,7 +406,35 @@ impl ServeOptions {
         c.limits = self.limits.limits()?;
         c.pod_name = self.pod_name.clone().filter(|s| !s.is_empty());
         c.pod_namespace = self.pod_namespace.clone().filter(|s| !s.is_empty());
+        if let Some(path) = &self.tokenizer {
+            c.tokenizer =
+                Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("--tokenizer: {e}"))?;
+        }
+        c.enable_auto_tool_choice = self.enable_auto_tool_choice;
+        c.tool_call_parser = self.tool_call_parser.clone();
+        let embed = self.convert.as_deref() == Some("embed")
+            || matches!(self.task.as_deref(), Some("embed" | "embedding"));
+        c.runner = match (self.runner, embed) {
+            (Some(Runner::Generate), true) => anyhow::bail!(
+                "--runner generate cannot serve an embedding model (--convert/--task embed)"
+            ),
+            (Some(r), _) => r,
+            (None, true) => Runner::Pooling,
+            (None, false) => Runner::Generate,
+        };
+        c.embedding_dimensions = self.embedding_dimensions;
         c.validate().map_err(anyhow::Error::msg)?;
+        if let Some(u) = self.gpu_memory_utilization {
+            tracing::info!(
+                "--gpu-memory-utilization {u}: the simulator holds no model weights or \
+                 activations in GPU memory, so this fraction sizes nothing here; the KV cache \
+                 keeps {} blocks of {} tokens (from the profile, or --kv-blocks / \
+                 --num-gpu-blocks-override), and the value is only reported in \
+                 vllm:cache_config_info",
+                c.engine.num_blocks,
+                c.engine.block_size
+            );
+        }
         Ok(c)
     }
 

@@ -1,11 +1,13 @@
 //! `POST /v1/completions` and `POST /v1/chat/completions`: the request flow.
 //!
 //! parse → resolve the model (a served name or a loaded adapter) → refuse a text
-//! too long for the context window from its length alone → tokenize, off the runtime
-//! when large (chat: apply the chat template first; see `prompt`) → default and
-//! validate `max_tokens` against the context window → roll failure injection → plan the output → hand it to the driver → answer
-//! whole or as a stream. Every check answers with vLLM's status and error shape; none
-//! may panic on client input. Nothing here touches the engine directly.
+//! too long for the context window from its length alone → tokenize with the
+//! replica's tokenizer, off the runtime when large (chat: apply the chat template
+//! first; see `prompt`) → the output's shape (`response_format`, tools; see `tools`)
+//! → validate and plan every choice (`job`) → hand each sequence to the driver →
+//! answer whole or as a stream (`sse`). Every check answers with vLLM's status and
+//! error shape; none may panic on client input. Nothing here touches the engine
+//! directly.
 
 use std::sync::Arc;
 
@@ -13,10 +15,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use super::choice::{ChoiceSpec, UsageSum};
 use super::error::{ApiError, ApiJson};
+use super::job::{self, Job};
+use super::logprobs;
 use super::prompt;
-use super::replica::{Replica, Resolved, unix_secs};
-use super::stream::{self, Api, ResponseMeta};
+use super::replica::{Replica, unix_secs};
+use super::sse::{self, Api, ResponseMeta};
+use super::stream::{self, Collected, Running};
+use super::tools;
 use crate::api::openai::{
     ChatChoice, ChatCompletionRequest, ChatCompletionResponse, CompletionChoice, CompletionRequest,
     CompletionResponse, MessageContent, Prompt, ResponseMessage, StreamOptions,
@@ -31,61 +38,93 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     log_unknown_fields("/v1/completions", req.extra.keys());
     let model = replica.resolve(req.model.as_deref())?;
-    let max_len = replica.config.engine.max_model_len;
-    let prompt = match req.prompt {
-        None => return Err(ApiError::bad_request("`prompt` is required.").with_param("prompt")),
-        Some(Prompt::Text(text)) => {
-            prompt::check_length(max_len, text.len(), req.max_tokens, "prompt")?;
-            prompt::encode(text).await?
-        }
-        Some(Prompt::Tokens(ids)) => ids,
-        Some(Prompt::TextBatch(mut texts)) if texts.len() == 1 => {
-            let text = texts.pop().unwrap_or_default();
-            prompt::check_length(max_len, text.len(), req.max_tokens, "prompt")?;
-            prompt::encode(text).await?
-        }
-        Some(Prompt::TokenBatch(mut lists)) if lists.len() == 1 => lists.pop().unwrap_or_default(),
-        Some(Prompt::TextBatch(_) | Prompt::TokenBatch(_)) => {
-            return Err(
-                ApiError::bad_request("batched prompts are not supported").with_param("prompt")
-            );
-        }
-    };
     let stream = stream_mode(req.stream, req.stream_options.as_ref())?;
+    job::check_logprobs(req.logprobs, "logprobs")?;
+    let shape = tools::response_shape(req.response_format.as_ref())?;
+    let Some(prompt) = req.prompt else {
+        return Err(ApiError::bad_request("`prompt` is required.").with_param("prompt"));
+    };
+    let prompts = completion_prompts(&replica, prompt, req.max_tokens).await?;
     let job = Job {
-        prompt,
+        prompts,
+        n: req.sampling.n.map(i64::from),
         max_tokens: req.max_tokens,
         max_tokens_param: "max_tokens",
         prompt_param: "prompt",
         ignore_eos: req.ignore_eos.unwrap_or(false),
         seed: req.seed,
+        logprobs: req.logprobs,
+        shape,
     };
-    let (request, model) = prepare(&replica, job, model)?;
+    let (sequences, model) = job::prepare(&replica, job, model)?;
     let meta = ResponseMeta {
         id: format!("cmpl-{:032x}", rand::random::<u128>()),
         created: unix_secs(),
         model,
     };
-    let running = stream::submit(&replica.driver, request).await?;
+    let running = submit_all(&replica, sequences).await?;
+    let tokenizer = replica.config.tokenizer.clone();
     if let Some(include_usage) = stream {
-        return Ok(stream::sse(Api::Completions, meta, include_usage, running).into_response());
+        let body = sse::sse(Api::Completions, meta, include_usage, tokenizer, running);
+        return Ok(body.into_response());
     }
-    let out = stream::collect(running).await?;
+    let (outs, usage) = collect_all(running).await?;
+    let choices = outs
+        .into_iter()
+        .map(|(spec, out)| CompletionChoice {
+            index: spec.index,
+            text: tokenizer.decode(&out.tokens),
+            logprobs: spec.logprobs.map(|top| {
+                let entries = logprob_entries(&replica, &spec, &out, top);
+                logprobs::completion_object(&tokenizer, &entries, 0)
+            }),
+            finish_reason: Some(spec.finish_reason(out.reason)),
+            stop_reason: None,
+        })
+        .collect();
     Ok(Json(CompletionResponse {
         id: meta.id,
         object: "text_completion".into(),
         created: meta.created,
         model: meta.model,
-        choices: vec![CompletionChoice {
-            index: 0,
-            text: tokens::decode(&out.tokens),
-            logprobs: None,
-            finish_reason: Some(out.reason.as_str().into()),
-            stop_reason: None,
-        }],
-        usage: out.usage,
+        choices,
+        usage,
     })
     .into_response())
+}
+
+/// A completion's prompts tokenized: one text or id list, or a list of either.
+async fn completion_prompts(
+    replica: &Replica,
+    prompt: Prompt,
+    max_tokens: Option<i64>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let tokenizer = &replica.config.tokenizer;
+    let max_len = replica.config.engine.max_model_len;
+    let texts = match prompt {
+        Prompt::Tokens(ids) => return Ok(vec![ids]),
+        Prompt::TokenBatch(lists) => return Ok(lists),
+        Prompt::Text(text) => vec![text],
+        Prompt::TextBatch(texts) => texts,
+    };
+    if texts.len() > super::config::MAX_SEQUENCES_PER_REQUEST {
+        // Refused before any is tokenized; `job` words the same cap for ids.
+        return Err(ApiError::bad_request(format!(
+            "A request may ask for at most {} sequences (prompts × n); this one has {} prompts.",
+            super::config::MAX_SEQUENCES_PER_REQUEST,
+            texts.len()
+        ))
+        .with_param("prompt"));
+    }
+    for text in &texts {
+        prompt::check_length(tokenizer, max_len, text.len(), max_tokens, "prompt")?;
+    }
+    let mut out = Vec::with_capacity(texts.len());
+    for text in texts {
+        // vLLM's completions add the tokenizer's special tokens (a BOS).
+        out.push(prompt::encode(tokenizer, text, true, "prompt").await?);
+    }
+    Ok(out)
 }
 
 /// `POST /v1/chat/completions`.
@@ -95,7 +134,110 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     log_unknown_fields("/v1/chat/completions", req.extra.keys());
     let model = replica.resolve(req.model.as_deref())?;
-    let Some(messages) = req.messages else {
+    let stream = stream_mode(req.stream, req.stream_options.as_ref())?;
+    let top_logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), top) => Some(top.unwrap_or(0)),
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "when using `top_logprobs`, `logprobs` must be set to true.",
+            )
+            .with_param("top_logprobs"));
+        }
+        _ => None,
+    };
+    job::check_logprobs(top_logprobs, "top_logprobs")?;
+    let shape = match tools::tool_shape(
+        &replica.config,
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        req.seed,
+    )? {
+        Some(shape) => shape,
+        None => tools::response_shape(req.response_format.as_ref())?,
+    };
+    let text = chat_prompt_text(req.messages)?;
+    let (max_tokens, max_tokens_param) = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(n), _) => (Some(n), "max_completion_tokens"),
+        (None, n) => (n, "max_tokens"),
+    };
+    let tokenizer = replica.config.tokenizer.clone();
+    let max_len = replica.config.engine.max_model_len;
+    prompt::check_length(&tokenizer, max_len, text.len(), max_tokens, "messages")?;
+    // The template writes the turns' markers itself: no special tokens added.
+    let prompt = prompt::encode(&tokenizer, text, false, "messages").await?;
+    let job = Job {
+        prompts: vec![prompt],
+        n: req.sampling.n.map(i64::from),
+        max_tokens,
+        max_tokens_param,
+        prompt_param: "messages",
+        ignore_eos: req.ignore_eos.unwrap_or(false),
+        seed: req.seed,
+        logprobs: top_logprobs,
+        shape,
+    };
+    let (sequences, model) = job::prepare(&replica, job, model)?;
+    let meta = ResponseMeta {
+        id: format!("chatcmpl-{:032x}", rand::random::<u128>()),
+        created: unix_secs(),
+        model,
+    };
+    let running = submit_all(&replica, sequences).await?;
+    if let Some(include_usage) = stream {
+        let body = sse::sse(Api::Chat, meta, include_usage, tokenizer, running);
+        return Ok(body.into_response());
+    }
+    let (outs, usage) = collect_all(running).await?;
+    let choices = outs
+        .into_iter()
+        .map(|(spec, out)| {
+            let text = tokenizer.decode(&out.tokens);
+            let (content, tool_calls) = match spec.tool_call(text.clone()) {
+                // vLLM leaves an auto tool call's content null, a forced one's empty.
+                Some(call) => {
+                    let null = matches!(
+                        &spec.output,
+                        super::choice::Output::ToolCall {
+                            content_null: true,
+                            ..
+                        }
+                    );
+                    ((!null).then(String::new), vec![call])
+                }
+                None => (Some(text), Vec::new()),
+            };
+            ChatChoice {
+                index: spec.index,
+                message: ResponseMessage {
+                    role: "assistant".into(),
+                    content,
+                    tool_calls,
+                },
+                logprobs: spec.logprobs.map(|top| {
+                    let entries = logprob_entries(&replica, &spec, &out, top);
+                    logprobs::chat_object(&tokenizer, &entries)
+                }),
+                finish_reason: Some(spec.finish_reason(out.reason)),
+                stop_reason: None,
+            }
+        })
+        .collect();
+    Ok(Json(ChatCompletionResponse {
+        id: meta.id,
+        object: "chat.completion".into(),
+        created: meta.created,
+        model: meta.model,
+        choices,
+        usage,
+    })
+    .into_response())
+}
+
+/// A conversation flattened by the chat template, checked as vLLM checks messages.
+pub fn chat_prompt_text(
+    messages: Option<Vec<crate::api::openai::ChatMessage>>,
+) -> Result<String, ApiError> {
+    let Some(messages) = messages else {
         return Err(ApiError::bad_request("`messages` is required.").with_param("messages"));
     };
     if messages.is_empty() {
@@ -118,55 +260,48 @@ pub async fn chat_completions(
             content,
         })
         .collect();
-    let (max_tokens, max_tokens_param) = match (req.max_completion_tokens, req.max_tokens) {
-        (Some(n), _) => (Some(n), "max_completion_tokens"),
-        (None, n) => (n, "max_tokens"),
-    };
-    let text = tokens::apply_chat_template(&turns);
-    // Only the flattened text is needed now; don't hold three copies across the await.
-    drop(turns);
-    drop((contents, messages));
-    let max_len = replica.config.engine.max_model_len;
-    prompt::check_length(max_len, text.len(), max_tokens, "messages")?;
-    let prompt = prompt::encode(text).await?;
-    let stream = stream_mode(req.stream, req.stream_options.as_ref())?;
-    let job = Job {
-        prompt,
-        max_tokens,
-        max_tokens_param,
-        prompt_param: "messages",
-        ignore_eos: req.ignore_eos.unwrap_or(false),
-        seed: req.seed,
-    };
-    let (request, model) = prepare(&replica, job, model)?;
-    let meta = ResponseMeta {
-        id: format!("chatcmpl-{:032x}", rand::random::<u128>()),
-        created: unix_secs(),
-        model,
-    };
-    let running = stream::submit(&replica.driver, request).await?;
-    if let Some(include_usage) = stream {
-        return Ok(stream::sse(Api::Chat, meta, include_usage, running).into_response());
+    Ok(tokens::apply_chat_template(&turns))
+}
+
+/// Hands every sequence to the engine. A refusal of any aborts those already in
+/// (their guards drop with the error).
+async fn submit_all(
+    replica: &Replica,
+    sequences: Vec<(ChoiceSpec, NewRequest)>,
+) -> Result<Vec<(ChoiceSpec, Running)>, ApiError> {
+    let mut running = Vec::with_capacity(sequences.len());
+    for (spec, request) in sequences {
+        running.push((spec, stream::submit(&replica.driver, request).await?));
     }
-    let out = stream::collect(running).await?;
-    Ok(Json(ChatCompletionResponse {
-        id: meta.id,
-        object: "chat.completion".into(),
-        created: meta.created,
-        model: meta.model,
-        choices: vec![ChatChoice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant".into(),
-                content: tokens::decode(&out.tokens),
-            },
-            logprobs: None,
-            finish_reason: Some(out.reason.as_str().into()),
-            stop_reason: None,
-        }],
-        usage: out.usage,
-    })
-    .into_response())
+    Ok(running)
+}
+
+/// Waits for every sequence; the usage summed as vLLM sums it.
+async fn collect_all(
+    running: Vec<(ChoiceSpec, Running)>,
+) -> Result<(Vec<(ChoiceSpec, Collected)>, crate::api::openai::Usage), ApiError> {
+    let mut sum = UsageSum::default();
+    let specs: Vec<ChoiceSpec> = running.iter().map(|(s, _)| s.clone()).collect();
+    let outs =
+        futures::future::try_join_all(running.into_iter().map(|(_, r)| stream::collect(r))).await?;
+    for (spec, out) in specs.iter().zip(&outs) {
+        sum.add(spec, &out.usage);
+    }
+    Ok((specs.into_iter().zip(outs).collect(), sum.usage()))
+}
+
+fn logprob_entries(
+    replica: &Replica,
+    spec: &ChoiceSpec,
+    out: &Collected,
+    top: u32,
+) -> Vec<logprobs::TokenLogprob> {
+    let tokenizer = &replica.config.tokenizer;
+    out.tokens
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| logprobs::sample(tokenizer, spec.seed, i as u32, t, top))
+        .collect()
 }
 
 /// A message's text: the string, or its text parts joined by newlines (as vLLM
@@ -211,92 +346,6 @@ fn stream_mode(
         .with_param("stream_options")),
         _ => Ok(None),
     }
-}
-
-/// What the two endpoints share once their prompt is tokenized.
-struct Job {
-    prompt: Vec<u32>,
-    max_tokens: Option<i64>,
-    /// The field `max_tokens` came from, for error messages.
-    max_tokens_param: &'static str,
-    /// The field the prompt came from, for error messages.
-    prompt_param: &'static str,
-    ignore_eos: bool,
-    seed: Option<i64>,
-}
-
-/// Validates a job against the context window and plans its output. Returns the
-/// engine request and the model name to echo.
-fn prepare(replica: &Replica, job: Job, model: Resolved) -> Result<(NewRequest, String), ApiError> {
-    let max_len = replica.config.engine.max_model_len;
-    let prompt_len = job.prompt.len();
-    if prompt_len == 0 {
-        return Err(
-            ApiError::bad_request("The prompt cannot be empty.").with_param(job.prompt_param)
-        );
-    }
-    let max_tokens = match job.max_tokens {
-        Some(n) if n < 1 => {
-            return Err(ApiError::bad_request(format!(
-                "{} must be at least 1, got {n}.",
-                job.max_tokens_param
-            ))
-            .with_param(job.max_tokens_param));
-        }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None if prompt_len >= max_len => {
-            return Err(ApiError::bad_request(format!(
-                "This model's maximum context length is {max_len} tokens. However, you \
-                 requested {prompt_len} tokens in the messages, Please reduce the length of \
-                 the messages."
-            ))
-            .with_param(job.prompt_param));
-        }
-        // vLLM's default: whatever the context window leaves.
-        None => max_len - prompt_len,
-    };
-    if prompt_len.saturating_add(max_tokens) > max_len {
-        return Err(ApiError::bad_request(format!(
-            "This model's maximum context length is {max_len} tokens. However, you requested \
-             {} tokens ({prompt_len} in the messages, {max_tokens} in the completion). Please \
-             reduce the length of the messages or completion.",
-            prompt_len.saturating_add(max_tokens)
-        ))
-        .with_param(job.prompt_param));
-    }
-    if let Some(e) = replica.roll_failure() {
-        return Err(e);
-    }
-    let id = replica.next_request_id();
-    let seed = match job.seed {
-        // The bits of the client's seed, whatever its sign.
-        Some(s) => s as u64,
-        // Distinct per request, reproducible per replica run.
-        None => splitmix(replica.config.engine.seed ^ splitmix(id)),
-    };
-    let plan = tokens::plan_output(
-        replica.config.mode,
-        seed,
-        &job.prompt,
-        max_tokens,
-        job.ignore_eos,
-    );
-    let request = NewRequest {
-        id,
-        prompt: job.prompt,
-        output: plan.tokens,
-        finish_reason: plan.finish_reason,
-        lora: model.lora,
-    };
-    Ok((request, model.name))
-}
-
-/// SplitMix64's finaliser: spreads consecutive ids over the whole seed space.
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn log_unknown_fields<'a>(path: &str, keys: impl Iterator<Item = &'a String>) {

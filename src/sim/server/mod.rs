@@ -9,20 +9,33 @@
 //!
 //! Layout: [`config`] (what a replica is, and the CLI flags), `driver` (the engine
 //! loop), `replica` (shared handler state: models, adapters, failure injection),
-//! `generate` (the completion endpoints), `prompt` (length checks before tokenizing,
-//! heavy work off the runtime), `stream` (responses and the in-flight
-//! guard), `admin` (models, adapters, health, metrics), `error` (vLLM error bodies).
+//! `generate` (the completion endpoints), `job` (checks and output plans of every
+//! choice), `choice` (one choice: its index, presentation, usage), `tools`
+//! (`response_format`, `tools`, `tool_choice`), `structured` (JSON from a schema),
+//! `logprobs` (seeded log probabilities), `prompt` (length checks before tokenizing,
+//! heavy work off the runtime), `stream` (a running sequence and its in-flight
+//! guard), `sse` (streamed responses), `tokenize` (`/tokenize`, `/detokenize`,
+//! render, `/version`), `embed` (`/v1/embeddings`), `admin` (models, adapters,
+//! health, metrics), `error` (vLLM error bodies).
 //!
 //! [`Engine`]: crate::sim::engine::Engine
 
 mod admin;
+mod choice;
 pub mod config;
 mod driver;
+mod embed;
 mod error;
 mod generate;
+mod job;
+mod logprobs;
 mod prompt;
 mod replica;
+mod sse;
 mod stream;
+mod structured;
+mod tokenize;
+mod tools;
 
 use std::future::Future;
 use std::io;
@@ -40,7 +53,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LORA_ADAPTERS, Listen, LoraModule, MAX_LORA_NAME_BYTES,
-    MAX_LORA_PATH_BYTES, ServeOptions, SimServerConfig,
+    MAX_LORA_PATH_BYTES, Runner, ServeOptions, SimServerConfig,
 };
 pub use driver::{LAG_BUCKETS, LagStats};
 pub use error::ApiError;
@@ -161,9 +174,20 @@ pub async fn spawn(config: SimServerConfig, listen: Listen) -> io::Result<SimSer
 fn router(replica: Arc<Replica>) -> Router {
     let identity: Arc<[(HeaderName, HeaderValue)]> = replica.identity_headers.clone().into();
     let limit = replica.config.max_body_bytes;
-    Router::new()
-        .route("/v1/completions", post(generate::completions))
-        .route("/v1/chat/completions", post(generate::chat_completions))
+    // As vLLM registers routes by the model's tasks: a pooling model serves no
+    // generation, a generative one no embeddings (both answer 404 then).
+    let tasks = match replica.config.runner {
+        config::Runner::Generate => Router::new()
+            .route("/v1/completions", post(generate::completions))
+            .route("/v1/chat/completions", post(generate::chat_completions)),
+        config::Runner::Pooling => Router::new().route("/v1/embeddings", post(embed::embeddings)),
+    };
+    tasks
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route("/v1/completions/render", post(tokenize::render_completion))
+        .route("/v1/chat/completions/render", post(tokenize::render_chat))
+        .route("/version", get(tokenize::version))
         .route("/v1/models", get(admin::models))
         .route("/v1/load_lora_adapter", post(admin::load_lora_adapter))
         .route("/v1/unload_lora_adapter", post(admin::unload_lora_adapter))

@@ -5,17 +5,18 @@
 //! drivers and deliver other streams.
 //!
 //! The length check is exact in what it claims: no token of the vocabulary is longer
-//! than [`tokens::max_token_bytes`] (128) bytes, so a text of `n` bytes has at least
-//! `n / 128` tokens; a text whose lower bound plus its completion is past
-//! `max_model_len` is refused with vLLM's 400 saying "at least". Texts within the
-//! bound are tokenized and checked exactly, as before.
+//! than [`Tokenizer::max_token_bytes`] (128 bytes for the built-in one), so a text of
+//! `n` bytes has at least `n / 128` tokens; a text whose lower bound plus its
+//! completion is past `max_model_len` is refused with vLLM's 400 saying "at least".
+//! Texts within the bound are tokenized and checked exactly. A `tokenizer.json` whose
+//! tokens need not cover every byte gives no bound, and its texts are always encoded.
 
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use crate::sim::tokens;
+use crate::sim::tokens::Tokenizer;
 
 /// Work on inputs up to this many bytes runs inline on the handler's task: encoding
 /// 16 KiB takes well under a millisecond in a release build, less than handing it to
@@ -51,24 +52,40 @@ pub async fn off_thread<R: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("Tokenizing the prompt failed: {e}")))
 }
 
-/// Token ids of `text`; texts past [`INLINE_BYTES`] are encoded off the runtime.
-pub async fn encode(text: String) -> Result<Vec<u32>, ApiError> {
-    if text.len() <= INLINE_BYTES {
-        return Ok(tokens::encode(&text));
-    }
-    off_thread(move || tokens::encode(&text)).await
+/// Token ids of `text` (with the tokenizer's special tokens when `add_special`, as
+/// vLLM's `add_special_tokens`); texts past [`INLINE_BYTES`] are encoded off the
+/// runtime. A text the tokenizer cannot encode is a 400 naming `param`.
+pub async fn encode(
+    tokenizer: &Tokenizer,
+    text: String,
+    add_special: bool,
+    param: &'static str,
+) -> Result<Vec<u32>, ApiError> {
+    let ids = if text.len() <= INLINE_BYTES {
+        tokenizer.try_encode(&text, add_special)
+    } else {
+        let tokenizer = tokenizer.clone();
+        off_thread(move || tokenizer.try_encode(&text, add_special)).await?
+    };
+    ids.ok_or_else(|| {
+        ApiError::bad_request("The tokenizer cannot encode this text.").with_param(param)
+    })
 }
 
 /// Refuses a prompt of `bytes` bytes of text that cannot fit `max_len` tokens with its
 /// completion (`max_tokens`, or at least one token when absent or invalid), whatever it
 /// tokenizes to. `param` is the request field the prompt came from.
 pub fn check_length(
+    tokenizer: &Tokenizer,
     max_len: usize,
     bytes: usize,
     max_tokens: Option<i64>,
     param: &str,
 ) -> Result<(), ApiError> {
-    let at_least = tokens::min_tokens(bytes);
+    let Some(per_token) = tokenizer.max_token_bytes() else {
+        return Ok(());
+    };
+    let at_least = tokenizer.min_tokens(bytes);
     let completion = match max_tokens {
         Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         _ => None,
@@ -77,7 +94,6 @@ pub fn check_length(
     if total <= max_len {
         return Ok(());
     }
-    let per_token = tokens::max_token_bytes();
     let message = match completion {
         Some(n) => format!(
             "This model's maximum context length is {max_len} tokens. However, you requested \
@@ -102,7 +118,8 @@ mod tests {
     #[test]
     fn refuses_only_what_cannot_fit() {
         // 8192 tokens of at most 128 bytes: 1 MiB of text may still fit.
-        let check = |bytes, max_tokens| check_length(8192, bytes, max_tokens, "prompt");
+        let builtin = Tokenizer::builtin();
+        let check = |bytes, max_tokens| check_length(&builtin, 8192, bytes, max_tokens, "prompt");
         assert!(check(8191 * 128, None).is_ok());
         assert!(check(8191 * 128 + 1, None).is_err());
         assert!(check(8000 * 128, Some(192)).is_ok());
@@ -124,7 +141,11 @@ mod tests {
     async fn long_texts_encode_as_short_ones_do() {
         let text = "The printing press changed Europe. ".repeat(2000);
         assert!(text.len() > INLINE_BYTES);
-        assert_eq!(encode(text.clone()).await.unwrap(), tokens::encode(&text));
+        let builtin = Tokenizer::builtin();
+        let ids = encode(&builtin, text.clone(), true, "prompt")
+            .await
+            .unwrap();
+        assert_eq!(ids, crate::sim::tokens::encode(&text));
         assert_eq!(off_thread(|| 7).await.unwrap(), 7);
     }
 }

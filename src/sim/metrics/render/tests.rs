@@ -74,6 +74,8 @@ fn fixture() -> (ReplicaInfo, EngineMetrics, EngineGauges) {
     };
     let mut m = EngineMetrics::new(2048);
     m.prompt_tokens_total = 1_536;
+    m.prompt_tokens_cached_total = 512;
+    m.prompt_tokens_local_compute_total = 1_024;
     m.generation_tokens_total = 420;
     m.prefix_cache_queries_total = 1_536;
     m.prefix_cache_hits_total = 512;
@@ -96,6 +98,14 @@ fn fixture() -> (ReplicaInfo, EngineMetrics, EngineGauges) {
             .observe((e2e - ttft) / (generated - 1.0));
         m.request_prompt_tokens.observe(prompt);
         m.request_generation_tokens.observe(generated);
+        m.request_params_max_tokens.observe(generated + 50.0);
+        m.request_prefill_kv_computed_tokens
+            .observe(prompt - 512.0_f64.min(prompt));
+    }
+    // Two client requests: one of n = 2 (its longest choice 200 tokens), one of n = 1.
+    for (n, longest) in [(2.0, 200.0), (1.0, 70.0)] {
+        m.request_params_n.observe(n);
+        m.request_max_num_generation_tokens.observe(longest);
     }
     for itl in [0.008, 0.0125, 0.02, 0.5] {
         m.inter_token_latency_seconds.observe(itl);
@@ -106,6 +116,7 @@ fn fixture() -> (ReplicaInfo, EngineMetrics, EngineGauges) {
     let gauges = EngineGauges {
         num_requests_running: 3,
         num_requests_waiting: 1,
+        num_requests_waiting_deferred: 1,
         kv_cache_usage_perc: 0.125,
         running_lora_adapters: vec!["sql-lora".to_string(), "tweet-summary".to_string()],
         waiting_lora_adapters: vec![],
@@ -239,6 +250,17 @@ fn every_sample_parses_and_every_required_family_is_there() {
         "vllm:prefix_cache_hits_total",
         "vllm:num_preemptions_total",
         "vllm:request_success_total",
+        "vllm:num_requests_waiting_by_reason",
+        "vllm:engine_sleep_state",
+        "vllm:prompt_tokens_by_source_total",
+        "vllm:prompt_tokens_cached_total",
+        "vllm:external_prefix_cache_queries_total",
+        "vllm:external_prefix_cache_hits_total",
+        "vllm:mm_cache_queries_total",
+        "vllm:mm_cache_hits_total",
+        "vllm:estimated_flops_per_gpu_total",
+        "vllm:estimated_read_bytes_per_gpu_total",
+        "vllm:estimated_write_bytes_per_gpu_total",
     ];
     let histograms = [
         "vllm:time_to_first_token_seconds",
@@ -252,6 +274,10 @@ fn every_sample_parses_and_every_required_family_is_there() {
         "vllm:request_prompt_tokens",
         "vllm:request_generation_tokens",
         "vllm:iteration_tokens_total",
+        "vllm:request_max_num_generation_tokens",
+        "vllm:request_params_n",
+        "vllm:request_params_max_tokens",
+        "vllm:request_prefill_kv_computed_tokens",
     ];
     for name in &required {
         assert!(typed.contains(*name), "no # TYPE line for {name}");
@@ -277,7 +303,7 @@ fn labels_carry_the_replica_and_every_finish_reason() {
     info.enable_prefix_caching = false;
     let mut text = String::from("existing\n");
     render_prometheus(&mut text, &info, &m, &gauges, 0.0);
-    assert!(text.starts_with("existing\n# HELP vllm:num_requests_running "));
+    assert!(text.starts_with("existing\n# HELP vllm:estimated_flops_per_gpu_total "));
     let model = r#"model_name="odd \"model\"\\name\n""#;
     assert!(text.contains(&format!(
         "vllm:num_requests_running{{engine=\"3\",{model}}} 3.0\n"
@@ -296,4 +322,48 @@ fn labels_carry_the_replica_and_every_finish_reason() {
         "vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"\",\
          waiting_lora_adapters=\"\"} 0.0\n"
     ));
+}
+
+#[test]
+fn cache_config_and_waiting_reasons_follow_the_flags() {
+    let (info, m, gauges) = fixture();
+    let cache = CacheInfo {
+        gpu_memory_utilization: 0.8,
+        num_gpu_blocks_override: Some(123),
+        user_specified_block_size: true,
+    };
+    let mut text = String::new();
+    render_replica(&mut text, &info, &cache, &m, &gauges, 0.0);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("vllm:cache_config_info{"))
+        .expect("a cache_config_info sample");
+    for label in [
+        "block_size=\"16\"",
+        "enable_prefix_caching=\"True\"",
+        "engine=\"0\"",
+        "gpu_memory_utilization=\"0.8\"",
+        "num_gpu_blocks=\"27000\"",
+        "num_gpu_blocks_override=\"123\"",
+        "user_specified_block_size=\"True\"",
+    ] {
+        assert!(line.contains(label), "{label} missing from {line}");
+    }
+    let model = "model_name=\"meta-llama/Llama-3.1-8B-Instruct\"";
+    for expected in [
+        format!(
+            "vllm:num_requests_waiting_by_reason{{engine=\"0\",{model},reason=\"capacity\"}} 0.0"
+        ),
+        format!(
+            "vllm:num_requests_waiting_by_reason{{engine=\"0\",{model},reason=\"deferred\"}} 1.0"
+        ),
+        format!("vllm:engine_sleep_state{{engine=\"0\",{model},sleep_state=\"awake\"}} 1.0"),
+        format!(
+            "vllm:prompt_tokens_by_source_total{{engine=\"0\",{model},source=\"local_cache_hit\"}} \
+             512.0"
+        ),
+        format!("vllm:prompt_tokens_cached_total{{engine=\"0\",{model}}} 512.0"),
+    ] {
+        assert!(text.lines().any(|l| l == expected), "missing {expected}");
+    }
 }
