@@ -1,8 +1,9 @@
 //! The clients users point at an OpenAI server, unmodified, against `igw sim serve` and
 //! through `igw epp run`'s gateway: the official `openai` Python client
-//! (`tests/clients/openai_check.py`: completions, chat, streaming with usage, errors as
-//! the client's exception classes with JSON bodies) and inference-perf 0.7 (a ShareGPT
-//! run with zero failures).
+//! (`tests/clients/openai_check.py`: completions, chat, streaming with usage, batched
+//! prompts, n=2, logprobs, errors as the client's exception classes with JSON bodies)
+//! and inference-perf 0.7 (a ShareGPT run with zero failures and no token-count
+//! mismatch, the simulator and inference-perf counting with the same tokenizer.json).
 //!
 //! Both come from PyPI into `target/clients-venv` (made on first use, as `.ci/run`
 //! does; inference-perf needs Python 3.12). Never skipped: a missing Python or a failed
@@ -89,12 +90,29 @@ async fn the_openai_client_against_the_simulator_and_through_the_gateway() {
     }
 }
 
+/// The test tokenizer, `testdata/tokenizer/wordlevel.json`.
+fn tokenizer_json() -> PathBuf {
+    root().join("testdata/tokenizer/wordlevel.json")
+}
+
+/// A directory `transformers` loads as a tokenizer (it cannot download one here):
+/// the test tokenizer as `tokenizer.json` and a minimal `tokenizer_config.json`.
+fn tokenizer_dir(dir: &Path) -> PathBuf {
+    let tok = dir.join("tokenizer");
+    std::fs::create_dir_all(&tok).unwrap();
+    std::fs::copy(tokenizer_json(), tok.join("tokenizer.json")).unwrap();
+    std::fs::write(
+        tok.join("tokenizer_config.json"),
+        r#"{"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]"}"#,
+    )
+    .unwrap();
+    tok
+}
+
 /// inference-perf's config: a ShareGPT run, 20 requests 4 at a time, streamed, counting
-/// tokens with the small tokenizer in `testdata/clients/tokenizer` (it cannot download
-/// one here).
-fn inference_perf_config(base_url: &str, out: &Path) -> String {
+/// tokens with the tokenizer in `tokenizer`.
+fn inference_perf_config(base_url: &str, tokenizer: &Path, out: &Path) -> String {
     let data = root().join("testdata/sharegpt/sample.json");
-    let tokenizer = root().join("testdata/clients/tokenizer");
     format!(
         "api:\n  type: completion\n  streaming: true\n\
          data:\n  type: shareGPT\n  path: {data}\n\
@@ -110,9 +128,12 @@ fn inference_perf_config(base_url: &str, out: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inference_perf_runs_without_failures_against_the_simulator_and_the_gateway() {
+async fn inference_perf_runs_clean_against_the_simulator_and_the_gateway() {
     let venv = clients_venv();
-    let sims = replicas(2, sim_config(Default::default(), 100.0)).await;
+    let mut config = sim_config(Default::default(), 100.0);
+    config.tokenizer = igw::sim::tokens::Tokenizer::from_file(&tokenizer_json())
+        .expect("the test tokenizer loads");
+    let sims = replicas(2, config).await;
     let p = picker(sims.addrs(), |_| {}).await;
     p.wait_healthy(sims.addrs()).await;
     let sim_url = sims.base_urls()[0].clone();
@@ -122,7 +143,12 @@ async fn inference_perf_runs_without_failures_against_the_simulator_and_the_gate
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.yaml");
-        std::fs::write(&config, inference_perf_config(url, &dir.join("out"))).unwrap();
+        let tokenizer = tokenizer_dir(&dir);
+        std::fs::write(
+            &config,
+            inference_perf_config(url, &tokenizer, &dir.join("out")),
+        )
+        .unwrap();
         let (ok, stdout, stderr) = run(
             &venv.join("bin/inference-perf"),
             &["-c", config.to_str().unwrap()],
@@ -137,6 +163,16 @@ async fn inference_perf_runs_without_failures_against_the_simulator_and_the_gate
         .expect("inference-perf's summary is JSON");
         assert_eq!(summary["successes"]["count"], 20, "{side}: {summary}");
         assert_eq!(summary["failures"]["count"], 0, "{side}: {summary}");
+        // Both sides count with one tokenizer, so they agree on every request.
+        assert_eq!(
+            summary["successes"]["token_count_mismatches"], 0,
+            "{side}: {summary}"
+        );
+        let said = format!("{stdout}{stderr}");
+        assert!(
+            !said.contains("token count disagrees"),
+            "{side}: inference-perf warned of a token mismatch:\n{said}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,9 +1,9 @@
 """The official `openai` Python client against an OpenAI-compatible server.
 
 Run by tests/real_clients.rs against `igw sim serve` and through `igw epp run`'s
-gateway: every call a user makes first (completions, chat, streaming with usage)
-must come back in the shapes the client's types expect, and errors must raise the
-client's exception classes with JSON bodies.
+gateway: every call a user makes first (completions, chat, streaming with usage,
+batched prompts, n=2, logprobs) must come back in the shapes the client's types
+expect, and errors must raise the client's exception classes with JSON bodies.
 
 Usage: openai_check.py BASE_URL MODEL {sim,gateway}
 
@@ -82,6 +82,49 @@ def streaming():
     )
 
 
+def batched():
+    r = client.completions.create(model=MODEL, prompt=["one", "two two", "three"], max_tokens=2)
+    check("batched prompts: one choice each", len(r.choices) == 3, r)
+    check("batched prompts: indexes in order", [c.index for c in r.choices] == [0, 1, 2], r)
+    check("batched prompts: usage summed", r.usage.completion_tokens == 6, r.usage)
+
+
+def n_choices():
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Two please"}], max_tokens=3, n=2
+    )
+    check("n=2: two choices", sorted(c.index for c in r.choices) == [0, 1], r)
+    check("n=2: usage counts both", r.usage.completion_tokens == 6, r.usage)
+
+
+def logprobs():
+    r = client.completions.create(model=MODEL, prompt="Log", max_tokens=4, logprobs=2)
+    lp = r.choices[0].logprobs
+    check(
+        "completion logprobs: one per token",
+        lp is not None and len(lp.tokens) == 4 and len(lp.token_logprobs) == 4,
+        lp,
+    )
+    check("completion logprobs: not positive", all(x <= 0 for x in lp.token_logprobs), lp)
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Log"}],
+        max_tokens=3,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    content = r.choices[0].logprobs.content
+    check("chat logprobs: one per token", len(content) == 3, r.choices[0].logprobs)
+    check(
+        "chat logprobs: top_logprobs sorted",
+        all(
+            len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob
+            for t in content
+        ),
+        content,
+    )
+
+
 def raises(name, cls, call, status):
     try:
         call()
@@ -128,6 +171,6 @@ def errors():
         )
 
 
-for step in (completions, chat, streaming, errors):
+for step in (completions, chat, streaming, batched, n_choices, logprobs, errors):
     step()
 print("all checks passed", flush=True)
