@@ -131,8 +131,8 @@ fn inference_perf_config(base_url: &str, tokenizer: &Path, out: &Path) -> String
 async fn inference_perf_runs_clean_against_the_simulator_and_the_gateway() {
     let venv = clients_venv();
     let mut config = sim_config(Default::default(), 100.0);
-    config.tokenizer = igw::sim::tokens::Tokenizer::from_file(&tokenizer_json())
-        .expect("the test tokenizer loads");
+    config.tokenizer =
+        igw::sim::tokens::Tokenizer::from_file(tokenizer_json()).expect("the test tokenizer loads");
     let sims = replicas(2, config).await;
     let p = picker(sims.addrs(), |_| {}).await;
     p.wait_healthy(sims.addrs()).await;
