@@ -17,12 +17,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, Metadata};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest, processing_request,
 };
 use envoy_types::pb::google::protobuf::value::Kind;
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value};
+use envoy_types::pb::google::protobuf::{ListValue, Value};
 use igw::epp::bbr::base_model::BaseModels;
 use igw::epp::bbr::metrics::BbrMetrics;
 use igw::epp::bbr::stream::{BbrShared, BbrStream};
@@ -32,6 +32,7 @@ use igw::epp::datastore::ScrapeOutcome;
 use igw::epp::endpoint::{Endpoint, EndpointMetrics};
 use igw::epp::envoy::{PickerStream, Shared};
 use igw::epp::extproc::Step;
+use igw::epp::extproc::codec::request_metadata;
 use igw::epp::lifecycle::RequestIds;
 use igw::epp::lifecycle::outlier::OutlierPolicy;
 use igw::epp::pool::{Pool, PoolParts};
@@ -189,18 +190,6 @@ fn header_map(pairs: Vec<(String, Vec<u8>)>) -> HeaderMap {
     }
 }
 
-fn metadata(namespace: &str, key: &str, value: Kind) -> Metadata {
-    Metadata {
-        filter_metadata: [(
-            namespace.to_string(),
-            Struct {
-                fields: [(key.to_string(), Value { kind: Some(value) })].into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
-}
 
 /// One message from Envoy, built from the input.
 struct Op;
@@ -238,7 +227,7 @@ impl Op {
                             }
                         })
                         .collect();
-                    metadata_context = Some(metadata(
+                    metadata_context = Some(request_metadata(
                         "envoy.lb.subset_hint",
                         "x-gateway-destination-endpoint-subset",
                         Kind::ListValue(ListValue { values }),
@@ -265,7 +254,7 @@ impl Op {
                 ];
                 let served = input.byte();
                 if let Some(e) = ENDPOINTS.get(usize::from(served % 4)) {
-                    metadata_context = Some(metadata(
+                    metadata_context = Some(request_metadata(
                         "envoy.lb",
                         "x-gateway-destination-endpoint-served",
                         Kind::StringValue(e.to_string()),

@@ -10,17 +10,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, Metadata};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest, ProcessingResponse, processing_request,
     processing_response,
 };
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::google::protobuf::{ListValue, Value, value::Kind};
 use igw::epp::config::objectives::Objectives;
 use igw::epp::config::{self, LoadedConfig};
 use igw::epp::endpoint::EndpointMetrics;
 use igw::epp::envoy::{PickerProcessor, Shared};
+use igw::epp::extproc::codec::request_metadata;
 use igw::epp::extproc::{GrpcServer, GrpcServing};
 use igw::epp::lifecycle::RequestIds;
 use igw::epp::lifecycle::outlier::OutlierPolicy;
@@ -289,7 +290,7 @@ pub fn response_headers(
             ..Default::default()
         })),
         metadata_context: served.map(|s| {
-            metadata(
+            request_metadata(
                 "envoy.lb",
                 "x-gateway-destination-endpoint-served",
                 Kind::StringValue(s.into()),
@@ -320,25 +321,12 @@ pub fn with_subset(mut msg: ProcessingRequest, endpoints: &[&str]) -> Processing
             })
             .collect(),
     });
-    msg.metadata_context = Some(metadata(
+    msg.metadata_context = Some(request_metadata(
         "envoy.lb.subset_hint",
         "x-gateway-destination-endpoint-subset",
         list,
     ));
     msg
-}
-
-fn metadata(namespace: &str, key: &str, value: Kind) -> Metadata {
-    Metadata {
-        filter_metadata: [(
-            namespace.to_string(),
-            Struct {
-                fields: [(key.to_string(), Value { kind: Some(value) })].into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
 }
 
 /// A pod as GIE's tests write it: index, waiting queue, KV-cache use, running adapters.

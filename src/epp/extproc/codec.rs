@@ -276,6 +276,21 @@ pub fn destination_metadata<S: AsRef<str>>(endpoints: &[S]) -> Struct {
     metadata_string(LB_NAMESPACE, DESTINATION_ENDPOINT, joined)
 }
 
+/// `{namespace: {key: value}}` as the `metadata_context` Envoy sends with a request
+/// (the reader of [`metadata_strings`]): for clients and tests that play Envoy.
+pub fn request_metadata(namespace: &str, key: &str, value: Kind) -> Metadata {
+    Metadata {
+        filter_metadata: [(
+            namespace.to_string(),
+            Struct {
+                fields: [(key.to_string(), Value { kind: Some(value) })].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
 /// The strings at `namespace`/`key` of the request's `metadata_context`: a list of
 /// strings, or one string split at commas (Envoy's header-to-metadata rules produce
 /// flat strings, gie-facts §1.6). Items are trimmed; empty items and non-string list

@@ -155,19 +155,6 @@ fn destination_metadata_joins_endpoints_under_envoy_lb() {
     );
 }
 
-fn metadata(namespace: &str, key: &str, value: Kind) -> Metadata {
-    Metadata {
-        filter_metadata: [(
-            namespace.to_string(),
-            Struct {
-                fields: [(key.to_string(), Value { kind: Some(value) })].into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn metadata_strings_reads_lists_and_comma_strings() {
     let list = |items: Vec<Kind>| {
@@ -177,7 +164,7 @@ fn metadata_strings_reads_lists_and_comma_strings() {
     };
     let s = |v: &str| Kind::StringValue(v.into());
     let check = |kind: Kind, want: &[&str]| {
-        let md = metadata(SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET, kind);
+        let md = request_metadata(SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET, kind);
         let got = metadata_strings(Some(&md), SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET);
         assert_eq!(
             got.as_deref(),
@@ -197,7 +184,7 @@ fn metadata_strings_reads_lists_and_comma_strings() {
     check(s(""), &[]);
     check(Kind::BoolValue(true), &[]);
 
-    let md = metadata(SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET, s("a"));
+    let md = request_metadata(SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET, s("a"));
     assert_eq!(
         metadata_strings(None, SUBSET_HINT_NAMESPACE, DESTINATION_SUBSET),
         None
@@ -214,7 +201,7 @@ fn metadata_strings_reads_lists_and_comma_strings() {
 
 #[test]
 fn metadata_string_value_reads_the_served_endpoint() {
-    let md = metadata(
+    let md = request_metadata(
         LB_NAMESPACE,
         DESTINATION_SERVED,
         Kind::StringValue("10.0.0.3:8000".into()),

@@ -32,7 +32,7 @@ use tiktoken_rs::CoreBPE;
 pub use chat::{ChatTurn, apply_chat_template, chat_turn_header};
 pub use hf::TokenizerError;
 pub(crate) use plan::WORDS;
-pub use plan::{OUTPUT_LEN_MEDIAN, OUTPUT_LEN_SIGMA, OutputMode, OutputPlan, plan_output};
+pub use plan::{OUTPUT_LEN_MEDIAN, OUTPUT_LEN_SIGMA, OutputMode, OutputPlan};
 pub use stream::StreamDecoder;
 pub use tokenizer::Tokenizer;
 

@@ -39,7 +39,8 @@ pub const OUTPUT_LEN_MEDIAN: f64 = 150.0;
 /// Log-normal shape of the natural output length (σ of its logarithm).
 pub const OUTPUT_LEN_SIGMA: f64 = 1.0;
 
-/// Decides what a request generates.
+/// Decides what a request generates (through
+/// [`Tokenizer::plan_output`](super::Tokenizer::plan_output), which gives `words`).
 ///
 /// - `max_tokens` is at least 1 (a 0 is treated as 1) and bounded by the caller (the
 ///   context length); the plan has 1..=`max_tokens` tokens.
@@ -49,23 +50,11 @@ pub const OUTPUT_LEN_SIGMA: f64 = 1.0;
 ///   xxh64 of `seed` and the prompt ids, so the same prompt under the same seed always
 ///   gets the same output, whatever order requests arrive in. A draw of at least
 ///   `max_tokens` gives `max_tokens` tokens and `Length`; a shorter one gives `Stop`.
-/// - [`OutputMode::Random`]: each token is a seeded pick from a fixed list of
-///   single-token common English words (and a little punctuation), so the text reads
-///   like words. [`OutputMode::Echo`]: the prompt's ids in order, cycled when the output
+/// - [`OutputMode::Random`]: each token is a seeded pick from `words`, a tokenizer's
+///   single-token common English words (and a little punctuation; never empty), so
+///   the text reads like words. [`OutputMode::Echo`]: the prompt's ids in order, cycled when the output
 ///   is longer than the prompt; an empty prompt falls back to `Random`.
-pub fn plan_output(
-    mode: OutputMode,
-    seed: u64,
-    prompt: &[u32],
-    max_tokens: usize,
-    ignore_eos: bool,
-) -> OutputPlan {
-    plan_with(word_tokens(), mode, seed, prompt, max_tokens, ignore_eos)
-}
-
-/// [`plan_output`] with the random words drawn from `words` (a tokenizer's own
-/// single-token words; never empty).
-pub(super) fn plan_with(
+pub(super) fn plan_output(
     words: &[u32],
     mode: OutputMode,
     seed: u64,

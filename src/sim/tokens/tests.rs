@@ -1,6 +1,6 @@
 //! Tests of the built-in tokenizer, the chat template and output plans.
 
-use super::plan::{word_texts, word_tokens};
+use super::plan::{plan_output, word_texts, word_tokens};
 use super::*;
 use crate::sim::metrics::FinishReason;
 
@@ -66,7 +66,17 @@ fn chat_template_has_the_documented_shape() {
 
 #[test]
 fn resent_history_shares_a_token_prefix_with_the_previous_turn() {
-    let reply = decode(&plan_output(OutputMode::Random, 7, &encode("Hi"), 30, true).tokens);
+    let reply = decode(
+        &plan_output(
+            word_tokens(),
+            OutputMode::Random,
+            7,
+            &encode("Hi"),
+            30,
+            true,
+        )
+        .tokens,
+    );
     let first = [
         ChatTurn {
             role: "system",
@@ -134,14 +144,21 @@ fn prompt() -> Vec<u32> {
 fn plans_are_deterministic_per_seed_and_prompt() {
     let p = prompt();
     for mode in [OutputMode::Random, OutputMode::Echo] {
-        let a = plan_output(mode, 42, &p, 4096, false);
+        let a = plan_output(word_tokens(), mode, 42, &p, 4096, false);
         // Another request in between must not change anything.
-        let _ = plan_output(mode, 42, &encode("something else"), 4096, false);
-        assert_eq!(plan_output(mode, 42, &p, 4096, false), a);
+        let _ = plan_output(
+            word_tokens(),
+            mode,
+            42,
+            &encode("something else"),
+            4096,
+            false,
+        );
+        assert_eq!(plan_output(word_tokens(), mode, 42, &p, 4096, false), a);
     }
     let lens: Vec<usize> = (0..20)
         .map(|s| {
-            plan_output(OutputMode::Random, s, &p, 100_000, false)
+            plan_output(word_tokens(), OutputMode::Random, s, &p, 100_000, false)
                 .tokens
                 .len()
         })
@@ -158,7 +175,14 @@ fn lengths_stay_in_bounds_and_reasons_match() {
     let mut lengths = 0;
     for seed in 0..500 {
         for max_tokens in [1, 2, 50, 150, 1000] {
-            let plan = plan_output(OutputMode::Random, seed, &prompt(), max_tokens, false);
+            let plan = plan_output(
+                word_tokens(),
+                OutputMode::Random,
+                seed,
+                &prompt(),
+                max_tokens,
+                false,
+            );
             let n = plan.tokens.len();
             assert!(
                 (1..=max_tokens).contains(&n),
@@ -178,14 +202,23 @@ fn lengths_stay_in_bounds_and_reasons_match() {
         }
     }
     assert!(stops > 0 && lengths > 0);
-    let plan = plan_output(OutputMode::Random, 1, &prompt(), 0, false);
+    let plan = plan_output(word_tokens(), OutputMode::Random, 1, &prompt(), 0, false);
     assert_eq!(plan.tokens.len(), 1);
 }
 
 #[test]
 fn natural_lengths_look_like_sharegpt() {
     let mut lens: Vec<usize> = (0..2000)
-        .map(|s| plan_output(OutputMode::Random, s, &prompt(), usize::MAX, false))
+        .map(|s| {
+            plan_output(
+                word_tokens(),
+                OutputMode::Random,
+                s,
+                &prompt(),
+                usize::MAX,
+                false,
+            )
+        })
         .map(|p| p.tokens.len())
         .collect();
     lens.sort_unstable();
@@ -196,7 +229,14 @@ fn natural_lengths_look_like_sharegpt() {
 #[test]
 fn ignore_eos_gives_exactly_max_tokens() {
     for max_tokens in [1, 3, 700, 2000] {
-        let plan = plan_output(OutputMode::Random, 9, &prompt(), max_tokens, true);
+        let plan = plan_output(
+            word_tokens(),
+            OutputMode::Random,
+            9,
+            &prompt(),
+            max_tokens,
+            true,
+        );
         assert_eq!(plan.tokens.len(), max_tokens);
         assert_eq!(plan.finish_reason, FinishReason::Length);
     }
@@ -205,19 +245,19 @@ fn ignore_eos_gives_exactly_max_tokens() {
 #[test]
 fn echo_repeats_the_prompt_in_order() {
     let p = encode(" one two three");
-    let plan = plan_output(OutputMode::Echo, 0, &p, 7, true);
+    let plan = plan_output(word_tokens(), OutputMode::Echo, 0, &p, 7, true);
     let expected: Vec<u32> = p.iter().copied().cycle().take(7).collect();
     assert_eq!(plan.tokens, expected);
     assert_eq!(decode(&plan.tokens), " one two three one two three one");
-    let short = plan_output(OutputMode::Echo, 0, &p, 2, true);
+    let short = plan_output(word_tokens(), OutputMode::Echo, 0, &p, 2, true);
     assert_eq!(short.tokens, p[..2]);
-    let empty = plan_output(OutputMode::Echo, 0, &[], 5, true);
+    let empty = plan_output(word_tokens(), OutputMode::Echo, 0, &[], 5, true);
     assert_eq!(empty.tokens.len(), 5);
 }
 
 #[test]
 fn random_output_decodes_to_words() {
-    let plan = plan_output(OutputMode::Random, 3, &prompt(), 40, true);
+    let plan = plan_output(word_tokens(), OutputMode::Random, 3, &prompt(), 40, true);
     let text = decode(&plan.tokens);
     assert!(text.split_whitespace().count() >= 20, "{text:?}");
     assert!(

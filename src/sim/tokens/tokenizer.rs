@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::hf::{HfTokenizer, TokenizerError};
-use super::plan::{OutputMode, OutputPlan, plan_with, word_tokens};
+use super::plan::{self, OutputMode, OutputPlan, word_tokens};
 
 /// Text ↔ token ids for one server (see the module documentation).
 #[derive(Clone, Default)]
@@ -157,7 +157,9 @@ impl Tokenizer {
         }
     }
 
-    /// [`plan_output`](super::plan_output) with this tokenizer's words.
+    /// What a request generates for `prompt`, the random words drawn from this
+    /// tokenizer's [`words`](Self::words); the rules (seeded log-normal length,
+    /// `ignore_eos`, echo) are documented at `plan_output` in `tokens/plan.rs`.
     pub fn plan_output(
         &self,
         mode: OutputMode,
@@ -166,6 +168,6 @@ impl Tokenizer {
         max_tokens: usize,
         ignore_eos: bool,
     ) -> OutputPlan {
-        plan_with(self.words(), mode, seed, prompt, max_tokens, ignore_eos)
+        plan::plan_output(self.words(), mode, seed, prompt, max_tokens, ignore_eos)
     }
 }
