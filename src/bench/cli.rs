@@ -50,6 +50,10 @@ pub struct BenchOptions {
     /// Virtual mode: simulations run at once (default: the machine's cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// A Hugging Face `tokenizer.json` the pool's model uses: prompts are counted and
+    /// the replicas write with it (overrides the scenario's `pool.tokenizer`).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -100,6 +104,12 @@ impl BenchOptions {
         if let Some(speedup) = self.speedup {
             s.pool.speedup = speedup;
         }
+        if let Some(path) = &self.tokenizer {
+            s.pool.tokenizer = Some(path.clone());
+            s.pool
+                .load_tokenizer()
+                .map_err(|e| anyhow::anyhow!("--tokenizer: {e}"))?;
+        }
         if !self.strategies.is_empty() {
             keep_strategies(&mut s, &self.strategies)?;
         }
@@ -122,11 +132,12 @@ impl BenchOptions {
         let requests: usize = plans.iter().map(|p| p.requests.len()).sum();
         let progress = Progress::new(!self.quiet && std::io::stderr().is_terminal());
         eprintln!(
-            "{}: {} stage(s), {} requests per strategy (planned in {:.1} s), {} strategies, {} mode",
+            "{}: {} stage(s), {} requests per strategy (planned in {:.1} s, prompts counted with the {}), {} strategies, {} mode",
             scenario.name,
             plans.len(),
             requests,
             started.elapsed().as_secs_f64(),
+            scenario.pool.loaded_tokenizer.describe(),
             match &mode {
                 RunMode::Target(_) => 1,
                 _ => scenario.strategies.len(),

@@ -10,7 +10,8 @@
 //! - [`recorder`]: per-request samples to a stage's measurements, with
 //!   inference-perf's definitions; [`report`]: tables, JSON and charts;
 //!   [`progress`]: bars while it runs; [`wire`]: the HTTP body a request goes out as;
-//!   [`interrupt`]: Ctrl-C during a live or target run, which keeps what was measured.
+//!   [`interrupt`]: Ctrl-C during a live or target run, which keeps what was measured;
+//!   [`retokenize`]: prompts counted with the pool's own `tokenizer.json`.
 //!
 //! Pure parts (workload, arrivals, plan, des, recorder) read no clock and do no
 //! network I/O; drivers that need either (the live client, the CLI) sit on top.
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod retokenize;
 pub mod scenario;
 pub mod virtual_run;
 pub mod wire;

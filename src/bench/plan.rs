@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::arrivals::{ArrivalProcess, Stage};
+use super::retokenize::retokenize;
 use super::scenario::Scenario;
 use super::workload::{
     LORA_STREAM, LoraAssigner, TraceSpec, Workload, WorkloadError, WorkloadRequest, WorkloadSpec,
@@ -60,8 +61,17 @@ impl StagePlan {
     }
 }
 
-/// Builds every stage's plan. Fails only when the workload cannot be built.
+/// Builds every stage's plan, its prompts counted with the pool's tokenizer
+/// ([`retokenize`]). Fails only when the workload cannot be built.
 pub fn plan(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
+    let mut plans = draw(scenario)?;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    retokenize(&mut plans, &scenario.pool.loaded_tokenizer, threads)?;
+    Ok(plans)
+}
+
+/// Every stage's plan with the built-in tokenizer's ids.
+fn draw(scenario: &Scenario) -> Result<Vec<StagePlan>, WorkloadError> {
     if let (ArrivalProcess::Trace, WorkloadSpec::Trace(spec)) =
         (scenario.load.process, &scenario.workload)
     {

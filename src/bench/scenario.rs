@@ -299,6 +299,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         scenario.find_files_beside(dir);
     }
     scenario.validate(&origin)?;
+    scenario.load_tokenizer(&origin)?;
     if scenario.name.is_empty() {
         scenario.name = path
             .file_stem()
@@ -310,8 +311,9 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Parses and validates scenario text; `origin` names it in messages.
 pub fn from_yaml_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-    let scenario = parse(text, origin)?;
+    let mut scenario = parse(text, origin)?;
     scenario.validate(origin)?;
+    scenario.load_tokenizer(origin)?;
     Ok(scenario)
 }
 
@@ -336,6 +338,18 @@ fn beside(dir: &Path, path: &Path) -> Option<PathBuf> {
 }
 
 impl Scenario {
+    /// Loads `pool.tokenizer` (see [`PoolSpec::load_tokenizer`]); `origin` names the
+    /// scenario in the error.
+    pub fn load_tokenizer(&mut self, origin: &str) -> Result<(), ScenarioError> {
+        self.pool
+            .load_tokenizer()
+            .map_err(|message| ScenarioError::Invalid {
+                origin: origin.to_string(),
+                field: "pool.tokenizer".into(),
+                message,
+            })
+    }
+
     /// Files the scenario names (workload data, EPP configs, profile files) by a
     /// relative path that is not there from the working directory but is next to the
     /// scenario file are taken from there: a scenario and its files can be kept
@@ -358,6 +372,9 @@ impl Scenario {
             WorkloadSpec::Synthetic(_) | WorkloadSpec::SharedPrefix(_) => {}
         }
         if let Some(p) = &mut self.pool.profile_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.pool.tokenizer {
             fix(p);
         }
         for group in &mut self.pool.also {

@@ -25,7 +25,7 @@ use super::wire;
 use crate::epp::config::{self, LoadedConfig};
 use crate::sim::engine::EngineConfig;
 use crate::sim::metrics::FinishReason;
-use crate::sim::tokens::{OutputMode, plan_output};
+use crate::sim::tokens::{OutputMode, Tokenizer};
 
 /// Loads the EndpointPickerConfig a strategy names: a preset or a file.
 pub fn picker_config(strategy: &StrategySpec) -> anyhow::Result<LoadedConfig> {
@@ -86,14 +86,19 @@ pub fn pool_config(scenario: &Scenario) -> anyhow::Result<PoolConfig> {
 /// The stage's requests as the simulation takes them: the prompt's token ids, the
 /// exact tokens the simulator would generate for `max_tokens` with `ignore_eos`, as
 /// the live client asks, the length of the body it would send, and which request a
-/// session's turn waits for.
-fn des_requests(plan: &StagePlan, model: &str, engine_seed: u64) -> Vec<DesRequest> {
+/// session's turn waits for. `tokenizer` is the replicas' (its words are their output).
+fn des_requests(
+    plan: &StagePlan,
+    model: &str,
+    engine_seed: u64,
+    tokenizer: &Tokenizer,
+) -> Vec<DesRequest> {
     plan.requests
         .iter()
         .zip(plan.predecessors())
         .map(|(p, after)| {
             let r = &p.request;
-            let output = plan_output(
+            let output = tokenizer.plan_output(
                 OutputMode::Random,
                 engine_seed,
                 &r.prompt_tokens,
@@ -250,8 +255,14 @@ pub fn run(
                     let (stage, s) = jobs[j];
                     let plan = &plans[stage];
                     let result = router(&strategies[s]).and_then(|router| {
-                        let input = inputs[stage]
-                            .take(|| des_requests(plan, &scenario.pool.model, engine_seed));
+                        let input = inputs[stage].take(|| {
+                            des_requests(
+                                plan,
+                                &scenario.pool.model,
+                                engine_seed,
+                                &scenario.pool.loaded_tokenizer,
+                            )
+                        });
                         let report = simulate(&pool, router, &input)
                             .map_err(|e| anyhow::anyhow!("pool: {e}"))?;
                         let replicas = pool.engines.len();

@@ -394,6 +394,7 @@ async fn start_pool(scenario: &Scenario) -> anyhow::Result<LivePool> {
             let engine = options.engine_config()?;
             let mut config = SimServerConfig::new(scenario.pool.model.clone(), engine);
             config.speedup = scenario.pool.speedup;
+            config.tokenizer = scenario.pool.loaded_tokenizer.clone();
             // A split entry named like the pool's model is base-model traffic, not an
             // adapter.
             config.lora_modules = scenario

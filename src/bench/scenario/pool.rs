@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::go_duration;
 use crate::sim::options::EngineOptions;
+use crate::sim::tokens::Tokenizer;
 
 /// The simulated pool: replicas of one engine shape, plus any groups of other shapes
 /// in `also`. Engine fields have the names and meanings of `igw sim serve`'s flags
@@ -59,6 +60,16 @@ pub struct PoolSpec {
     /// first `replicas` in endpoint order.
     #[serde(default)]
     pub also: Vec<ReplicaGroup>,
+    /// A Hugging Face `tokenizer.json` the served model uses (`igw sim serve
+    /// --tokenizer`): the workload's prompts are counted with it, the replicas count
+    /// and write tokens with it, so the report's token counts are the ones a client
+    /// with that tokenizer (inference-perf, guidellm) sees. Unset: the built-in
+    /// `cl100k_base`. `igw bench --tokenizer` overrides it.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// [`tokenizer`](Self::tokenizer), loaded (see [`PoolSpec::load_tokenizer`]).
+    #[serde(skip)]
+    pub loaded_tokenizer: Tokenizer,
 }
 
 /// A group of replicas of one shape in a mixed pool (`pool.also`). Its profile and
@@ -103,6 +114,8 @@ impl Default for PoolSpec {
             speedup: default_speedup(),
             scrape_interval: default_scrape_interval(),
             also: Vec::new(),
+            tokenizer: None,
+            loaded_tokenizer: Tokenizer::builtin(),
         }
     }
 }
@@ -132,6 +145,17 @@ fn default_scrape_interval() -> Duration {
 }
 
 impl PoolSpec {
+    /// Loads [`tokenizer`](Self::tokenizer) into
+    /// [`loaded_tokenizer`](Self::loaded_tokenizer) (the built-in one when unset);
+    /// the error says why the file is not a usable `tokenizer.json`.
+    pub fn load_tokenizer(&mut self) -> Result<(), String> {
+        self.loaded_tokenizer = match &self.tokenizer {
+            None => Tokenizer::builtin(),
+            Some(path) => Tokenizer::from_file(path).map_err(|e| e.to_string())?,
+        };
+        Ok(())
+    }
+
     /// The engine shape as `igw sim serve`'s flags state it; replica `i` adds `i` to
     /// `seed` so their step noise differs.
     pub fn engine_options(&self, seed: u64) -> EngineOptions {

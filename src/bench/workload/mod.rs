@@ -77,7 +77,9 @@ pub struct SessionTurn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadRequest {
     pub prompt: PromptText,
-    /// `cl100k_base` ids of [`PromptText::flatten`], as the simulator tokenises it.
+    /// `cl100k_base` ids of [`PromptText::flatten`], as the simulator tokenises it
+    /// (the pool's own tokenizer's once the plan is made, see
+    /// [`retokenize`](crate::bench::retokenize)).
     pub prompt_tokens: Vec<u32>,
     /// Tokens to ask for (`max_tokens`), ≥ 1.
     pub output_tokens: usize,
