@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::host::{CoreMetricsParams, MetricsSourceParams, ParserKind};
+use super::host::{CoreMetricsParams, FileDiscoveryParams, MetricsSourceParams, ParserKind};
 use crate::epp::saturation::Detector as SaturationDetector;
 use crate::epp::scheduler::plugins::concurrency::{self, ConcurrencyDetector};
 use crate::epp::scheduler::plugins::inflight_load::{self, InflightLoadScorer};
@@ -36,6 +36,7 @@ use crate::epp::scheduler::prefix::PrefixParams;
 use crate::epp::scheduler::{Filter, Picker, ProfileHandler, Scorer};
 
 pub const METRICS_DATA_SOURCE: &str = "metrics-data-source";
+pub const FILE_DISCOVERY: &str = "file-discovery";
 pub const CORE_METRICS_EXTRACTOR: &str = "core-metrics-extractor";
 pub const OPENAI_PARSER: &str = "openai-parser";
 pub const PASSTHROUGH_PARSER: &str = "passthrough-parser";
@@ -52,7 +53,7 @@ const FLOW_CONTROL_POLICIES: [&str; 6] = [
 ];
 
 /// Other GIE data-layer and request-control types igw accepts and ignores.
-const IGNORED: [(&str, &str); 4] = [
+const IGNORED: [(&str, &str); 3] = [
     (
         "inflight-load-producer",
         "igw counts in-flight requests and their estimated tokens itself",
@@ -64,10 +65,6 @@ const IGNORED: [(&str, &str); 4] = [
     (
         "endpoint-notification-source",
         "igw's discovery watches endpoints itself",
-    ),
-    (
-        "file-discovery",
-        "endpoints come from --pool-file or --endpoints",
     ),
 ];
 
@@ -165,6 +162,8 @@ pub enum HostPlugin {
     MetricsSource(MetricsSourceParams),
     MetricsExtractor(CoreMetricsParams),
     Parser(ParserKind),
+    /// llm-d's endpoints file (`dataLayer.discovery` names it).
+    FileDiscovery(FileDiscoveryParams),
     /// Accepted for compatibility; the text says why it has no effect.
     Ignored(&'static str),
 }
@@ -226,6 +225,7 @@ pub fn build(type_name: &str, p: Option<&Value>) -> Result<Built, BuildError> {
             ConcurrencyDetector::new(params(p)?),
         ))),
         METRICS_DATA_SOURCE => Host(HostPlugin::MetricsSource(params(p)?)),
+        FILE_DISCOVERY => Host(HostPlugin::FileDiscovery(params(p)?)),
         CORE_METRICS_EXTRACTOR => Host(HostPlugin::MetricsExtractor(params(p)?)),
         OPENAI_PARSER => {
             params::<NoParams>(p)?;

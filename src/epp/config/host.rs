@@ -5,9 +5,29 @@
 //! Parsed and validated here, acted on elsewhere (the scraper, the admission step);
 //! this module does no I/O.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::epp::scheduler::plugins::{GoDuration, ParamError, Params};
+
+/// llm-d Router's `file-discovery` parameters (its `docs/discovery.md`): the endpoints
+/// file, and whether to re-read it when it changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileDiscoveryParams {
+    pub path: PathBuf,
+    pub watch_file: bool,
+}
+
+impl Params for FileDiscoveryParams {
+    fn validate(&self) -> Result<(), ParamError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ParamError::new("path", "the endpoints file is required"));
+        }
+        Ok(())
+    }
+}
 
 /// `metrics-data-source` parameters (gie-facts §2.2).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -38,11 +38,15 @@ dataLayer:
     assert_eq!(c.parser, ParserKind::Passthrough, "the first parser listed");
     assert!(!c.feature_gates.flow_control);
     let notes = c.notes.join("\n");
-    for said in [
-        "one parser per pool",
-        "dataLayer.injectDefaults",
-        "dataLayer.discovery",
-    ] {
+    // The earlier `discovery: {pluginRef}` form names the endpoints file.
+    assert_eq!(
+        c.discovery,
+        Some(FileDiscoveryParams {
+            path: "/etc/llm-d/endpoints.yaml".into(),
+            watch_file: true
+        })
+    );
+    for said in ["one parser per pool", "dataLayer.injectDefaults"] {
         assert!(notes.contains(said), "`{said}` not said in:\n{notes}");
     }
 }
@@ -63,6 +67,26 @@ fn llm_d_mistakes_are_still_errors() {
         (
             "parser: {pluginRef: openai-parser}\nrequestHandler: {parsers: [{pluginRef: openai-parser}]}\n",
             "not both",
+        ),
+        (
+            "dataLayer: {discovery: {endpoints: {pluginRef: queue-scorer}}}\n",
+            "llm-d.yaml: dataLayer.discovery.endpoints: plugin `queue-scorer` (type `queue-scorer`) is not a discovery plugin",
+        ),
+        (
+            "dataLayer: {discovery: {endpoints: {pluginRef: nowhere}}}\n",
+            "nowhere",
+        ),
+        (
+            "dataLayer: {discovery: {}}\n",
+            "name the discovery plugin in `endpoints.pluginRef`",
+        ),
+        (
+            "- {name: f, type: file-discovery}\ndataLayer: {discovery: {pluginRef: f}}\n",
+            "field `parameters.path`: the endpoints file is required",
+        ),
+        (
+            "- {name: f, type: file-discovery, parameters: {path: e.yaml, watch: true}}\n",
+            "watch",
         ),
     ] {
         let err = from_yaml_str(&format!("{head}{body}"), "llm-d.yaml")

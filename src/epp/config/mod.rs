@@ -29,8 +29,8 @@ use serde_json::Value;
 
 pub use error::ConfigError;
 pub use host::{
-    CoreMetricsParams, DataSource, EngineMetricsConfig, FlowControlSpec, MetricsSourceParams,
-    ParserKind, PriorityBandSpec, Quantity,
+    CoreMetricsParams, DataSource, EngineMetricsConfig, FileDiscoveryParams, FlowControlSpec,
+    MetricsSourceParams, ParserKind, PriorityBandSpec, Quantity,
 };
 pub use presets::{GIE_DEFAULT_YAML, IGW_DEFAULT_YAML, gie_default, igw_default};
 
@@ -134,13 +134,25 @@ pub struct DataLayerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inject_defaults: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discovery: Option<PluginRef>,
+    pub discovery: Option<DiscoverySpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_discovery: Option<PluginRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_replica_syncer_plugin_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_replica_sync_interval: Option<String>,
+}
+
+/// `dataLayer.discovery`: where endpoints come from instead of Kubernetes. llm-d
+/// Router's `{endpoints: {pluginRef}}` (its `docs/discovery.md`), or the earlier
+/// `{pluginRef}`; the plugin is a `file-discovery`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscoverySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<PluginRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_ref: Option<String>,
 }
 
 /// llm-d Router's `requestHandler`.
@@ -185,6 +197,9 @@ pub struct LoadedConfig {
     pub data_layer: Vec<DataSource>,
     pub parser: ParserKind,
     pub flow_control: Option<FlowControlSpec>,
+    /// The endpoints file `dataLayer.discovery` names (a `file-discovery` plugin's
+    /// parameters), when the config gives the pool's endpoints itself.
+    pub discovery: Option<FileDiscoveryParams>,
     /// What loading accepted but igw does not act on, and what defaulting added, one
     /// sentence each, for the host to log.
     pub notes: Vec<String>,

@@ -23,6 +23,7 @@ use tasks::Tasks;
 use super::admin;
 use super::clock::TokioClock;
 use super::config::{LoadedConfig, objectives::Objectives};
+use super::discovery::Reloads;
 use super::envoy::{PickerProcessor, Shared};
 use super::extproc::{self, GrpcServer, HealthNames, HealthReporter};
 use super::lifecycle::RequestIds;
@@ -41,6 +42,8 @@ pub struct RunningEpp {
     pub grpc_certificate_pem: Option<String>,
     pub metrics_addr: SocketAddr,
     pub pool: Arc<Pool>,
+    /// What an endpoints-file source has reloaded and refused; `None` for a fixed pool.
+    pub discovery_reloads: Option<watch::Receiver<Reloads>>,
     health: HealthReporter,
     shutdown: watch::Sender<bool>,
     tasks: Tasks,
@@ -103,7 +106,7 @@ pub async fn start_with_config(
     config: LoadedConfig,
 ) -> anyhow::Result<RunningEpp> {
     opts.validate().map_err(anyhow::Error::msg)?;
-    let static_pool = opts.pool()?;
+    let (pool_name, discovery) = opts.discovery(&config)?;
     for note in &config.notes {
         tracing::info!(config = %config.origin, "{note}");
     }
@@ -115,7 +118,8 @@ pub async fn start_with_config(
     );
     tracing::info!(
         config = %config.origin,
-        pool = %format!("{}/{}", opts.pool_namespace, static_pool.name),
+        pool = %format!("{}/{}", opts.pool_namespace, pool_name),
+        endpoints = %discovery.describe(),
         profiles = %describe_profiles(&config),
         parser = ?config.parser,
         "active configuration"
@@ -125,8 +129,8 @@ pub async fn start_with_config(
         None => Objectives::default(),
     };
     let pool = Arc::new(Pool::new(PoolParts {
-        name: static_pool.name,
-        endpoints: static_pool.endpoints,
+        name: pool_name,
+        endpoints: discovery.initial(),
         config,
         objectives,
         refresh_interval: opts.refresh_metrics_interval,
@@ -192,6 +196,11 @@ pub async fn start_with_config(
     let mut tasks = Tasks::default();
     let admin = admin::app(pool.clone(), tasks.fault());
     tasks.spawn("the scrape loop", scraper.run(stopped(signal.clone())));
+    let discovery_reloads = discovery.reloads();
+    tasks.spawn(
+        "endpoint discovery",
+        discovery.run(pool.clone(), Box::pin(stopped(signal.clone()))),
+    );
     if let Some((listener, _)) = proxy_listener {
         let gateway = proxy::app(pool.clone(), opts.gateway_config());
         let stop = stopped(signal.clone());
@@ -262,6 +271,7 @@ pub async fn start_with_config(
         grpc_certificate_pem,
         metrics_addr,
         pool,
+        discovery_reloads,
         health,
         shutdown,
         tasks,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::epp::config::{self, LoadedConfig};
 use crate::epp::datastore::DEFAULT_STALENESS_THRESHOLD;
-use crate::epp::discovery::StaticPool;
+use crate::epp::discovery::{Discovery, Fixed, StaticPool, WatchedFile};
 use crate::epp::duration::parse_go_duration;
 use crate::epp::extproc::{DEFAULT_MAX_MESSAGE_BYTES, GrpcServing, Tls};
 use crate::epp::lifecycle::outlier::OutlierPolicy;
@@ -19,7 +19,7 @@ use crate::serve::ServeLimitOptions;
 
 /// `igw epp run` flags (names follow GIE's EPP where it has them, gie-facts §8.1).
 #[derive(clap::Args, Clone, Debug)]
-#[command(group(clap::ArgGroup::new("pool").required(true).args(["pool_file", "endpoints"])))]
+#[command(group(clap::ArgGroup::new("pool").args(["pool_file", "endpoints", "endpoints_file"])))]
 pub struct EppOptions {
     /// The pool: an InferencePool v1 YAML with `spec.endpoints` listing addresses.
     #[arg(long, value_name = "FILE")]
@@ -27,7 +27,13 @@ pub struct EppOptions {
     /// The pool, quick form: comma-separated `ip:port` model-server addresses.
     #[arg(long, value_name = "LIST")]
     pub endpoints: Option<String>,
-    /// Pool name for `--endpoints` (labels `inference_pool_*` metrics).
+    /// The pool, as llm-d Router's endpoints file lists it (YAML or JSON, `endpoints:
+    /// [{name, namespace, address, port, labels}]`), re-read when it changes. The
+    /// config's `file-discovery` plugin gives the same without this flag.
+    #[arg(long, value_name = "FILE")]
+    pub endpoints_file: Option<PathBuf>,
+    /// Pool name for `--endpoints` and endpoints files (labels `inference_pool_*`
+    /// metrics).
     #[arg(long, default_value = "igw-pool")]
     pub pool_name: String,
     /// The pool's namespace (GIE's flag; `NAMESPACE` in the environment, else
@@ -156,6 +162,7 @@ impl EppOptions {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
+            endpoints_file: None,
             pool_name: "igw-pool".into(),
             pool_namespace: "default".into(),
             verbosity: 2,
@@ -292,12 +299,69 @@ impl EppOptions {
         }
     }
 
-    pub(super) fn pool(&self) -> anyhow::Result<StaticPool> {
-        Ok(match (&self.pool_file, &self.endpoints) {
-            (Some(path), _) => StaticPool::from_file(path)?,
-            (None, Some(list)) => StaticPool::from_endpoints_flag(&self.pool_name, list)?,
-            (None, None) => anyhow::bail!("give the pool with --pool-file or --endpoints"),
-        })
+    /// The pool's name and where its endpoints come from: one of `--pool-file`,
+    /// `--endpoints` and `--endpoints-file`, or the config's `file-discovery`.
+    pub(super) fn discovery(
+        &self,
+        config: &LoadedConfig,
+    ) -> anyhow::Result<(String, Box<dyn Discovery>)> {
+        let from_config = config.discovery.as_ref();
+        let flag = [
+            ("--pool-file", self.pool_file.is_some()),
+            ("--endpoints", self.endpoints.is_some()),
+            ("--endpoints-file", self.endpoints_file.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name));
+        if let (Some(flag), Some(_)) = (flag, from_config) {
+            anyhow::bail!(
+                "{flag} and the file-discovery plugin of {} both give the pool's endpoints; keep one",
+                config.origin
+            );
+        }
+        let pool_name = self.pool_name.clone();
+        Ok(
+            match (&self.pool_file, &self.endpoints, &self.endpoints_file) {
+                (Some(path), ..) => {
+                    let pool = StaticPool::from_file(path)?;
+                    let what = format!("pool file {}", path.display());
+                    (
+                        pool.name,
+                        Box::new(Fixed {
+                            what,
+                            endpoints: pool.endpoints,
+                        }),
+                    )
+                }
+                (None, Some(list), _) => {
+                    let pool = StaticPool::from_endpoints_flag(&self.pool_name, list)?;
+                    let what = "--endpoints".to_string();
+                    (
+                        pool.name,
+                        Box::new(Fixed {
+                            what,
+                            endpoints: pool.endpoints,
+                        }),
+                    )
+                }
+                (None, None, Some(path)) => {
+                    (pool_name, Box::new(WatchedFile::open(path.clone(), true)?))
+                }
+                (None, None, None) => {
+                    match from_config {
+                        Some(d) => (
+                            pool_name,
+                            Box::new(WatchedFile::open(d.path.clone(), d.watch_file).map_err(
+                                |e| anyhow::anyhow!("{}: file-discovery: {e}", config.origin),
+                            )?),
+                        ),
+                        None => anyhow::bail!(
+                            "give the pool with --pool-file, --endpoints or --endpoints-file, or a file-discovery plugin in the config"
+                        ),
+                    }
+                }
+            },
+        )
     }
 
     /// The log level `--v` asks for.

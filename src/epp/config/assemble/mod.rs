@@ -73,6 +73,7 @@ pub(super) fn assemble(
     let saturation = l.saturation()?;
     let data_layer = l.data_layer(feature_gates)?;
     let flow_control = l.flow_control(feature_gates)?;
+    let discovery = l.discovery()?;
     Ok(LoadedConfig {
         origin: origin.to_string(),
         spec: l.spec,
@@ -82,6 +83,7 @@ pub(super) fn assemble(
         data_layer,
         parser,
         flow_control,
+        discovery,
         notes: l.notes,
     })
 }

@@ -4,7 +4,7 @@
 
 use super::Loader;
 use crate::epp::config::factory::{self, Built, HostPlugin};
-use crate::epp::config::host::{DataSource, FlowControlSpec};
+use crate::epp::config::host::{DataSource, FileDiscoveryParams, FlowControlSpec};
 use crate::epp::config::{
     ConfigError, DataLayerSpec, DataSourceSpec, FEATURE_GATES, FeatureGates, PluginRef,
 };
@@ -38,9 +38,6 @@ impl Loader<'_> {
         if layer.inject_defaults.is_some() {
             ignored.push("injectDefaults (igw always fills GIE's defaults)");
         }
-        if layer.discovery.is_some() {
-            ignored.push("discovery (endpoints come from --pool-file or --endpoints)");
-        }
         if layer.peer_discovery.is_some() {
             ignored.push("peerDiscovery");
         }
@@ -56,6 +53,45 @@ impl Loader<'_> {
                 .push(format!("dataLayer.{field}: accepted, not acted on"));
         }
         Ok(())
+    }
+
+    /// The endpoints file `dataLayer.discovery` names, if any: its plugin must be a
+    /// `file-discovery`.
+    pub(super) fn discovery(&self) -> Result<Option<FileDiscoveryParams>, ConfigError> {
+        let Some(d) = self
+            .spec
+            .data_layer
+            .as_ref()
+            .and_then(|l| l.discovery.as_ref())
+        else {
+            return Ok(None);
+        };
+        let (section, name) = match (&d.endpoints, &d.plugin_ref) {
+            (Some(r), None) => ("dataLayer.discovery.endpoints", &r.plugin_ref),
+            (None, Some(name)) => ("dataLayer.discovery", name),
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "dataLayer.discovery",
+                    "give the plugin in `endpoints.pluginRef` or in `pluginRef`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    "dataLayer.discovery",
+                    "name the discovery plugin in `endpoints.pluginRef`",
+                ));
+            }
+        };
+        let e = self.lookup(section, name)?;
+        let Built::Host(HostPlugin::FileDiscovery(params)) = &e.plugin else {
+            let msg = format!(
+                "{} is not a discovery plugin (igw's is `{}`)",
+                e.describe(),
+                factory::FILE_DISCOVERY
+            );
+            return Err(self.invalid(section, msg));
+        };
+        Ok(Some(params.clone()))
     }
 
     pub(super) fn feature_gates(&self) -> Result<FeatureGates, ConfigError> {
