@@ -1,22 +1,26 @@
 //! The picker's operator port (`--metrics-port`): Prometheus metrics, liveness,
-//! readiness, and a JSON view of every endpoint as the picker sees it (the kubectl
-//! plugin's `top` reads it).
+//! readiness, a JSON view of every endpoint as the picker sees it (the kubectl
+//! plugin's `top` reads it), and explained dry-run decisions (its `explain`).
 //!
 //! Read-only: every handler reads the current snapshot and the metric registry; none
-//! changes routing state.
+//! changes routing state (an explained decision books nothing, see
+//! [`crate::epp::lifecycle::explain`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::datastore::Health;
+use super::lifecycle::{RequestContext, RequestIds};
 use super::metrics::exposition;
 use super::pool::Pool;
 use super::run::Fault;
@@ -29,14 +33,18 @@ struct Admin {
     fault: Fault,
 }
 
-/// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`. `fault` fails
-/// `/health` and `/ready` once a background task has died.
+/// Routes: `GET /metrics`, `/health`, `/ready`, `/admin/endpoints`, and
+/// `POST /admin/explain[/<path>]` with a request body as the gateway would get it
+/// at `/<path>` (`v1/completions` when none), its headers (the objective, the subset
+/// hint) included. `fault` fails `/health` and `/ready` once a background task died.
 pub fn app(pool: Arc<Pool>, fault: Fault) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/admin/endpoints", get(endpoints))
+        .route("/admin/explain", post(explain))
+        .route("/admin/explain/{*path}", post(explain))
         .with_state(Admin { pool, fault })
 }
 
@@ -163,4 +171,29 @@ async fn endpoints(State(a): State<Admin>) -> Json<PoolView> {
         pool: snap.pool.clone(),
         endpoints,
     })
+}
+
+/// `POST /admin/explain/<path>`: the decision the gateway would make for this
+/// request, and why (a 400 in the gateway's JSON shape when the body cannot be
+/// parsed).
+async fn explain(
+    State(a): State<Admin>,
+    path: Option<Path<String>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = match path {
+        Some(Path(p)) => format!("/{}", p.trim_start_matches('/')),
+        None => "/v1/completions".to_string(),
+    };
+    let ctx = RequestContext::new(
+        axum::http::Method::POST,
+        path,
+        headers,
+        &RequestIds::default(),
+    );
+    match a.pool.parse(&ctx, &body) {
+        Ok(request) => Json(a.pool.explain(&ctx, request)).into_response(),
+        Err(e) => super::proxy::error_response(&e),
+    }
 }

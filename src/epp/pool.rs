@@ -16,6 +16,7 @@ use super::config::{LoadedConfig, ParserKind};
 use super::datastore::{Datastore, PoolSnapshot};
 use super::endpoint::Endpoint;
 use super::error::EppError;
+use super::lifecycle::explain::Explanation;
 use super::lifecycle::outlier::OutlierPolicy;
 use super::lifecycle::{Decision, DecisionCore, Director, DirectorParts, RequestContext};
 use super::metric_mapping::{DEFAULT_ENGINE, EngineMappings, MetricMapping, SpecError};
@@ -107,6 +108,11 @@ impl Pool {
             self.clock.clone(),
             self.scrape.clone(),
         )
+    }
+
+    /// What the pool would decide for `request`, and why; nothing sent or booked.
+    pub fn explain(&self, ctx: &RequestContext, request: LlmRequest) -> Explanation {
+        self.director.explain(ctx, request)
     }
 
     /// Replaces the pool's endpoints (discovery). Endpoints that stay keep their

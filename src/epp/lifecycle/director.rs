@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 use super::context::RequestContext;
 use super::core::{DecisionCore, collect_candidates};
 use super::decision::{Decision, Target};
+use super::explain::{self, Explanation};
 use super::outlier::OutlierPolicy;
 use crate::epp::clock::Clock;
 use crate::epp::config::objectives::Objectives;
@@ -165,6 +166,20 @@ impl Director {
                 Err(err)
             }
         }
+    }
+
+    /// What the picker would decide for `request` now, and why, without sending or
+    /// booking anything (see [`super::explain`]).
+    pub fn explain(&self, ctx: &RequestContext, mut request: LlmRequest) -> Explanation {
+        request.priority = self.objectives.priority(ctx.objective.as_deref());
+        let snap = self.datastore.snapshot();
+        explain::explain(
+            &snap,
+            self.clock.now(),
+            &self.core,
+            ctx.subset.as_ref(),
+            &request,
+        )
     }
 
     /// The bounded label values of `request`'s model names.

@@ -30,6 +30,7 @@ pub mod context;
 pub mod core;
 pub mod decision;
 pub mod director;
+pub mod explain;
 pub mod headers;
 pub mod outlier;
 pub mod response;

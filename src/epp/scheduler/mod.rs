@@ -26,6 +26,7 @@ mod run;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use rand::Rng;
 pub use cycle::CycleState;
 pub use profile::SchedulingProfile;
 pub use run::{ProfileResult, Scheduler, SchedulingError, SchedulingResult};
+pub use trace::{FilterTrace, ProfileTrace, ScorerTrace};
 
 use super::endpoint::{Candidate, Endpoint};
 use super::request::{Completion, LlmRequest};
@@ -48,11 +50,25 @@ pub struct SchedulingContext<'a> {
     /// Per-request scratch shared by the plugins of this decision; keep one per worker
     /// and pass it again to [`Scheduler::on_scheduled`] so the prompt is hashed once.
     pub cycle: &'a mut CycleState,
+    /// When set, every profile run appends what it did (an explained decision);
+    /// `None` on the request path, where it costs one branch per plugin.
+    pub trace: Option<&'a mut Vec<ProfileTrace>>,
 }
 
 impl<'a> SchedulingContext<'a> {
     pub fn new(now: Duration, rng: &'a mut dyn Rng, cycle: &'a mut CycleState) -> Self {
-        SchedulingContext { now, rng, cycle }
+        SchedulingContext {
+            now,
+            rng,
+            cycle,
+            trace: None,
+        }
+    }
+
+    /// The same context, recording each profile run into `trace`.
+    pub fn traced(mut self, trace: &'a mut Vec<ProfileTrace>) -> Self {
+        self.trace = Some(trace);
+        self
     }
 }
 

@@ -367,21 +367,25 @@ impl Loader<'_> {
                 .iter()
                 .filter_map(entry)
                 .find_map(|e| match &e.plugin {
-                    Built::Picker(p) => Some(p.clone()),
+                    Built::Picker(p) => Some((e.name.clone(), p.clone())),
                     _ => None,
                 });
-            let Some(picker) = picker else {
+            let Some((picker_name, picker)) = picker else {
                 return Err(
                     self.invalid(format!("schedulingProfiles `{}`", spec.name), "no picker")
                 );
             };
-            let mut profile = SchedulingProfile::new(spec.name.as_str(), picker);
+            let mut profile =
+                SchedulingProfile::new(spec.name.as_str(), picker).with_picker_name(picker_name);
             for r in &spec.plugins {
-                match entry(r).map(|e| &e.plugin) {
-                    Some(Built::Filter(f)) => profile = profile.with_filter(f.clone()),
-                    Some(Built::Detector(d)) => profile = profile.with_filter(d.filter()),
-                    Some(Built::Scorer(s)) => {
-                        profile = profile.with_scorer(s.clone(), r.weight.unwrap_or(1.0));
+                let Some(e) = entry(r) else { continue };
+                let name = e.name.as_str();
+                match &e.plugin {
+                    Built::Filter(f) => profile = profile.with_named_filter(name, f.clone()),
+                    Built::Detector(d) => profile = profile.with_named_filter(name, d.filter()),
+                    Built::Scorer(s) => {
+                        let weight = r.weight.unwrap_or(1.0);
+                        profile = profile.with_named_scorer(name, s.clone(), weight);
                     }
                     _ => {}
                 }
