@@ -2,5 +2,6 @@
 //!
 //! Only data and (de)serialisation live here: no I/O, no policy.
 
+pub mod crds;
 pub mod openai;
 pub mod vllm;
