@@ -1,7 +1,8 @@
 //! What the `igw sim serve` HTTP tests share: a test server configuration, a small
 //! client, an SSE frame splitter and a Prometheus sample reader; [`epp`] adds what
-//! the picker's end-to-end tests need on top, [`envoy`] a real Envoy, and [`venv`] the
-//! Python environments real tools come in.
+//! the picker's end-to-end tests need on top, [`envoy`] a real Envoy, [`fake_kube`] a
+//! loopback Kubernetes API server, and [`venv`] the Python environments real tools
+//! come in.
 //!
 //! Nothing here asserts on timing or sleeps in place of waiting for something: it
 //! sends requests and parses what comes back, and [`epp`] polls observable state
@@ -12,6 +13,7 @@
 pub mod envoy;
 pub mod epp;
 pub mod extproc;
+pub mod fake_kube;
 pub mod venv;
 
 use igw::sim::engine::EngineConfig;

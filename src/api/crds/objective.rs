@@ -81,13 +81,13 @@ macro_rules! objective_kinds {
         /// A request's objective, named by the `x-gateway-inference-objective` header.
         #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
         #[kube(
-                            group = $group,
-                            version = "v1alpha2",
-                            kind = "InferenceObjective",
-                            plural = "inferenceobjectives",
-                            namespaced,
-                            status = "ObjectiveStatus"
-                        )]
+                                                            group = $group,
+                                                            version = "v1alpha2",
+                                                            kind = "InferenceObjective",
+                                                            plural = "inferenceobjectives",
+                                                            namespaced,
+                                                            status = "ObjectiveStatus"
+                                                        )]
         #[serde(rename_all = "camelCase")]
         pub struct InferenceObjectiveSpec {
             /// Higher is more important; negative is sheddable; unset is 0.
@@ -99,13 +99,13 @@ macro_rules! objective_kinds {
         /// Weighted renames of the requested model, for canaries and splits.
         #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
         #[kube(
-                            group = $group,
-                            version = "v1alpha2",
-                            kind = "InferenceModelRewrite",
-                            plural = "inferencemodelrewrites",
-                            namespaced,
-                            status = "ObjectiveStatus"
-                        )]
+                                                            group = $group,
+                                                            version = "v1alpha2",
+                                                            kind = "InferenceModelRewrite",
+                                                            plural = "inferencemodelrewrites",
+                                                            namespaced,
+                                                            status = "ObjectiveStatus"
+                                                        )]
         #[serde(rename_all = "camelCase")]
         pub struct InferenceModelRewriteSpec {
             pub pool_ref: PoolObjectReference,

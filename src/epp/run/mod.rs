@@ -106,7 +106,7 @@ pub async fn start_with_config(
     config: LoadedConfig,
 ) -> anyhow::Result<RunningEpp> {
     opts.validate().map_err(anyhow::Error::msg)?;
-    let (pool_name, discovery) = opts.discovery(&config)?;
+    let (pool_name, discovery) = opts.discovery(&config).await?;
     for note in &config.notes {
         tracing::info!(config = %config.origin, "{note}");
     }

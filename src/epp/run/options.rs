@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::epp::config::{self, LoadedConfig};
 use crate::epp::datastore::DEFAULT_STALENESS_THRESHOLD;
+use crate::epp::discovery::kubernetes::KubernetesPool;
 use crate::epp::discovery::{Discovery, Fixed, StaticPool, WatchedFile};
 use crate::epp::duration::parse_go_duration;
 use crate::epp::extproc::{DEFAULT_MAX_MESSAGE_BYTES, GrpcServing, Tls};
@@ -301,7 +302,7 @@ impl EppOptions {
 
     /// The pool's name and where its endpoints come from: one of `--pool-file`,
     /// `--endpoints` and `--endpoints-file`, or the config's `file-discovery`.
-    pub(super) fn discovery(
+    pub(super) async fn discovery(
         &self,
         config: &LoadedConfig,
     ) -> anyhow::Result<(String, Box<dyn Discovery>)> {
@@ -355,13 +356,27 @@ impl EppOptions {
                                 |e| anyhow::anyhow!("{}: file-discovery: {e}", config.origin),
                             )?),
                         ),
-                        None => anyhow::bail!(
-                            "give the pool with --pool-file, --endpoints or --endpoints-file, or a file-discovery plugin in the config"
-                        ),
+                        None => {
+                            let pool = self.kubernetes_pool().await?;
+                            (pool_name, Box::new(pool))
+                        }
                     }
                 }
             },
         )
+    }
+
+    /// The InferencePool `--pool-name` on the Kubernetes API (in-cluster config, or the
+    /// kubeconfig), when no file gives the pool.
+    async fn kubernetes_pool(&self) -> anyhow::Result<KubernetesPool> {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "give the pool with --pool-file, --endpoints or --endpoints-file, or a file-discovery plugin in the config; or run where a Kubernetes config is (in a cluster, or with a kubeconfig) to read InferencePool {}/{}: {e}",
+                self.pool_namespace,
+                self.pool_name
+            )
+        })?;
+        KubernetesPool::open(client, &self.pool_namespace, &self.pool_name).await
     }
 
     /// The log level `--v` asks for.

@@ -1,0 +1,175 @@
+//! The pool from the Kubernetes API: an InferencePool and the pods its selector picks,
+//! served by a fake API server on loopback that speaks the real list/watch JSON. Pods
+//! becoming ready, unready and deleted change the endpoints; a target port added to
+//! the pool adds a rank per pod; a selector changed restarts the pod watch; a missing
+//! pool is an error naming it.
+//!
+//! Waits are on the endpoint sets the source hands over, under a one-second deadline
+//! (GIE's promise for a change to reach the picker).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use igw::epp::discovery::kubernetes::KubernetesPool;
+use igw::epp::discovery::{Discovery, EndpointSink};
+use igw::epp::endpoint::Endpoint;
+use serde_json::{Value, json};
+use support::fake_kube::FakeKube;
+use tokio::sync::watch;
+
+const NS: &str = "inference";
+const WITHIN: Duration = Duration::from_secs(1);
+
+/// Records every endpoint set it is given.
+struct Recorder(Mutex<watch::Sender<Vec<(String, String)>>>);
+
+impl EndpointSink for Recorder {
+    fn set_endpoints(&self, endpoints: Vec<Endpoint>) {
+        let set = endpoints
+            .into_iter()
+            .map(|e| (e.name, e.address.to_string()))
+            .collect();
+        self.0.lock().unwrap().send_replace(set);
+    }
+}
+
+fn pool(selector: Value, ports: &[u16]) -> Value {
+    json!({
+        "apiVersion": "inference.networking.k8s.io/v1",
+        "kind": "InferencePool",
+        "metadata": {"name": "llama", "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "targetPorts": ports.iter().map(|p| json!({"number": p})).collect::<Vec<_>>(),
+            "endpointPickerRef": {"name": "llama-epp", "port": {"number": 9002}}
+        }
+    })
+}
+
+fn pod(name: &str, ip: &str, app: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+        "status": {
+            "podIP": ip,
+            "conditions": [
+                {"type": "ContainersReady", "status": "True"},
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}
+            ]
+        }
+    })
+}
+
+async fn wait(rx: &mut watch::Receiver<Vec<(String, String)>>, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.to_string()))
+        .collect();
+    let got = tokio::time::timeout(WITHIN, rx.wait_for(|set| *set == want))
+        .await
+        .is_ok();
+    assert!(
+        got,
+        "not {want:?} within {WITHIN:?}; last: {:?}",
+        *rx.borrow()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_pods_of_the_pool_are_its_endpoints_and_changes_follow() {
+    let kube = FakeKube::start().await;
+    kube.apply("inferencepools", pool(json!({"app": "vllm"}), &[8000]));
+    kube.apply("pods", pod("vllm-0", "10.0.0.1", "vllm", true));
+    kube.apply("pods", pod("vllm-1", "10.0.0.2", "vllm", false));
+    kube.apply("pods", pod("other-0", "10.0.0.9", "other", true));
+
+    let source = KubernetesPool::open(kube.client(), NS, "llama")
+        .await
+        .unwrap();
+    let initial: Vec<_> = source
+        .initial()
+        .into_iter()
+        .map(|e| (e.name, e.address.to_string()))
+        .collect();
+    assert_eq!(
+        initial,
+        [("vllm-0-rank-0".to_string(), "10.0.0.1:8000".to_string())]
+    );
+    assert_eq!(
+        source.describe(),
+        "InferencePool inference/llama on the Kubernetes API"
+    );
+
+    let (tx, mut rx) = watch::channel(initial);
+    let sink = Arc::new(Recorder(Mutex::new(tx)));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(Box::new(source).run(
+        sink,
+        Box::pin(async move {
+            let _ = stop_rx.await;
+        }),
+    ));
+
+    // A pod becomes ready.
+    kube.apply("pods", pod("vllm-1", "10.0.0.2", "vllm", true));
+    wait(
+        &mut rx,
+        &[
+            ("vllm-0-rank-0", "10.0.0.1:8000"),
+            ("vllm-1-rank-0", "10.0.0.2:8000"),
+        ],
+    )
+    .await;
+    // One becomes unready, a new one arrives ready.
+    kube.apply("pods", pod("vllm-0", "10.0.0.1", "vllm", false));
+    kube.apply("pods", pod("vllm-2", "10.0.0.3", "vllm", true));
+    wait(
+        &mut rx,
+        &[
+            ("vllm-1-rank-0", "10.0.0.2:8000"),
+            ("vllm-2-rank-0", "10.0.0.3:8000"),
+        ],
+    )
+    .await;
+    // One is deleted.
+    kube.delete("pods", "vllm-1");
+    wait(&mut rx, &[("vllm-2-rank-0", "10.0.0.3:8000")]).await;
+    // A second target port: one endpoint per rank.
+    kube.apply(
+        "inferencepools",
+        pool(json!({"app": "vllm"}), &[8000, 8001]),
+    );
+    wait(
+        &mut rx,
+        &[
+            ("vllm-2-rank-0", "10.0.0.3:8000"),
+            ("vllm-2-rank-1", "10.0.0.3:8001"),
+        ],
+    )
+    .await;
+    // The selector now picks the other app: the pod watch restarts on it.
+    kube.apply("inferencepools", pool(json!({"app": "other"}), &[8000]));
+    wait(&mut rx, &[("other-0-rank-0", "10.0.0.9:8000")]).await;
+    // A pod being deleted (terminating) leaves at once.
+    let mut terminating = pod("other-0", "10.0.0.9", "other", true);
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-12-08T00:00:00Z");
+    kube.apply("pods", terminating);
+    wait(&mut rx, &[]).await;
+
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_pool_is_an_error_naming_it() {
+    let kube = FakeKube::start().await;
+    let err = KubernetesPool::open(kube.client(), NS, "nowhere")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(err, "InferencePool inference/nowhere not found");
+}
