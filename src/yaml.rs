@@ -40,6 +40,22 @@ impl MessageFormatter for Messages {
     }
 }
 
+/// Decodes `text` as a `T`; on failure, the path of the field it failed at (`.` for
+/// the document itself, `spec.targetPorts[1]` deeper) and the message.
+pub fn decode_with_path<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
+    let mut field = String::new();
+    serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            field = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        let field = if field.is_empty() { ".".into() } else { field };
+        (field, error_text(&e))
+    })
+}
+
 /// Whether `text` holds nothing but blank lines and comments.
 pub fn is_blank(text: &str) -> bool {
     text.lines()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::plan::StagePlan;
 use super::workload::{PromptText, WorkloadError, WorkloadRequest};
-use crate::sim::tokens::Tokenizer;
+use crate::sim::tokens::{Tokenizer, map_in_threads};
 
 /// Fewest distinct prompts per thread worth a thread of its own.
 const MIN_PER_THREAD: usize = 64;
@@ -76,28 +76,13 @@ fn encode_all(
     tokenizer: &Tokenizer,
     threads: usize,
 ) -> Vec<Option<Vec<u32>>> {
-    let threads = threads.clamp(1, (requests.len() / MIN_PER_THREAD).max(1));
-    let chunk = requests.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = requests
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|r| prompt_ids(tokenizer, &r.prompt))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| match part.join() {
-                Ok(done) => done,
-                // Encoding does not panic; if it ever did, the panic is the caller's.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    map_in_threads(
+        requests,
+        threads,
+        MIN_PER_THREAD,
+        |_| (),
+        |(), r| prompt_ids(tokenizer, &r.prompt),
+    )
 }
 
 /// The first 60 characters of `text`, for an error message.

@@ -107,17 +107,12 @@ impl EndpointsFile {
                 ),
             });
         }
-        let mut field = String::new();
-        let decoded = serde_saphyr::with_deserializer_from_str(text, |de| {
-            serde_path_to_error::deserialize::<_, Wire>(de).map_err(|e| {
-                field = e.path().to_string();
-                e.into_inner()
-            })
-        });
-        let wire = decoded.map_err(|e| PoolError::Decode {
-            file: file.to_string(),
-            field: if field.is_empty() { ".".into() } else { field },
-            message: crate::yaml::error_text(&e),
+        let wire = crate::yaml::decode_with_path::<Wire>(text).map_err(|(field, message)| {
+            PoolError::Decode {
+                file: file.to_string(),
+                field,
+                message,
+            }
         })?;
         validate(wire).map_err(|(field, message)| PoolError::Invalid {
             file: file.to_string(),

@@ -178,18 +178,14 @@ impl StaticPool {
 
     /// Parses and validates a pool manifest; `file` names it in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<StaticPool, PoolError> {
-        let mut field = String::new();
-        let decoded = serde_saphyr::with_deserializer_from_str(text, |de| {
-            serde_path_to_error::deserialize::<_, PoolFile>(de).map_err(|e| {
-                field = e.path().to_string();
-                e.into_inner()
-            })
-        });
-        let pool = decoded.map_err(|e| PoolError::Decode {
-            file: file.to_string(),
-            field: if field.is_empty() { ".".into() } else { field },
-            message: crate::yaml::error_text(&e),
-        })?;
+        let pool =
+            crate::yaml::decode_with_path::<PoolFile>(text).map_err(|(field, message)| {
+                PoolError::Decode {
+                    file: file.to_string(),
+                    field,
+                    message,
+                }
+            })?;
         let invalid = |field: &str, message: String| PoolError::Invalid {
             file: file.to_string(),
             field: field.to_string(),

@@ -116,20 +116,38 @@ pub fn map_with_encoders<T: Sync, R: Send>(
     min_per_thread: usize,
     f: impl Fn(&OwnEncoder, &T) -> R + Sync,
 ) -> Vec<R> {
+    let encoder = |alone: bool| match alone {
+        true => OwnEncoder::shared(),
+        false => OwnEncoder::new(),
+    };
+    map_in_threads(items, threads, min_per_thread, encoder, f)
+}
+
+/// `f` over `items`, in order, on up to `threads` threads (at least `min_per_thread`
+/// items each), each thread with a state of its own from `init` (`init(true)` when
+/// one thread does it all, on the caller's). The result does not depend on the
+/// number of threads.
+pub fn map_in_threads<T: Sync, S, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_per_thread: usize,
+    init: impl Fn(bool) -> S + Sync,
+    f: impl Fn(&S, &T) -> R + Sync,
+) -> Vec<R> {
     let threads = threads.clamp(1, (items.len() / min_per_thread.max(1)).max(1));
     if threads == 1 {
-        let shared = OwnEncoder::shared();
-        return items.iter().map(|item| f(&shared, item)).collect();
+        let state = init(true);
+        return items.iter().map(|item| f(&state, item)).collect();
     }
     let chunk = items.len().div_ceil(threads);
-    let f = &f;
+    let (f, init) = (&f, &init);
     std::thread::scope(|scope| {
         let parts: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    let own = OwnEncoder::new();
-                    part.iter().map(|item| f(&own, item)).collect::<Vec<_>>()
+                    let state = init(false);
+                    part.iter().map(|item| f(&state, item)).collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -137,8 +155,8 @@ pub fn map_with_encoders<T: Sync, R: Send>(
             .into_iter()
             .flat_map(|part| match part.join() {
                 Ok(done) => done,
-                // Tokenising does not panic; if it ever did, the panic belongs to
-                // the caller, not to a lost batch.
+                // The work does not panic; if it ever did, the panic belongs to the
+                // caller, not to a lost batch.
                 Err(panic) => std::panic::resume_unwind(panic),
             })
             .collect()
