@@ -1,8 +1,9 @@
 //! The pool from the Kubernetes API: an InferencePool and the pods its selector picks,
 //! served by a fake API server on loopback that speaks the real list/watch JSON. Pods
 //! becoming ready, unready and deleted change the endpoints; a target port added to
-//! the pool adds a rank per pod; a selector changed restarts the pod watch; a missing
-//! pool is an error naming it.
+//! the pool adds a rank per pod; a selector changed restarts the pod watch; a watch
+//! dropped by the server and resumed into 410 Gone lists again; a missing pool is an
+//! error naming it.
 //!
 //! Waits are on the endpoint sets the source hands over, under a one-second deadline
 //! (GIE's promise for a change to reach the picker).
@@ -153,6 +154,32 @@ async fn ready_pods_of_the_pool_are_its_endpoints_and_changes_follow() {
     // The selector now picks the other app: the pod watch restarts on it.
     kube.apply("inferencepools", pool(json!({"app": "other"}), &[8000]));
     wait(&mut rx, &[("other-0-rank-0", "10.0.0.9:8000")]).await;
+    // A bookmark moves the watch's version on without a change.
+    kube.bookmark("pods", "Pod", "v1");
+    // The server drops its watches and compacts past a change the pod watch never saw
+    // (a pod its selector does not pick); then a pod arrives while nobody watches.
+    // Resuming from its old version gets 410 Gone, the watcher lists again, and the
+    // endpoints follow the list.
+    kube.apply("pods", pod("unrelated-0", "10.0.0.50", "nobody", true));
+    kube.compact();
+    kube.apply("pods", pod("other-1", "10.0.0.10", "other", true));
+    wait(
+        &mut rx,
+        &[
+            ("other-0-rank-0", "10.0.0.9:8000"),
+            ("other-1-rank-0", "10.0.0.10:8000"),
+        ],
+    )
+    .await;
+    assert!(
+        kube.gone_served() >= 1,
+        "the resumed watch was not answered 410 Gone"
+    );
+    kube.apply("pods", pod("unrelated-1", "10.0.0.51", "nobody", true));
+    kube.compact();
+    kube.delete("pods", "other-1");
+    wait(&mut rx, &[("other-0-rank-0", "10.0.0.9:8000")]).await;
+    assert!(kube.gone_served() >= 2);
     // A pod being deleted (terminating) leaves at once.
     let mut terminating = pod("other-0", "10.0.0.9", "other", true);
     terminating["metadata"]["deletionTimestamp"] = json!("2026-12-08T00:00:00Z");

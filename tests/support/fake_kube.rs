@@ -2,8 +2,10 @@
 //! resources igw reads: `GET` of one object, lists (`labelSelector`, `fieldSelector`
 //! `metadata.name=`) with a `resourceVersion`, and watches (`watch=true`) streaming
 //! newline-delimited `ADDED`/`MODIFIED`/`DELETED` events from the version asked,
-//! held open. The test changes objects through [`FakeKube`]; every change gets the
-//! next resourceVersion, as etcd's revision does. A real kube-apiserver cannot run
+//! held open, with BOOKMARK events on demand. [`FakeKube::compact`] drops the open
+//! watches and the history, so a watcher resuming from an old resourceVersion gets
+//! 410 Gone and must list again. The test changes objects through [`FakeKube`]; every
+//! change gets the next resourceVersion, as etcd's revision does. A real kube-apiserver cannot run
 //! here; kube's client talks to this one as to a cluster.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ use tokio::sync::broadcast;
 struct Change {
     collection: String,
     version: u64,
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, or `END` (close the watches: the
+    /// server dropped them, as an API server does on compaction or restart).
     kind: &'static str,
     object: Value,
 }
@@ -35,6 +39,10 @@ struct Store {
     /// collection (`pods`, `inferencepools`) → name → object.
     objects: BTreeMap<String, BTreeMap<String, Value>>,
     history: Vec<Change>,
+    /// Versions at or below this are compacted away: a watch from one gets 410 Gone.
+    compacted: u64,
+    /// Watches answered 410 Gone.
+    gone: u64,
 }
 
 #[derive(Clone)]
@@ -106,6 +114,41 @@ impl FakeKube {
         };
         s.history.push(change.clone());
         let _ = self.shared.changes.send(change);
+    }
+
+    /// Ends every open watch and forgets the history up to now, as etcd's compaction
+    /// does: a watcher that resumes from an older resourceVersion gets 410 Gone and
+    /// must list again.
+    pub fn compact(&self) {
+        let mut s = self.shared.store.lock().unwrap();
+        s.compacted = s.version;
+        s.history.clear();
+        let _ = self.shared.changes.send(Change {
+            collection: String::new(),
+            version: u64::MAX,
+            kind: "END",
+            object: Value::Null,
+        });
+    }
+
+    /// Sends a BOOKMARK event (the current resourceVersion, no object change) on the
+    /// open watches of `collection`.
+    pub fn bookmark(&self, collection: &str, kind: &str, api_version: &str) {
+        let s = self.shared.store.lock().unwrap();
+        let _ = self.shared.changes.send(Change {
+            collection: collection.to_string(),
+            version: u64::MAX,
+            kind: "BOOKMARK",
+            object: json!({
+                "kind": kind, "apiVersion": api_version,
+                "metadata": {"resourceVersion": s.version.to_string()}
+            }),
+        });
+    }
+
+    /// How many watches were answered 410 Gone.
+    pub fn gone_served(&self) -> u64 {
+        self.shared.store.lock().unwrap().gone
     }
 
     /// Deletes the object `name` from `collection`.
@@ -197,7 +240,7 @@ fn serve_one(s: Shared, collection: String, name: String) -> Response {
 }
 
 fn serve_collection(s: Shared, collection: String, query: BTreeMap<String, String>) -> Response {
-    let store = s.store.lock().unwrap();
+    let mut store = s.store.lock().unwrap();
     if query.get("watch").is_none_or(|w| w != "true" && w != "1") {
         let items: Vec<Value> = store
             .objects
@@ -218,6 +261,18 @@ fn serve_collection(s: Shared, collection: String, query: BTreeMap<String, Strin
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if from != 0 && from < store.compacted {
+        store.gone += 1;
+        let gone = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({})", store.compacted),
+            "reason": "Expired", "code": 410
+        }});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(format!("{gone}\n")))
+            .unwrap();
+    }
     // Subscribed under the lock, so no change falls between history and live.
     let live = s.changes.subscribe();
     let past: Vec<Change> = store
@@ -241,6 +296,7 @@ fn serve_collection(s: Shared, collection: String, query: BTreeMap<String, Strin
     let live = futures::stream::unfold(live, move |mut rx| async move {
         loop {
             match rx.recv().await {
+                Ok(c) if c.kind == "END" => return None,
                 Ok(c) => return Some((c, rx)),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -250,8 +306,9 @@ fn serve_collection(s: Shared, collection: String, query: BTreeMap<String, Strin
     let live = {
         let query = query.clone();
         live.filter(move |c| {
-            let keep =
-                c.collection == collection && c.version > from && selected(&c.object, &query);
+            let keep = c.collection == collection
+                && c.version > from
+                && (c.kind == "BOOKMARK" || selected(&c.object, &query));
             async move { keep }
         })
         .map(move |c| line(&c))

@@ -5,7 +5,7 @@
 //! target port, named `<pod>-rank-<idx>` at `podIP:port`.
 //!
 //! Both are watched (list, then watch from its resourceVersion, re-listed after a 410
-//! Gone, by kube's watcher), and every change recomputes the endpoint set and hands
+//! Gone, by kube's watcher; retried after 100 ms, doubling, when a watch fails), and every change recomputes the endpoint set and hands
 //! it to the sink when it differs. A pool whose selector changes restarts the pod
 //! watch with the new one. Readiness decides membership; stale metrics only make an
 //! endpoint untrusted for the scorers (the datastore's rule), they do not remove it.
@@ -13,11 +13,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 
@@ -87,6 +89,41 @@ fn endpoints(shape: &PoolShape, pods: &BTreeMap<String, Pod>) -> Vec<Endpoint> {
     out
 }
 
+/// Waits between a failed watch and the next try: 100 ms, doubling to 30 s, back
+/// to 100 ms once an event arrives. kube's default starts at 800 ms with jitter, so a
+/// watch the API server dropped (compaction, 410 Gone) took over a second to list
+/// again; the picker's endpoints should follow the cluster within one.
+struct Reconnect {
+    next: Duration,
+}
+
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+impl Default for Reconnect {
+    fn default() -> Reconnect {
+        Reconnect {
+            next: RECONNECT_FIRST,
+        }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(RECONNECT_MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.next = RECONNECT_FIRST;
+    }
+}
+
 /// The pool watched on the Kubernetes API.
 pub struct KubernetesPool {
     client: Client,
@@ -135,13 +172,13 @@ impl KubernetesPool {
             pools,
             watcher::Config::default().fields(&format!("metadata.name={}", self.pool)),
         )
-        .default_backoff()
+        .backoff(Reconnect::default())
         .boxed();
         let mut current = endpoints(&self.shape, &self.pods);
         'selector: loop {
             let config = watcher::Config::default().labels(&self.shape.label_selector());
             let mut pod_events = watcher::watcher(pods.clone(), config)
-                .default_backoff()
+                .backoff(Reconnect::default())
                 .boxed();
             // Pods listed afresh by a (re)started watch, held until its list ends.
             let mut relisting: Option<BTreeMap<String, Pod>> = None;
