@@ -2,8 +2,8 @@
 //! served by a fake API server on loopback that speaks the real list/watch JSON. Pods
 //! becoming ready, unready and deleted change the endpoints; a target port added to
 //! the pool adds a rank per pod; a selector changed restarts the pod watch; a watch
-//! dropped by the server and resumed into 410 Gone lists again; a missing pool is an
-//! error naming it.
+//! dropped by the server and resumed into 410 Gone lists again; a missing pool and a
+//! 403 Forbidden are errors naming what could not be read.
 //!
 //! Waits are on the endpoint sets the source hands over, under a one-second deadline
 //! (GIE's promise for a change to reach the picker).
@@ -191,12 +191,36 @@ async fn ready_pods_of_the_pool_are_its_endpoints_and_changes_follow() {
 }
 
 #[tokio::test]
-async fn a_missing_pool_is_an_error_naming_it() {
+async fn a_missing_pool_or_missing_access_is_an_error_naming_it() {
     let kube = FakeKube::start().await;
-    let err = KubernetesPool::open(kube.client(), NS, "nowhere")
-        .await
-        .err()
-        .unwrap()
-        .to_string();
-    assert_eq!(err, "InferencePool inference/nowhere not found");
+    let open = |pool: &'static str| {
+        let client = kube.client();
+        async move {
+            KubernetesPool::open(client, NS, pool)
+                .await
+                .err()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        open("nowhere").await,
+        "InferencePool inference/nowhere not found"
+    );
+
+    kube.apply("inferencepools", pool(json!({"app": "vllm"}), &[8000]));
+    kube.forbid("pods");
+    let err = open("llama").await;
+    assert!(
+        err.starts_with("cannot list the pods of inference/llama: "),
+        "{err}"
+    );
+    assert!(err.contains("forbidden"), "{err}");
+    kube.forbid("inferencepools");
+    let err = open("llama").await;
+    assert!(
+        err.starts_with("cannot read InferencePool inference/llama: "),
+        "{err}"
+    );
+    assert!(err.contains("forbidden"), "{err}");
 }

@@ -43,6 +43,8 @@ struct Store {
     compacted: u64,
     /// Watches answered 410 Gone.
     gone: u64,
+    /// Collections every request for is answered 403 Forbidden (RBAC missing).
+    forbidden: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -146,6 +148,17 @@ impl FakeKube {
         });
     }
 
+    /// Answers every request for `collection` 403 Forbidden, as the API server does
+    /// for a service account its Role does not cover.
+    pub fn forbid(&self, collection: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .forbidden
+            .push(collection.to_string());
+    }
+
     /// How many watches were answered 410 Gone.
     pub fn gone_served(&self) -> u64 {
         self.shared.store.lock().unwrap().gone
@@ -223,8 +236,26 @@ async fn get_one_grouped(
     serve_one(s, collection, name)
 }
 
+/// The API server's 403 for `collection`, when it is forbidden.
+fn forbidden(store: &Store, collection: &str) -> Option<Response> {
+    store.forbidden.iter().any(|c| c == collection).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{collection} is forbidden: User \"system:serviceaccount:inference:epp\" cannot list resource \"{collection}\""),
+                "reason": "Forbidden", "code": 403
+            })),
+        )
+            .into_response()
+    })
+}
+
 fn serve_one(s: Shared, collection: String, name: String) -> Response {
     let store = s.store.lock().unwrap();
+    if let Some(denied) = forbidden(&store, &collection) {
+        return denied;
+    }
     match store.objects.get(&collection).and_then(|o| o.get(&name)) {
         Some(object) => axum::Json(object.clone()).into_response(),
         None => (
@@ -241,6 +272,9 @@ fn serve_one(s: Shared, collection: String, name: String) -> Response {
 
 fn serve_collection(s: Shared, collection: String, query: BTreeMap<String, String>) -> Response {
     let mut store = s.store.lock().unwrap();
+    if let Some(denied) = forbidden(&store, &collection) {
+        return denied;
+    }
     if query.get("watch").is_none_or(|w| w != "true" && w != "1") {
         let items: Vec<Value> = store
             .objects
