@@ -16,7 +16,9 @@ use std::time::Duration;
 use igw::epp::discovery::kubernetes::KubernetesPool;
 use igw::epp::discovery::{Discovery, EndpointSink};
 use igw::epp::endpoint::Endpoint;
+use igw::sim::options::EngineOptions;
 use serde_json::{Value, json};
+use support::epp::{picker, replica_at, short_request, sim_config, view};
 use support::fake_kube::FakeKube;
 use tokio::sync::watch;
 
@@ -223,4 +225,83 @@ async fn a_missing_pool_or_missing_access_is_an_error_naming_it() {
         "{err}"
     );
     assert!(err.contains("forbidden"), "{err}");
+}
+
+/// A kubeconfig for `server`, namespace `inference`, written to a scratch file.
+fn kubeconfig(server: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("igw-kube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster: {{server: '{server}'}}
+users:
+- name: epp
+  user: {{}}
+contexts:
+- name: fake
+  context: {{cluster: fake, user: epp, namespace: {NS}}}
+current-context: fake
+"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `igw epp run --pool-name llama --pool-namespace inference --kubeconfig F`: the
+/// picker finds its replicas as the pool's ready pods (two simulators on their own
+/// loopback addresses, one port, as pods are) and stops routing to one that turns
+/// unready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_picker_routes_to_the_pools_ready_pods() {
+    // A port free on 127.0.0.2, then both "pods" on it at their own IPs.
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let b: std::net::SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let config = || sim_config(EngineOptions::default(), 1000.0);
+    let _sim_a = replica_at(a, config()).await;
+    let _sim_b = replica_at(b, config()).await;
+
+    let kube = FakeKube::start().await;
+    kube.apply("inferencepools", pool(json!({"app": "vllm"}), &[port]));
+    kube.apply("pods", pod("vllm-0", "127.0.0.2", "vllm", true));
+    kube.apply("pods", pod("vllm-1", "127.0.0.3", "vllm", true));
+    let file = kubeconfig(&kube.url);
+    let p = picker(&[], |o| {
+        o.endpoints = None;
+        o.kubeconfig = Some(file.clone());
+        o.pool_name = "llama".into();
+        o.pool_namespace = NS.into();
+    })
+    .await;
+    p.wait_healthy(&[a, b]).await;
+    let names: Vec<_> = p
+        .epp
+        .pool
+        .endpoints()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(names, ["vllm-0-rank-0", "vllm-1-rank-0"]);
+    assert_eq!(p.send(&short_request("both"), None).await.status, 200);
+
+    kube.apply("pods", pod("vllm-0", "127.0.0.2", "vllm", false));
+    p.wait_for("only vllm-1 left", |v| {
+        v.len() == 1 && view(v, b)["health"] == "healthy"
+    })
+    .await;
+    for i in 0..4 {
+        let r = p.send(&short_request(&format!("after {i}")), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.served.as_deref(), Some(b.to_string().as_str()));
+    }
+    p.epp.shutdown().await;
+    let _ = std::fs::remove_file(&file);
 }

@@ -41,6 +41,10 @@ pub struct EppOptions {
     /// `default`). Without Kubernetes it only names the pool in logs.
     #[arg(long, env = "NAMESPACE", default_value = "default")]
     pub pool_namespace: String,
+    /// The kubeconfig to reach the Kubernetes API with (controller-runtime's flag);
+    /// without it, the in-cluster config, else `KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// GIE's log verbosity: 2 (the default) info, 3 and 4 debug, 5 trace. `RUST_LOG`
     /// wins when set.
     #[arg(long = "v", value_name = "LEVEL", default_value_t = 2)]
@@ -166,6 +170,7 @@ impl EppOptions {
             endpoints_file: None,
             pool_name: "igw-pool".into(),
             pool_namespace: "default".into(),
+            kubeconfig: None,
             verbosity: 2,
             zap_encoder: "console".into(),
             config: None,
@@ -369,13 +374,25 @@ impl EppOptions {
     /// The InferencePool `--pool-name` on the Kubernetes API (in-cluster config, or the
     /// kubeconfig), when no file gives the pool.
     async fn kubernetes_pool(&self) -> anyhow::Result<KubernetesPool> {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            anyhow::anyhow!(
-                "give the pool with --pool-file, --endpoints or --endpoints-file, or a file-discovery plugin in the config; or run where a Kubernetes config is (in a cluster, or with a kubeconfig) to read InferencePool {}/{}: {e}",
-                self.pool_namespace,
-                self.pool_name
-            )
-        })?;
+        let client = match &self.kubeconfig {
+            Some(path) => {
+                let config = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", path.display()))?;
+                let options = kube::config::KubeConfigOptions::default();
+                let config = kube::Config::from_custom_kubeconfig(config, &options)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", path.display()))?;
+                kube::Client::try_from(config)
+                    .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", path.display()))?
+            }
+            None => kube::Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "give the pool with --pool-file, --endpoints or --endpoints-file, or a file-discovery plugin in the config; or run where a Kubernetes config is (in a cluster, or with a kubeconfig) to read InferencePool {}/{}: {e}",
+                    self.pool_namespace,
+                    self.pool_name
+                )
+            })?,
+        };
         KubernetesPool::open(client, &self.pool_namespace, &self.pool_name).await
     }
 
